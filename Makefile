@@ -1,0 +1,27 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test leaderboard perf clean
+
+setup: $(STAMP)
+
+# Reinstall only when the project metadata changes.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+leaderboard: $(STAMP)
+	$(VENV)/bin/simstress run --scale default
+	$(VENV)/bin/simstress leaderboard
+
+perf: $(STAMP)
+	$(VENV)/bin/simstress perf
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,231 @@
+"""Metric specs, parameterised ids (`rbf_cka[sigma=0.5]`), the `register` decorator and the metric registry."""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import math
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Literal, Mapping
+
+import torch
+
+from .registry import Registry, UnknownNameError, closest, natural_key
+
+INVARIANCES = ("translation", "isotropic_scaling", "orthogonal", "permutation", "invertible_linear")
+Kind = Literal["similarity", "distance"]
+MetricFn = Callable[..., torch.Tensor]
+
+REGISTRY: Registry["MetricSpec"] = Registry("metric", "metrics", "simstress.metrics")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Everything the suite knows about a metric besides its code. Frozen: a change of values bumps `version`."""
+
+    name: str
+    fn: MetricFn = field(repr=False, compare=False)
+    kind: Kind
+    symmetric: bool
+    invariances: frozenset[str]
+    needs_labels: bool
+    differentiable: bool
+    min_samples: int
+    cost: str
+    reference: str
+    version: int
+    params: Mapping[str, Any]
+    value_range: tuple[float, float]
+    variants: tuple[Mapping[str, Any], ...]
+    summary: str
+    check_params: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def best(self) -> float:
+        """The value of a perfect match: the top of the range for a similarity, the bottom for a distance."""
+        return self.value_range[1] if self.kind == "similarity" else self.value_range[0]
+
+    def as_similarity(self, value: float | torch.Tensor) -> float | torch.Tensor:
+        """Orient a value as "higher = more similar", with a perfect match at 1 where the range allows.
+
+        similarity: unchanged. distance with a finite range [lo, hi]: 1 − (v − lo)/(hi − lo).
+        distance unbounded above: 1 / (1 + v − lo).
+        """
+        if self.kind == "similarity":
+            return value
+        lo, hi = self.value_range
+        if math.isfinite(hi):
+            return 1.0 - (value - lo) / (hi - lo)
+        return 1.0 / (1.0 + (value - lo))
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return format(value, "g")
+    return str(value)
+
+
+def canonical_id(name: str, params: Mapping[str, Any], defaults: Mapping[str, Any]) -> str:
+    """`name[k=v,...]` with only non-default parameters, sorted, so equal metrics share one id."""
+    diff = {k: v for k, v in params.items() if v != defaults[k]}
+    if not diff:
+        return name
+    return f"{name}[{','.join(f'{k}={format_value(diff[k])}' for k in sorted(diff))}]"
+
+
+_ID = re.compile(r"^\s*([^\[\]\s]+)\s*(?:\[(.*)\])?\s*$")
+
+
+def _coerce(name: str, key: str, text: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            if text.lower() in ("true", "1", "yes"):
+                return True
+            if text.lower() in ("false", "0", "no"):
+                return False
+            raise ValueError(text)
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        return text
+    except ValueError:
+        raise ValueError(
+            f"parameter {key}={text!r} of metric {name!r} must be {type(default).__name__} "
+            f"(default {format_value(default)})"
+        ) from None
+
+
+def parse_id(metric_id: str) -> tuple[MetricSpec, dict[str, Any]]:
+    """Split `name[k=v,...]` into the registered spec and the full parameter dict (defaults filled in)."""
+    m = _ID.match(metric_id)
+    if not m:
+        raise ValueError(f"malformed metric id {metric_id!r}; expected NAME or NAME[param=value,...]")
+    name, body = m.group(1), m.group(2)
+    spec = REGISTRY.get(name)
+    params = dict(spec.params)
+    if body and body.strip():
+        for item in body.split(","):
+            if "=" not in item:
+                raise ValueError(f"malformed parameter {item.strip()!r} in {metric_id!r}; expected param=value")
+            key, text = (s.strip() for s in item.split("=", 1))
+            if key not in spec.params:
+                near = closest(key, list(spec.params)) or list(spec.params)
+                hint = f"valid: {', '.join(near)}" if near else "it takes no parameters"
+                raise UnknownNameError(f"metric {name!r} has no parameter {key!r}; {hint}")
+            params[key] = _coerce(name, key, text, spec.params[key])
+    if spec.check_params is not None:
+        spec.check_params(params)
+    return spec, params
+
+
+class Metric:
+    """A metric bound to its parameters: call it on torch tensors, get a 0-d tensor (autograd kept)."""
+
+    def __init__(self, spec: MetricSpec, params: dict[str, Any]) -> None:
+        self.spec = spec
+        self.params = MappingProxyType(dict(params))
+        self.id = canonical_id(spec.name, params, spec.params)
+
+    def __repr__(self) -> str:
+        return f"Metric({self.id!r})"
+
+    def __call__(self, X: torch.Tensor, Y: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        from .inputs import check_shapes
+
+        check_shapes(self.spec, X, Y, labels)
+        if self.spec.needs_labels:
+            return self.spec.fn(X, Y, labels=labels, **self.params)
+        return self.spec.fn(X, Y, **self.params)
+
+    def as_similarity(self, value: float | torch.Tensor) -> float | torch.Tensor:
+        return self.spec.as_similarity(value)
+
+
+def get_metric(metric_id: str) -> Metric:
+    """The metric for an id such as `linear_cka` or `rbf_cka[sigma=0.5]`; unknown ids list the closest ones."""
+    spec, params = parse_id(metric_id)
+    return Metric(spec, params)
+
+
+def list_metrics(pattern: str = "*") -> list[str]:
+    """Registered metric ids (base names and their declared variants) matching a glob, in natural order."""
+    ids = []
+    for name in REGISTRY.names():
+        spec = REGISTRY.get(name)
+        ids.append(name)
+        ids.extend(canonical_id(name, {**spec.params, **v}, spec.params) for v in spec.variants)
+    pats = [p.strip() for p in pattern.split(",")]
+    return sorted({i for i in ids if any(fnmatch.fnmatchcase(i, p) for p in pats)}, key=natural_key)
+
+
+def register(
+    *,
+    kind: Kind = "similarity",
+    symmetric: bool = True,
+    invariances: tuple[str, ...] | frozenset[str] = (),
+    needs_labels: bool = False,
+    differentiable: bool = False,
+    min_samples: int = 2,
+    cost: str,
+    reference: str,
+    version: int = 1,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    variants: tuple[Mapping[str, Any], ...] = (),
+    check_params: Callable[[dict[str, Any]], None] | None = None,
+    name: str | None = None,
+) -> Callable[[MetricFn], MetricFn]:
+    """Register `fn(X, Y, *, [labels,] **params) -> 0-d Tensor` under its function name (or `name`).
+
+    Parameters are the keyword-only arguments of `fn` with their defaults; `variants` are extra parameter sets
+    that `list_metrics` (and so the leaderboard) includes as ids of their own. The docstring's first line is the
+    one-line summary shown by `simstress list metrics`.
+    """
+    bad = set(invariances) - set(INVARIANCES)
+    if bad:
+        raise ValueError(f"unknown invariances {sorted(bad)}; choose from {INVARIANCES}")
+    if kind not in ("similarity", "distance"):
+        raise ValueError(f"kind must be 'similarity' or 'distance', got {kind!r}")
+
+    def decorate(fn: MetricFn) -> MetricFn:
+        sig = inspect.signature(fn)
+        params = {
+            p.name: p.default
+            for p in sig.parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "labels"
+        }
+        if any(v is inspect.Parameter.empty for v in params.values()):
+            raise ValueError(f"every keyword-only parameter of {fn.__name__} needs a default")
+        for v in variants:
+            unknown = set(v) - set(params)
+            if unknown:
+                raise ValueError(f"variant {dict(v)} of {fn.__name__} names unknown parameters {sorted(unknown)}")
+        doc = inspect.getdoc(fn)
+        if not doc:
+            raise ValueError(f"metric {fn.__name__} needs a docstring with its formula and a citation")
+        spec = MetricSpec(
+            name=name or fn.__name__,
+            fn=fn,
+            kind=kind,
+            symmetric=symmetric,
+            invariances=frozenset(invariances),
+            needs_labels=needs_labels,
+            differentiable=differentiable,
+            min_samples=min_samples,
+            cost=cost,
+            reference=reference,
+            version=version,
+            params=MappingProxyType(params),
+            value_range=value_range,
+            variants=tuple(MappingProxyType(dict(v)) for v in variants),
+            summary=doc.splitlines()[0],
+            check_params=check_params,
+        )
+        REGISTRY.add(spec.name, spec, f"{fn.__module__}.{fn.__qualname__}")
+        return fn
+
+    return decorate

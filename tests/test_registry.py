@@ -1,0 +1,77 @@
+"""The metric registry: ids with parameters, wildcard listing, helpful errors, duplicate refusal."""
+
+import math
+
+import pytest
+import torch
+
+import metrics
+from metrics.registry import DuplicateNameError, UnknownNameError, natural_key
+
+
+def test_list_metrics_globs_in_natural_order() -> None:
+    found = metrics.list_metrics("*cka*")
+    assert found[:2] == ["linear_cka", "linear_cka_debiased"]
+    assert found.index("rbf_cka[sigma=0.2]") < found.index("rbf_cka[sigma=0.5]")
+    assert all("cka" in f for f in found)
+    assert metrics.list_metrics("linear_cka,rbf_cka") == ["linear_cka", "rbf_cka"]
+    assert sorted(["x10", "x2", "x1"], key=natural_key) == ["x1", "x2", "x10"]
+
+
+def test_parameterised_ids_are_parsed_and_canonical() -> None:
+    m = metrics.get_metric("rbf_cka[sigma=0.50]")
+    assert m.params["sigma"] == 0.5 and m.id == "rbf_cka[sigma=0.5]"
+    assert metrics.get_metric("rbf_cka[sigma=1]").id == "rbf_cka"
+    assert metrics.get_metric(" rbf_cka [ sigma = 2 ] ").params["sigma"] == 2.0
+
+
+def test_unknown_ids_and_parameters_name_the_closest() -> None:
+    with pytest.raises(UnknownNameError, match="closest: linear_cka"):
+        metrics.get_metric("linear_ckaa")
+    with pytest.raises(UnknownNameError, match="valid: sigma"):
+        metrics.get_metric("rbf_cka[sigm=0.5]")
+    with pytest.raises(ValueError, match="must be float"):
+        metrics.get_metric("rbf_cka[sigma=wide]")
+    with pytest.raises(ValueError, match="malformed"):
+        metrics.get_metric("rbf_cka[sigma]")
+
+
+def test_spec_is_frozen_and_complete() -> None:
+    spec = metrics.get_metric("linear_cka").spec
+    with pytest.raises(AttributeError):
+        spec.version = 2  # type: ignore[misc]
+    assert spec.kind == "similarity" and spec.symmetric and spec.differentiable
+    assert spec.invariances == {"translation", "isotropic_scaling", "orthogonal", "permutation"}
+    assert "Kornblith" in spec.reference and spec.cost and spec.summary
+
+
+def test_registering_a_taken_name_raises() -> None:
+    with pytest.raises(DuplicateNameError, match="registered twice"):
+        @metrics.register(cost="O(1)", reference="test", name="linear_cka")
+        def impostor(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+            """Not linear CKA."""
+            return X.sum() * 0
+
+
+def test_register_refuses_unknown_invariances_and_missing_docstring() -> None:
+    with pytest.raises(ValueError, match="unknown invariances"):
+        metrics.register(cost="O(1)", reference="x", invariances=("rotation",))
+    with pytest.raises(ValueError, match="docstring"):
+        @metrics.register(cost="O(1)", reference="x", name="undocumented_metric")
+        def undocumented(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+            return X.sum()
+
+
+def test_as_similarity_orients_distances() -> None:
+    @metrics.register(kind="distance", cost="O(1)", reference="test", value_range=(0.0, math.inf),
+                      name="test_unbounded_distance")
+    def test_unbounded_distance(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        """Mean absolute difference (a throw-away distance)."""
+        return (X - Y).abs().mean()
+
+    try:
+        spec = metrics.get_metric("test_unbounded_distance").spec
+        assert spec.as_similarity(0.0) == 1.0 and spec.as_similarity(1.0) == 0.5
+        assert metrics.get_metric("linear_cka").spec.as_similarity(0.3) == 0.3
+    finally:
+        metrics.REGISTRY.remove("test_unbounded_distance")
