@@ -120,16 +120,12 @@ def check_symmetry(m: Metric, d: Data) -> Check:
     return Check("symmetric", ok, f"m(X, Y) = {a:.9g}, m(Y, X) = {b:.9g}")
 
 
-def observed_invariances(m: Metric, d: Data) -> dict[str, float]:
-    """Largest change of the value under each transform family, applied to X and to Y separately."""
+def invariance_delta(m: Metric, d: Data, name: str) -> float:
+    """Largest change of the value under one transform family, applied to X and to Y separately."""
     base = _value(m, d.X, d.Y, d.labels)
     g = torch.Generator().manual_seed(2)
-    tx, ty = _transforms(d.X.shape[1], g), _transforms(d.Y.shape[1], g)
-    return {
-        name: max(abs(_value(m, tx[name](d.X), d.Y, d.labels) - base),
-                  abs(_value(m, d.X, ty[name](d.Y), d.labels) - base))
-        for name in INVARIANCES
-    }
+    tx, ty = _transforms(d.X.shape[1], g)[name], _transforms(d.Y.shape[1], g)[name]
+    return max(abs(_value(m, tx(d.X), d.Y, d.labels) - base), abs(_value(m, d.X, ty(d.Y), d.labels) - base))
 
 
 def check_float32(m: Metric, d: Data) -> Check:
@@ -209,8 +205,7 @@ def run_check(metric_id: str, name: str, data: Data | None = None) -> Check:
     m = get_metric(metric_id)
     d = data or make_data()
     if name.startswith("invariance:"):
-        inv = name.split(":", 1)[1]
-        delta = observed_invariances(m, d)[inv]
+        delta = invariance_delta(m, d, name.split(":", 1)[1])
         return Check(name, delta <= TOL_INVARIANCE, f"max change {delta:.2e} (tolerance {TOL_INVARIANCE:g})")
     return _CHECKS[name](m, d)
 
@@ -229,7 +224,7 @@ def check_metric(metric_id: str) -> ConformanceReport:
         except Exception as exc:  # a crashing check is a failed check, reported with its error
             checks.append(Check(name, False, f"raised {type(exc).__name__}: {exc}"))
     try:
-        deltas = observed_invariances(m, d)
+        deltas = {inv: invariance_delta(m, d, inv) for inv in INVARIANCES}
         observed = frozenset(k for k, v in deltas.items() if v <= TOL_INVARIANCE)
         for inv in sorted(m.spec.invariances):
             checks.append(Check(f"invariance:{inv}", inv in observed,

@@ -116,7 +116,9 @@ class Registry(Generic[T]):
 
     def reload_plugins(self, strict: bool) -> None:
         """Re-read the entry points (after installing a plugin, or to apply --strict)."""
-        self.ensure_loaded(strict)
+        if not self._loaded:
+            self.ensure_loaded(strict)
+            return
         self._load_entry_points(strict)
 
     def _load_entry_points(self, strict: bool) -> None:

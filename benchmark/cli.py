@@ -1,0 +1,323 @@
+"""`simstress`: list metrics and tasks, check a metric, run the benchmark, render the leaderboard, time metrics."""
+
+import os
+
+# timm (when installed) must not spend minutes retrying hub downloads: nothing is fetched at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import argparse  # noqa: E402
+import difflib  # noqa: E402
+import importlib  # noqa: E402
+import importlib.util  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import ModuleType  # noqa: E402
+
+import metrics  # noqa: E402
+import tasks  # noqa: E402
+from metrics.conformance import check_metric  # noqa: E402
+from metrics.registry import DuplicateNameError, PluginError, UnknownNameError  # noqa: E402
+
+from . import runner  # noqa: E402
+from .environment import resolve_device  # noqa: E402
+from .leaderboard import HEATMAP, build_board, render, sweep_figure  # noqa: E402
+from .records import RecordError, ResultStore, write_atomic  # noqa: E402
+
+SCALES = ("smoke", "default", "full")
+EXIT_FAILED = 1       # the command ran and found a problem: cells recorded as errors, a stale page, ...
+EXIT_ERROR = 2        # the command could not run: unknown id, broken plugin under --strict, bad records, ...
+EXIT_INTERRUPTED = 130
+STRICT_HELP = "a plugin that fails to import is an error (default: a warning, and the rest runs)"
+QUIET_HELP = "no progress bars: plain output for logs"
+
+
+def _say(*lines: str) -> None:
+    print("\n".join(lines), flush=True)
+
+
+def _warn(message: str) -> None:
+    print(f"simstress: warning: {message}", file=sys.stderr, flush=True)
+
+
+def load_plugins(strict: bool) -> None:
+    """Import in-repo modules and entry-point plugins of both registries; each broken plugin is warned once."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        metrics.load_plugins(strict)
+        tasks.load_plugins(strict)
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        _warn(message)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [header, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in lines)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+# ------------------------------------------------------------------------------------------------------ list
+
+def cmd_list(args: argparse.Namespace) -> int:
+    load_plugins(args.strict)
+    if args.what == "metrics":
+        rows = []
+        for mid in metrics.list_metrics(args.pattern):
+            s = metrics.get_metric(mid).spec
+            rows.append([mid, s.kind, _yes(s.symmetric), ", ".join(sorted(s.invariances)) or "none",
+                         _yes(s.needs_labels), _yes(s.differentiable), s.cost, s.summary])
+        header = ["id", "kind", "symmetric", "invariances", "labels", "differentiable", "cost", "summary"]
+    else:
+        rows = []
+        for name in tasks.list_tasks(args.pattern):
+            t = tasks.get_task(name)
+            rows.append([t.name, t.category, ", ".join(t.scales), t.summary])
+        header = ["name", "category", "scales", "summary"]
+    if not rows:
+        _warn(f"no {args.what} match {args.pattern!r}")
+        return EXIT_ERROR
+    _say(_table(header, rows))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------- check
+
+def _import_file(path: Path) -> ModuleType:
+    """Import a .py file as a module named after it (reusing it when that file is already imported)."""
+    path = path.resolve()
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "__file__", None) and Path(mod.__file__).resolve() == path:
+            return mod
+    name = path.stem
+    if name in sys.modules:
+        raise ValueError(f"a module named {name!r} is already imported; rename {path.name} or pass its module path")
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"cannot import {path}: not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def check_targets(target: str) -> list[str]:
+    """Metric ids named by a metric id, a module path or a .py file (all metrics the module registered)."""
+    if target.endswith(".py") or Path(target).is_file():
+        module = _import_file(Path(target))
+    else:
+        try:
+            return [metrics.get_metric(target).id]
+        except (LookupError, ValueError) as not_a_metric:
+            try:
+                module = importlib.import_module(target)
+            except ModuleNotFoundError as exc:
+                if exc.name and target.startswith(exc.name):
+                    raise not_a_metric from None
+                raise
+    prefix = module.__name__ + "."
+    names = {n for n in metrics.REGISTRY.names() if metrics.REGISTRY.source(n).startswith(prefix)}
+    ids = [i for i in metrics.list_metrics() if i.split("[")[0] in names]
+    if not ids:
+        raise ValueError(f"module {module.__name__!r} registered no metric; decorate the metric with "
+                         f"@metrics.register(...)")
+    return ids
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    load_plugins(args.strict)
+    failed = []
+    for mid in check_targets(args.target):
+        report = check_metric(mid)
+        _say(f"{mid}: {'conforms' if report.passed else 'DOES NOT CONFORM'}")
+        width = max(len(c.name) for c in report.checks)
+        for c in report.checks:
+            _say(f"  {'pass' if c.ok else 'FAIL'}  {c.name.ljust(width)}  {c.detail}")
+        declared, observed = sorted(report.declared), sorted(report.observed)
+        _say(f"  invariances declared: {', '.join(declared) or 'none'}",
+             f"  invariances observed: {', '.join(observed) or 'none'}")
+        if set(declared) - set(observed):
+            _say(f"  mismatch: declared but not observed: {', '.join(sorted(set(declared) - set(observed)))}")
+        if set(observed) - set(declared):
+            _say(f"  note: holds but not declared: {', '.join(sorted(set(observed) - set(declared)))}")
+        if not report.passed:
+            failed.append(mid)
+    if failed:
+        _say(f"{len(failed)} metric(s) do not conform: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+# ------------------------------------------------------------------------------------------------------- run
+
+def cmd_run(args: argparse.Namespace) -> int:
+    load_plugins(args.strict)
+    device = resolve_device(args.device)
+    summary = runner.run(
+        ResultStore(args.results), runner.select_metrics(args.metrics), runner.select_tasks(args.tasks),
+        scale=args.scale, seeds=list(range(args.seeds)), device=device, force=args.force, quiet=args.quiet,
+    )
+    _say(*summary.lines())
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if summary.errors else 0
+
+
+# ----------------------------------------------------------------------------------------------- leaderboard
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    store = ResultStore(args.results)
+    records = store.records(args.scale)
+    conformance = {m: store.load_conformance(m) for m in sorted({r["metric"] for r in records})}
+    board = build_board(args.scale, records, conformance)
+    output = Path(args.output)
+    figures_rel = Path(os.path.relpath(store.figures_dir.resolve(), output.resolve().parent)).as_posix()
+    text = render(board, figures_rel)
+    if args.check:
+        current = output.read_text(encoding="utf-8") if output.exists() else ""
+        if current != text:
+            diff = list(difflib.unified_diff(current.splitlines(), text.splitlines(), str(output),
+                                             "from the records", lineterm="", n=1))
+            _say(f"{output} is stale: it differs from what the records give. Rerun `simstress leaderboard`.",
+                 *diff[:60], *(["..."] if len(diff) > 60 else []))
+            return EXIT_FAILED
+        names = [HEATMAP, *(sweep_figure(t.name) for t in board.sweep_tasks())]
+        missing = [n for n in names if not (store.figures_dir / n).is_file()]
+        if missing:
+            _say(f"figures missing from {store.figures_dir}: {', '.join(missing)}; rerun `simstress leaderboard`")
+            return EXIT_FAILED
+        _say(f"{output} is up to date with {len(records)} records")
+        return 0
+    from .figures import draw  # matplotlib/seaborn only when drawing
+
+    written = draw(board, store.figures_dir)
+    write_atomic(output, text)
+    _say(f"wrote {output} ({len(board.metrics)} metrics × {len(board.tasks)} tasks) and "
+         f"{len(written)} figures in {store.figures_dir}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------ perf
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    try:
+        perf = importlib.import_module(f"{__package__}.perf")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.perf":
+            raise
+        _warn("the speed benchmarks (benchmark/perf.py) are not part of this installation yet")
+        return EXIT_ERROR
+    return perf.main(args.perf_args)
+
+
+# ---------------------------------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: given after the subcommand they override, absent they keep the top-level value.
+    common.add_argument("--strict", action="store_true", default=argparse.SUPPRESS, help=STRICT_HELP)
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
+
+    parser = argparse.ArgumentParser(
+        prog="simstress",
+        description="Stress-test representation-similarity metrics (CKA, CCA, Procrustes, ...) against tasks "
+                    "with known answers, and publish the ranking as leaderboard.md.",
+        epilog="Typical session: simstress list metrics; simstress check my_metric; "
+               "simstress run --metrics my_metric --scale default; simstress leaderboard. "
+               "Run `simstress COMMAND --help` for the options of each command.",
+    )
+    parser.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", parents=[common], help="list registered metrics or tasks",
+                       description="Show the registry as a table: metric ids (variants included) with their "
+                                   "declared properties, or tasks with their category and scales.")
+    p.add_argument("what", choices=("metrics", "tasks"), help="which registry to list")
+    p.add_argument("pattern", nargs="?", default="*",
+                   help="shell-style glob, comma-separated for several (default: all), e.g. '*cka*'")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("check", parents=[common], help="run the conformance checks on a metric (the gate)",
+                       description="Run every conformance check that applies to a metric: finite scalar, range, "
+                                   "self-comparison maximal, symmetry, declared invariances, float32 vs float64, "
+                                   "gradients, bad input refused. Prints each check and the declared vs observed "
+                                   "invariances. Exit code 0 iff every metric checked conforms.")
+    p.add_argument("target", metavar="ID|MODULE|FILE",
+                   help="a metric id (e.g. 'rbf_cka[sigma=0.5]'), a module path (mypkg.mymetric) or a .py file; "
+                        "a module or file is imported and every metric it registers is checked")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("run", parents=[common], help="compute missing or stale benchmark cells",
+                       description="Compute every (metric id, task, seed) cell at one scale whose record is "
+                                   "missing or stale (metric or task version, or seeds, changed). Each record is "
+                                   "written atomically to RESULTS/records/<scale>/<task>/<metric id>.json; "
+                                   "Ctrl-C loses at most the cell in flight. A cell that raises is recorded as an "
+                                   "error and the run goes on; a metric that does not apply to a task is recorded "
+                                   "as skipped. Also caches each metric's conformance report in "
+                                   "RESULTS/conformance/.",
+                       epilog="Exit code: 0 all cells ok or skipped; 1 some cells are recorded as errors; "
+                              "2 the run could not start; 130 interrupted (rerun to resume).")
+    p.add_argument("--metrics", default="*", metavar="GLOB",
+                   help="metric ids or globs, comma-separated (default: all registered, variants included)")
+    p.add_argument("--tasks", default="*", metavar="GLOB", help="task names or globs, comma-separated (default: all)")
+    p.add_argument("--scale", choices=SCALES, default="default",
+                   help="smoke: seconds, for tests; default: minutes on a CPU; full: paper scale, GPU "
+                        "(default: %(default)s)")
+    p.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
+                   help="seeds 0..N-1 per cell (default: %(default)s)")
+    p.add_argument("--device", default=None, metavar="cpu|cuda",
+                   help="torch device for the metrics (default: cuda when available, else cpu)")
+    p.add_argument("--force", action="store_true", help="recompute the selected cells even when current")
+    p.add_argument("--results", default="results", metavar="DIR", help="results root (default: %(default)s)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("leaderboard", parents=[common], help="render leaderboard.md and the figures from the records",
+                       description="Render the ranking page and RESULTS/figures/*.png from the records and "
+                                   "cached conformance reports alone. Deterministic: the same records give the "
+                                   "same markdown bytes.")
+    p.add_argument("--scale", choices=SCALES, default="default", help="which records (default: %(default)s)")
+    p.add_argument("--results", default="results", metavar="DIR", help="results root (default: %(default)s)")
+    p.add_argument("--output", default="leaderboard.md", metavar="FILE", help="the page (default: %(default)s)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 when FILE differs from what the records give or a figure is missing")
+    p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("perf", add_help=False, help="speed benchmarks of the metrics (`simstress perf --help`)")
+    p.set_defaults(func=cmd_perf)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `perf` forwards everything after it untouched (argparse's REMAINDER mishandles a leading option).
+    command_at = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
+    forwarded = argv[command_at + 1:] if argv[command_at:command_at + 1] == ["perf"] else None
+    args = build_parser().parse_args(argv if forwarded is None else argv[:command_at + 1])
+    if forwarded is not None:
+        args.perf_args = forwarded
+    try:
+        return args.func(args)
+    except (PluginError, DuplicateNameError, UnknownNameError, RecordError, ValueError) as exc:
+        print(f"simstress: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("simstress: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Canonical correlation analysis: mean CCA, R²_CCA, SVCCA and projection-weighted CCA.
+
+The canonical correlations of X̃ and Ỹ (column-centred) are the cosines of the principal angles between their
+column spaces: the singular values of QxᵀQy for orthonormal bases Qx, Qy (Björck & Golub 1973). Bases come from
+QR (SVD when rank deficient) of the centred data, never from inverse square roots of covariance matrices, so
+float32 stays sound and autograd goes through QR and svdvals.
+
+Rank: with rx = rank X̃ and ry = rank Ỹ there are k = min(rx, ry) canonical correlations, and every mean below
+runs over those k (dead ReLU units or duplicated features reduce the rank and are not counted as zeros). The
+centred space has dimension n − 1: once rx or ry reaches it (e.g. p ≥ n) every canonical correlation is 1
+whatever the data, and such inputs are refused with an InputError that says so. Below that, rx + ry − (n − 1)
+correlations are still 1 by dimension count alone when rx + ry > n − 1: the values are inflated there, which is
+a real weakness of CCA that the benchmark's tasks are meant to expose, so keep n well above p1 + p2.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .inputs import InputError
+from .linalg import center, orthonormal_basis
+from .spec import register
+
+_CCA_INVARIANCES = ("translation", "isotropic_scaling", "orthogonal", "permutation", "invertible_linear")
+_CCA_REFERENCE = (
+    "Raghu et al. 2017, SVCCA: Singular Vector Canonical Correlation Analysis for Deep Learning Dynamics and "
+    "Interpretability (NeurIPS)"
+)
+
+
+def check_ranks(rx: int, ry: int, n: int, name: str, advice: str) -> None:
+    """Refuse a span that fills the (n − 1)-dimensional centred sample space: every correlation is 1 then."""
+    for which, r in (("X", rx), ("Y", ry)):
+        if r >= n - 1:
+            raise InputError(
+                f"{name}: {which} has rank {r} with only n = {n} samples, so its centred span is the whole "
+                f"(n − 1)-dimensional sample space and every canonical correlation is 1 whatever the data. {advice}"
+            )
+
+
+def cca_bases(X: torch.Tensor, Y: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Centred X̃ and orthonormal bases Qx (n, rx), Qy (n, ry) of the centred spans, rank-checked."""
+    Xc = center(X)
+    Qx, Qy = orthonormal_basis(Xc), orthonormal_basis(center(Y))
+    check_ranks(Qx.shape[1], Qy.shape[1], X.shape[0], name,
+                "Use more samples than features, or svcca (it keeps only the top principal directions)")
+    return Xc, Qx, Qy
+
+
+def canonical_correlations(Qx: torch.Tensor, Qy: torch.Tensor) -> torch.Tensor:
+    """The min(rx, ry) canonical correlations, descending: singular values of QxᵀQy, clamped to [0, 1]."""
+    return torch.linalg.svdvals(Qx.T @ Qy).clamp(0.0, 1.0)
+
+
+@register(
+    invariances=_CCA_INVARIANCES,
+    differentiable=True,
+    min_samples=3,
+    cost="O(n·(p1² + p2²))",
+    reference=_CCA_REFERENCE,
+)
+def cca_mean(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Mean canonical correlation: (1/k)·Σᵢ ρᵢ, ρᵢ = σᵢ(QxᵀQy), k = min(rank X̃, rank Ỹ).
+
+    ρᵢ are the canonical correlations of the column-centred X̃, Ỹ (cosines of the principal angles between their
+    spans, Raghu et al. 2017's mean CCA). Refuses inputs whose rank reaches n − 1 (all ρᵢ = 1); see svcca.
+    """
+    _, Qx, Qy = cca_bases(X, Y, "cca_mean")
+    return canonical_correlations(Qx, Qy).mean()
+
+
+@register(
+    invariances=_CCA_INVARIANCES,
+    differentiable=True,
+    min_samples=3,
+    cost="O(n·(p1² + p2²))",
+    reference="Kornblith et al. 2019, Similarity of Neural Network Representations Revisited (ICML), R²_CCA",
+)
+def cca_r2(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Mean squared canonical correlation R²_CCA = (1/k)·Σᵢ ρᵢ² = ||QxᵀQy||²_F / k, k = min(rank X̃, rank Ỹ).
+
+    Kornblith et al. 2019's R²_CCA (their normalisation by min(p1, p2), with ranks in place of widths so that
+    dead units are not counted). Refuses inputs whose rank reaches n − 1 (all ρᵢ = 1); see svcca.
+    """
+    _, Qx, Qy = cca_bases(X, Y, "cca_r2")
+    return canonical_correlations(Qx, Qy).square().mean()
+
+
+def top_variance_basis(Xc: torch.Tensor, keep: float) -> torch.Tensor:
+    """Left singular vectors (n, d) of centred Xc spanning the top directions that hold `keep` of its variance.
+
+    d is the smallest count whose cumulative σ² reaches keep·Σσ², taken among the numerically non-zero σ
+    (same threshold as `orthonormal_basis`), so keep = 1 keeps the whole span.
+    """
+    n, p = Xc.shape
+    U, S, _ = torch.linalg.svd(Xc, full_matrices=False)
+    rank = int((S > max(n, p) * torch.finfo(Xc.dtype).eps * S[0]).sum())
+    var = S[:rank].square()
+    frac = var.cumsum(0) / var.sum()
+    d = min(rank, int((frac < keep).sum()) + 1)
+    return U[:, :d]
+
+
+def _check_keep(params: dict) -> None:
+    if not 0.0 < params["keep"] <= 1.0:
+        raise ValueError(f"svcca needs 0 < keep <= 1 (the fraction of variance kept); got {params['keep']}")
+
+
+@register(
+    invariances=("translation", "isotropic_scaling", "orthogonal", "permutation"),
+    differentiable=True,
+    min_samples=3,
+    cost="O(n·p·min(n, p))",
+    reference=_CCA_REFERENCE,
+    check_params=_check_keep,
+)
+def svcca(X: torch.Tensor, Y: torch.Tensor, *, keep: float = 0.99) -> torch.Tensor:
+    """SVCCA: mean canonical correlation after reducing X̃ and Ỹ to the top singular directions holding `keep`.
+
+    X̃ = UΣVᵀ is cut to U_d, d the fewest directions with Σᵢ≤d σᵢ² ≥ keep·Σσ² (likewise Ỹ), then
+    svcca = (1/k)·Σᵢ σᵢ(U_dxᵀ U_dy), k = min(dx, dy) (Raghu et al. 2017). keep = 1 gives cca_mean. The cut is
+    not invariant to invertible linear maps. Gradients pass through the SVD, finite while the singular values of
+    each input are distinct. Refuses a cut that still spans n − 1 dimensions: lower `keep` then.
+    """
+    Ux, Uy = top_variance_basis(center(X), keep), top_variance_basis(center(Y), keep)
+    check_ranks(Ux.shape[1], Uy.shape[1], X.shape[0], f"svcca[keep={keep}] (ranks after the SVD cut)",
+                "Lower keep or use more samples")
+    return canonical_correlations(Ux, Uy).mean()
+
+
+@register(
+    symmetric=False,
+    invariances=("translation", "isotropic_scaling", "permutation"),
+    differentiable=True,
+    min_samples=3,
+    cost="O(n·(p1² + p2²))",
+    reference="Morcos et al. 2018, Insights on representational similarity in neural networks with canonical "
+    "correlation (NeurIPS)",
+)
+def pwcca(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Projection-weighted CCA: Σᵢ wᵢρᵢ, wᵢ ∝ Σⱼ |⟨hᵢ, x̃ⱼ⟩| over X's centred neurons x̃ⱼ, Σᵢ wᵢ = 1.
+
+    hᵢ = Qx·uᵢ are X's canonical variates (uᵢ, ρᵢ from the SVD of QxᵀQy), so wᵢ is how much of X's neurons
+    canonical direction i accounts for (Morcos et al. 2018). Not symmetric: the weights come from X. Invariant
+    to any invertible linear map of Y but only to permutations (and isotropic scaling) of X's neurons. The
+    weights are held constant under autograd: their derivative has 1/(ρᵢ² − ρⱼ²) terms that blow up at repeated
+    correlations (e.g. near X = Y). Refuses inputs whose rank reaches n − 1 (all ρᵢ = 1).
+    """
+    Xc, Qx, Qy = cca_bases(X, Y, "pwcca")
+    U, S, _ = torch.linalg.svd(Qx.T @ Qy, full_matrices=False)
+    rho = S.clamp(0.0, 1.0)
+    w = (U.detach().T @ (Qx.detach().T @ Xc.detach())).abs().sum(dim=1)
+    return (w / w.sum() * rho).sum()

@@ -1,0 +1,63 @@
+"""Nearest-neighbour alignment: do both representations give each sample the same neighbours?"""
+
+from __future__ import annotations
+
+import torch
+
+from .inputs import InputError
+from .spec import register
+
+_BLOCK_ELEMENTS = 1 << 24  # similarity entries per row block: memory stays at 16M entries, not n²
+
+
+def cosine_knn(A: torch.Tensor, k: int, which: str) -> torch.Tensor:
+    """(n, k) indices of each row's k nearest other rows by cosine similarity (self excluded).
+
+    Rows are L2-normalised; a zero row has no direction and is refused. Similarities are formed one block of
+    rows at a time, so memory stays O(block·n) for large n.
+    """
+    n = A.shape[0]
+    norms = A.square().sum(dim=1, keepdim=True).sqrt()
+    n_zero = int((norms == 0).sum())
+    if n_zero:
+        raise InputError(
+            f"mutual_knn: {n_zero} of the {n} rows of {which} are all zeros, so their cosine neighbours are "
+            f"undefined; drop those samples (from X and Y alike)"
+        )
+    Z = A / norms
+    block = max(1, _BLOCK_ELEMENTS // n)
+    found = []
+    for start in range(0, n, block):
+        S = Z[start:start + block] @ Z.T
+        rows = torch.arange(S.shape[0], device=A.device)
+        S[rows, rows + start] = -torch.inf
+        found.append(S.topk(k, dim=1).indices)
+    return torch.cat(found)
+
+
+def _check_k(params: dict) -> None:
+    if not params["k"] >= 1:
+        raise ValueError(f"mutual_knn needs k >= 1 neighbours; got k={params['k']}")
+
+
+@register(
+    invariances=("isotropic_scaling", "orthogonal", "permutation"),
+    min_samples=2,
+    cost="O(n²·p)",
+    reference="Huh, Cheung, Wang & Isola 2024, The Platonic Representation Hypothesis (ICML)",
+    check_params=_check_k,
+)
+def mutual_knn(X: torch.Tensor, Y: torch.Tensor, *, k: int = 10) -> torch.Tensor:
+    """Mutual k-NN alignment: (1/n)·Σᵢ |N_X(i) ∩ N_Y(i)| / k, N(i) = i's k nearest rows by cosine similarity.
+
+    Huh et al. 2024: rows are L2-normalised (not centred, as in the paper, so a translation of all rows changes
+    the value), the sample itself is excluded; exact ties in similarity are broken by torch.topk. Needs n > k.
+    """
+    n = X.shape[0]
+    if n <= k:
+        raise InputError(f"mutual_knn[k={k}] needs more than k samples to find k neighbours; got n = {n}. "
+                         f"Use a smaller k or more samples")
+    both = torch.cat([cosine_knn(X, k, "X"), cosine_knn(Y, k, "Y")], dim=1).sort(dim=1).values
+    # each set holds k distinct indices, so a repeated index in the merged sorted row is one shared neighbour
+    shared = (both[:, 1:] == both[:, :-1]).sum(dim=1)
+    return (shared.to(X.dtype) / k).mean()

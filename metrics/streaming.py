@@ -1,0 +1,396 @@
+"""Streaming similarity for inputs too big for memory: accumulate over row batches, one pass over the data.
+
+Exact estimators. Linear CKA, Procrustes and the CCA family (cca_mean, cca_r2, svcca, pwcca) see the data only
+through the centred co-moments X̃ᵀX̃, ỸᵀỸ, X̃ᵀỸ. `LinearMoments` accumulates them over batches with the pairwise
+update of Chan, Golub & LeVeque 1979 (each batch is centred on its own mean, then merged with a rank-one
+correction), in float64 accumulators, so no huge uncentred sums ever cancel. Memory is O(p1² + p2² + p1·p2 +
+batch), independent of n; the values equal the full-batch metrics to ~1e-12 in float64.
+
+Minibatch estimators. Kernel CKA needs n×n kernels; `minibatch_cka` averages Song et al. 2012's unbiased
+HSIC₁ over minibatches (Nguyen, Raghu & Kornblith 2021, "Do Wide and Deep Networks Learn the Same Things?",
+ICLR, eq. 3): CKA_mb = mean_b HSIC₁(K_b, L_b) / √(mean_b HSIC₁(K_b, K_b) · mean_b HSIC₁(L_b, L_b)).
+Each HSIC₁(K_b, L_b) is unbiased, so the averages are too; CKA_mb estimates the debiased CKA (it equals
+`linear_cka_debiased` when one batch holds all rows). Its distance to the full-batch value shrinks as the batch
+size m grows; measured in tests/test_streaming.py (n = 2048, p = 128, shared 8-d latent, mean |CKA_mb −
+debiased CKA| over 8 shuffles): 4e-3 at m = 16, 2.5e-3 at 64, 8e-4 at 256, 2e-4 at 1024, 0 at m = n. The
+batches' first-order (Hájek) terms equal the full batch's, so what remains falls roughly as 1/√m or faster.
+
+Layer maps. `cka_map` takes batches of (layers of network A, layers of network B) and returns the whole
+La×Lb linear-CKA map from one pass; each layer's self-term is accumulated once, not once per pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .cca import check_ranks
+from .cka import median_all, squared_distances
+from .inputs import InputError, Reduce, reduce_activations
+from .linalg import feature_gram, frobenius
+from .spec import parse_id
+
+Batch = tuple[Any, Any]
+
+
+def _as_batch(A: Any, which: str, device: torch.device | str | None, reduce: Reduce | None = None,
+              ) -> torch.Tensor:
+    """numpy or torch batch → floating tensor on `device` (float16/bfloat16 widened to float32), (m, p)."""
+    if isinstance(A, np.ndarray):
+        A = torch.from_numpy(np.ascontiguousarray(A))
+    if not isinstance(A, torch.Tensor):
+        raise InputError(f"{which} batch must be a numpy array or a torch tensor, got {type(A).__name__}")
+    if not A.is_floating_point():
+        raise InputError(f"{which} batch has dtype {A.dtype}; pass float32 or float64 activations")
+    if A.dtype not in (torch.float32, torch.float64):
+        A = A.float()
+    A = reduce_activations(A, reduce, which)
+    return A if device is None else A.to(device)
+
+
+def _centred(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch centred on its own mean (two passes, second in place, as `linalg.center`) and that mean (float64)."""
+    m1 = A.mean(dim=0, keepdim=True)
+    Ac = A - m1
+    m2 = Ac.mean(dim=0, keepdim=True)
+    Ac.sub_(m2)
+    return Ac, (m1.double() + m2.double()).squeeze(0)
+
+
+def _edges(sizes: Sequence[int]) -> list[slice]:
+    out, start = [], 0
+    for s in sizes:
+        out.append(slice(start, start + s))
+        start += s
+    return out
+
+
+class LinearMoments:
+    """Running column means and centred co-moments of (X, Y) over row batches, float64 accumulators.
+
+    After `update` on batches whose rows stack to X (n, p1) and Y (n, p2): `xx[i]` = X̃ᵢᵀX̃ᵢ for each column
+    block i of X (`x_blocks`, default one block of all columns), `yy[j]` likewise, `xy` = X̃ᵀỸ (p1, p2), with X̃
+    centred on the mean of all n rows. Merging a batch of m rows with batch mean μ_b into n rows with mean μ:
+    M ← M + M_b + (n·m/(n + m))·(μ_b − μ)(μ_b − μ)ᵀ (Chan, Golub & LeVeque 1979). Batch products run in the
+    batch's dtype (pass float64 batches for full float64), on the batch's device; no host sync per batch.
+    """
+
+    def __init__(self, x_blocks: Sequence[int] | None = None, y_blocks: Sequence[int] | None = None,
+                 device: torch.device | str | None = None) -> None:
+        self.n = 0
+        self.device = device
+        self._x_blocks = list(x_blocks) if x_blocks is not None else None
+        self._y_blocks = list(y_blocks) if y_blocks is not None else None
+        self.mean_x = self.mean_y = self.xy = None
+        self.xx: list[torch.Tensor] = []
+        self.yy: list[torch.Tensor] = []
+        self.dtype: torch.dtype | None = None
+
+    def update(self, X: Any, Y: Any) -> LinearMoments:
+        """Add a batch: X (m, p1), Y (m, p2), the same m inputs row by row (numpy or torch)."""
+        X, Y = _as_batch(X, "X", self.device), _as_batch(Y, "Y", self.device)
+        if X.ndim != 2 or Y.ndim != 2:
+            raise InputError(f"batches must be 2-D (m, p); got X {tuple(X.shape)} and Y {tuple(Y.shape)}")
+        if X.shape[0] != Y.shape[0]:
+            raise InputError(f"X and Y batches must hold the same inputs; got {X.shape[0]} and {Y.shape[0]} rows")
+        if Y.device != X.device:
+            Y = Y.to(X.device)
+        if self.xy is None:
+            self._start(X, Y)
+        elif (X.shape[1], Y.shape[1]) != tuple(self.xy.shape):
+            raise InputError(f"batch widths changed: got ({X.shape[1]}, {Y.shape[1]}) features after "
+                             f"{tuple(self.xy.shape)}; every batch must have the same features")
+        m = X.shape[0]
+        Xc, mx = _centred(X)
+        Yc, my = _centred(Y)
+        dx, dy = mx - self.mean_x, my - self.mean_y
+        f = self.n * m / (self.n + m)
+        for acc, A, d, blocks in ((self.xx, Xc, dx, self._x_slices), (self.yy, Yc, dy, self._y_slices)):
+            for M, s in zip(acc, blocks):
+                M += feature_gram(A[:, s]).double()
+                M.addr_(d[s], d[s], alpha=f)
+        self.xy += (Xc.T @ Yc).double()
+        self.xy.addr_(dx, dy, alpha=f)
+        self.mean_x += dx * (m / (self.n + m))
+        self.mean_y += dy * (m / (self.n + m))
+        self.n += m
+        self.dtype = torch.promote_types(self.dtype, X.dtype) if self.dtype else X.dtype
+        return self
+
+    def _start(self, X: torch.Tensor, Y: torch.Tensor) -> None:
+        p1, p2 = X.shape[1], Y.shape[1]
+        for which, blocks, p in (("x", self._x_blocks, p1), ("y", self._y_blocks, p2)):
+            if blocks is not None and sum(blocks) != p:
+                raise InputError(f"{which}_blocks {blocks} sum to {sum(blocks)} but the batches have {p} columns")
+        self._x_slices = _edges(self._x_blocks or [p1])
+        self._y_slices = _edges(self._y_blocks or [p2])
+        f64 = dict(dtype=torch.float64, device=X.device)
+        self.mean_x, self.mean_y = torch.zeros(p1, **f64), torch.zeros(p2, **f64)
+        self.xx = [torch.zeros(s.stop - s.start, s.stop - s.start, **f64) for s in self._x_slices]
+        self.yy = [torch.zeros(s.stop - s.start, s.stop - s.start, **f64) for s in self._y_slices]
+        self.xy = torch.zeros(p1, p2, **f64)
+
+    # ------------------------------------------------------------------------------------------ results
+    def _ready(self, min_samples: int, single: bool = True) -> None:
+        if self.xy is None or self.n < min_samples:
+            raise InputError(f"needs at least {min_samples} rows in all; got {self.n}")
+        if single and (len(self.xx) > 1 or len(self.yy) > 1):
+            raise InputError("this result needs one block per side; use cka_matrix() for layer blocks")
+        if not bool(torch.isfinite(self.xy).all()) or not all(bool(torch.isfinite(M).all()) for M in self.xx + self.yy):
+            raise InputError("the batches contained NaN or Inf values; remove or impute them first")
+
+    def linear_cka(self) -> torch.Tensor:
+        """||X̃ᵀỸ||²_F / (||X̃ᵀX̃||_F ||ỸᵀỸ||_F), as metrics `linear_cka` (Kornblith et al. 2019)."""
+        return self.cka_matrix()[0, 0]
+
+    def cka_matrix(self) -> torch.Tensor:
+        """(blocks of X) × (blocks of Y) linear CKA: ||X̃ᵢᵀỸⱼ||²_F / (||X̃ᵢᵀX̃ᵢ||_F ||ỸⱼᵀỸⱼ||_F), float64."""
+        self._ready(2, single=False)
+        nx = torch.stack([frobenius(M) for M in self.xx])
+        ny = torch.stack([frobenius(M) for M in self.yy])
+        cross = torch.stack([torch.stack([self.xy[sx, sy].square().sum() for sy in self._y_slices])
+                             for sx in self._x_slices])
+        return cross / (nx[:, None] * ny[None, :])
+
+    def procrustes(self) -> torch.Tensor:
+        """||X̃ᵀỸ||_* / (||X̃||_F ||Ỹ||_F), ||X̃||²_F = tr X̃ᵀX̃, as metrics `procrustes` (Ding et al. 2021)."""
+        self._ready(2)
+        nuc = torch.linalg.svdvals(self.xy).sum()
+        return (nuc / torch.sqrt(self.xx[0].trace() * self.yy[0].trace())).clamp(max=1.0)
+
+    def _rtol(self) -> float:
+        """Eigenvalue cut-off λ > rtol·λ_max (σ > √rtol·σ_max): max(n, p)·ε of the batches' dtype, where
+        `orthonormal_basis` cuts σ at that times σ_max. Eigenvalues of a co-moment carry ~ε·λ_max of rounding,
+        so the cut sits on λ; ranks differ from the full-batch QR route only for singular values between
+        those two thresholds (nearly collinear features)."""
+        return max(self.n, *self.xy.shape) * torch.finfo(self.dtype).eps
+
+    def _whitening(self, M: torch.Tensor) -> torch.Tensor:
+        """W (p, r) with WᵀMW = I on the numerical range of M: X̃W is an orthonormal basis of span X̃.
+
+        Full rank (Cholesky M = LLᵀ succeeds and min diag L > √rtol·max diag L; diag L = |diag R| of X̃ = QR, the
+        test `orthonormal_basis` applies): W = L⁻ᵀ, p³/3 flops. Otherwise eigenvectors of the kept eigenvalues,
+        W = V_r Λ_r^(−1/2).
+        """
+        L, info = torch.linalg.cholesky_ex(M)
+        d = L.diagonal()
+        if int(info) == 0 and bool(d.min() > self._rtol() ** 0.5 * d.max()):
+            eye = torch.eye(M.shape[0], dtype=M.dtype, device=M.device)
+            return torch.linalg.solve_triangular(L, eye, upper=False).T
+        lam, V = torch.linalg.eigh(M)
+        keep = lam > self._rtol() * lam[-1]
+        return V[:, keep] / lam[keep].sqrt()
+
+    def _canonical(self, Wx: torch.Tensor, Wy: torch.Tensor, name: str, advice: str) -> torch.Tensor:
+        """WxᵀX̃ᵀỸWy: its singular values are the canonical correlations of the two bases."""
+        check_ranks(Wx.shape[1], Wy.shape[1], self.n, name, advice)
+        return Wx.T @ self.xy @ Wy
+
+    def canonical_correlations(self) -> torch.Tensor:
+        """Canonical correlations, descending, clamped to [0, 1]: σ(WxᵀX̃ᵀỸWy) (Björck & Golub 1973)."""
+        self._ready(3)
+        T = self._canonical(self._whitening(self.xx[0]), self._whitening(self.yy[0]), "streaming cca",
+                            "Use more samples than features")
+        return torch.linalg.svdvals(T).clamp(0.0, 1.0)
+
+    def cca_mean(self) -> torch.Tensor:
+        """Mean canonical correlation, as metrics `cca_mean` (Raghu et al. 2017)."""
+        return self.canonical_correlations().mean()
+
+    def cca_r2(self) -> torch.Tensor:
+        """Mean squared canonical correlation R²_CCA, as metrics `cca_r2` (Kornblith et al. 2019)."""
+        return self.canonical_correlations().square().mean()
+
+    def _top_variance(self, M: torch.Tensor, keep: float) -> torch.Tensor:
+        """W (p, d) with X̃W = U_d, the top principal directions holding `keep` of the variance (svcca's cut)."""
+        lam, V = torch.linalg.eigh(M)
+        lam, V = lam.flip(0), V.flip(1)
+        rank = int((lam > self._rtol() * lam[0]).sum())
+        frac = lam[:rank].cumsum(0) / lam[:rank].sum()
+        d = min(rank, int((frac < keep).sum()) + 1)
+        return V[:, :d] / lam[:d].sqrt()
+
+    def svcca(self, keep: float = 0.99) -> torch.Tensor:
+        """SVCCA: mean canonical correlation of the top-variance directions, as metrics `svcca[keep=...]`."""
+        self._ready(3)
+        T = self._canonical(self._top_variance(self.xx[0], keep), self._top_variance(self.yy[0], keep),
+                            f"streaming svcca[keep={keep}]", "Lower keep or use more samples")
+        return torch.linalg.svdvals(T).clamp(0.0, 1.0).mean()
+
+    def pwcca(self) -> torch.Tensor:
+        """Projection-weighted CCA, as metrics `pwcca` (Morcos et al. 2018): Σᵢ wᵢρᵢ, wᵢ ∝ Σⱼ |⟨hᵢ, x̃ⱼ⟩|.
+
+        With Qx = X̃Wx and UΣVᵀ = svd(WxᵀX̃ᵀỸWy), ⟨hᵢ, x̃ⱼ⟩ = (UᵀWxᵀ X̃ᵀX̃)ᵢⱼ: all from the moments.
+        """
+        self._ready(3)
+        Wx = self._whitening(self.xx[0])
+        T = self._canonical(Wx, self._whitening(self.yy[0]), "streaming pwcca", "Use more samples than features")
+        U, S, _ = torch.linalg.svd(T, full_matrices=False)
+        w = (U.T @ (Wx.T @ self.xx[0])).abs().sum(dim=1)
+        return (w / w.sum() * S.clamp(0.0, 1.0)).sum()
+
+
+def _progress(batches: Iterable, what: str) -> Iterable:
+    return tqdm(batches, desc=what, unit="batch", disable=None, leave=False)
+
+
+# metric name -> how its value comes out of the moments (params from the metric id)
+_EXACT = {
+    "linear_cka": lambda m, p: m.linear_cka(),
+    "procrustes": lambda m, p: m.procrustes(),
+    "cca_mean": lambda m, p: m.cca_mean(),
+    "cca_r2": lambda m, p: m.cca_r2(),
+    "svcca": lambda m, p: m.svcca(p["keep"]),
+    "pwcca": lambda m, p: m.pwcca(),
+}
+
+
+def score(metric_id: str, batches: Iterable[Batch], device: torch.device | str | None = None) -> float:
+    """Exact streaming value of `metric_id` over batches of (X_batch, Y_batch) (a generator or a DataLoader).
+
+    Equal to `metrics.score(metric_id, X, Y)` on the stacked rows, in O(p²) memory. Supported ids: linear_cka,
+    procrustes, cca_mean, cca_r2, svcca[keep=...], pwcca; kernel CKA has no exact streaming form (use
+    `minibatch_cka`).
+    """
+    spec, params = parse_id(metric_id)
+    if spec.name not in _EXACT:
+        raise InputError(f"{metric_id} has no exact streaming form; streamable: {', '.join(_EXACT)}. "
+                         f"For kernel or debiased CKA over minibatches use metrics.streaming.minibatch_cka")
+    mom = LinearMoments(device=device)
+    for X, Y in _progress(batches, metric_id):
+        mom.update(X, Y)
+    return float(_EXACT[spec.name](mom, params))
+
+
+# ------------------------------------------------------------------------------------------- minibatch
+Kernel = Literal["linear", "rbf"]
+
+
+def _hsic1_terms(K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(K̂ with zero diagonal, its row sums K̂1, its total 1ᵀK̂1) for a stack (L, m, m) of kernels."""
+    K = K.clone()
+    K.diagonal(dim1=-2, dim2=-1).zero_()
+    rows = K.sum(-1)
+    return K, rows, rows.sum(-1)
+
+
+def _hsic1(A: tuple, B: tuple, m: int, pairwise: bool) -> torch.Tensor:
+    """Song et al. 2012's unbiased HSIC₁ between kernel stacks: all pairs (La, Lb), or matching pairs (L,).
+
+    HSIC₁ = [tr(K̂L̂) + 1ᵀK̂1·1ᵀL̂1/((m−1)(m−2)) − 2/(m−2)·1ᵀK̂L̂1] / (m(m−3)), K̂ = K with zero diagonal.
+    """
+    (Ka, ra, sa), (Kb, rb, sb) = A, B
+    if pairwise:
+        tr = Ka.flatten(1) @ Kb.flatten(1).T
+        ss, rr = sa[:, None] * sb[None, :], ra @ rb.T
+    else:
+        tr, ss, rr = (Ka * Kb).sum((-2, -1)), sa * sb, (ra * rb).sum(-1)
+    return (tr + ss / ((m - 1) * (m - 2)) - 2.0 / (m - 2) * rr) / (m * (m - 3))
+
+
+def _kernels(layers: list[torch.Tensor], kernel: Kernel, sigma: float, scale: list[torch.Tensor] | None,
+             ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Stack (L, m, m) of float64 kernels of each layer's centred rows. RBF: exp(−D/(2σ²·s)), s the median
+    squared distance of the first batch (`scale`, fixed afterwards so every batch estimates the same kernel)."""
+    out = []
+    if kernel == "rbf" and scale is None:
+        scale = []
+        for A in layers:
+            scale.append(median_all(squared_distances(_centred(A)[0].double())))
+    for i, A in enumerate(layers):
+        Ac = _centred(A)[0].double()
+        if kernel == "linear":
+            out.append(Ac @ Ac.T)
+        elif kernel == "rbf":
+            out.append(torch.exp(squared_distances(Ac) / (-2.0 * sigma * sigma * scale[i])))
+        else:
+            raise InputError(f"kernel must be 'linear' or 'rbf', got {kernel!r}")
+    return torch.stack(out), scale
+
+
+class _MinibatchHSIC:
+    """Running sums of HSIC₁ over minibatches for layer stacks A (La) and B (Lb): cross (La, Lb) and selves."""
+
+    def __init__(self, kernel: Kernel, sigma: float, device: torch.device | str | None) -> None:
+        if kernel not in ("linear", "rbf"):
+            raise InputError(f"kernel must be 'linear' or 'rbf', got {kernel!r}")
+        if not sigma > 0:
+            raise InputError(f"sigma must be > 0, got {sigma}")
+        self.kernel, self.sigma, self.device = kernel, sigma, device
+        self.batches = 0
+        self.scale_a = self.scale_b = None
+        self.ab = self.aa = self.bb = None
+
+    def update(self, A: list[torch.Tensor], B: list[torch.Tensor]) -> None:
+        m = A[0].shape[0]
+        if any(t.shape[0] != m for t in A + B):
+            raise InputError(f"every activation in a batch must have the same rows; got {[t.shape[0] for t in A + B]}")
+        if m < 4:
+            raise InputError(f"the unbiased HSIC needs batches of at least 4 rows; got one of {m} "
+                             f"(use drop_last=True in the DataLoader)")
+        Ka, self.scale_a = _kernels(A, self.kernel, self.sigma, self.scale_a)
+        Kb, self.scale_b = _kernels(B, self.kernel, self.sigma, self.scale_b)
+        ta, tb = _hsic1_terms(Ka), _hsic1_terms(Kb)
+        ab, aa, bb = _hsic1(ta, tb, m, True), _hsic1(ta, ta, m, False), _hsic1(tb, tb, m, False)
+        if self.ab is None:
+            self.ab, self.aa, self.bb = ab, aa, bb
+        else:
+            self.ab, self.aa, self.bb = self.ab + ab, self.aa + aa, self.bb + bb
+        self.batches += 1
+
+    def cka(self) -> torch.Tensor:
+        if self.batches == 0:
+            raise InputError("no batches were given")
+        return self.ab / torch.sqrt(self.aa[:, None] * self.bb[None, :])
+
+
+def minibatch_cka(batches: Iterable[Batch], kernel: Kernel = "linear", sigma: float = 1.0,
+                  device: torch.device | str | None = None) -> float:
+    """Minibatch CKA of Nguyen, Raghu & Kornblith 2021: mean unbiased HSIC₁ over batches of (X_b, Y_b).
+
+    CKA_mb = Σ_b HSIC₁(K_b, L_b) / √(Σ_b HSIC₁(K_b, K_b) · Σ_b HSIC₁(L_b, L_b)), K_b the linear kernel of the
+    batch's centred rows or the RBF kernel exp(−||a − b||²/(2σ²·s_X)) with s_X the median squared distance of
+    the first batch (held fixed). It estimates debiased CKA; one batch of all n rows gives exactly
+    `linear_cka_debiased` (linear), and the deviation from it shrinks as the batch grows (numbers in the
+    module docstring). Batches need ≥ 4 rows; kernels are m×m in float64.
+    """
+    acc = _MinibatchHSIC(kernel, sigma, device)
+    for X, Y in _progress(batches, "minibatch cka"):
+        acc.update([_as_batch(X, "X", device)], [_as_batch(Y, "Y", device)])
+    return float(acc.cka()[0, 0])
+
+
+def cka_map(batches: Iterable[tuple[Sequence[Any], Sequence[Any]]], estimator: Literal["exact", "minibatch"] = "exact",
+            kernel: Kernel = "linear", sigma: float = 1.0, reduce: Reduce | None = None,
+            device: torch.device | str | None = None) -> torch.Tensor:
+    """La×Lb CKA map between the layers of two networks from one pass over batches of (layers_a, layers_b).
+
+    Each batch holds, for the same m inputs, a list of La activations of network A and Lb of network B
+    ((m, p) each; conv maps and token sequences need `reduce`, as in metrics.score).
+    estimator="exact": linear CKA of all rows, equal to `linear_cka` per pair; one LinearMoments over the
+    concatenated layers keeps each layer's self-moment once and the cross-moments of all pairs as one
+    (ΣpA, ΣpB) float64 matrix, filled by one GEMM per batch. estimator="minibatch": `minibatch_cka` per pair
+    (kernel "linear" or "rbf"), memory O((La + Lb)·m²) whatever the widths; each layer's kernel and self-HSIC
+    is computed once per batch. Returns float64 (La, Lb), row i = layer i of A.
+    """
+    if estimator not in ("exact", "minibatch"):
+        raise InputError(f"estimator must be 'exact' or 'minibatch', got {estimator!r}")
+    if estimator == "exact" and kernel != "linear":
+        raise InputError("the exact map is linear CKA only; use estimator='minibatch' for kernel='rbf'")
+    acc: LinearMoments | _MinibatchHSIC | None = None
+    for layers_a, layers_b in _progress(batches, "cka map"):
+        A = [_as_batch(t, f"layer {i} of A", device, reduce) for i, t in enumerate(layers_a)]
+        B = [_as_batch(t, f"layer {j} of B", device, reduce) for j, t in enumerate(layers_b)]
+        if estimator == "minibatch":
+            acc = acc or _MinibatchHSIC(kernel, sigma, device)
+            acc.update(A, B)
+        else:
+            acc = acc or LinearMoments([t.shape[1] for t in A], [t.shape[1] for t in B], device)
+            acc.update(torch.cat(A, dim=1), torch.cat(B, dim=1))
+    if acc is None:
+        raise InputError("no batches were given")
+    return acc.cka() if estimator == "minibatch" else acc.cka_matrix()

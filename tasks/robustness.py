@@ -1,0 +1,328 @@
+"""Robustness tasks: changes that preserve what a linear read-out can do; the ideal similarity stays at 1.
+
+Davari et al. 2023 (ICLR), "Reliability of CKA as a Similarity Measure in Deep Learning": Theorem 1 (a subset
+translated by c·v), Corollary 3 (one point), Corollary 4 (a translation that keeps linear separability and
+margins) and Fig. 4 (two cubes; invertible linear maps; class and single-point translation of features).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.optimize import lsq_linear
+
+from metrics.linalg import orthonormal_basis
+from metrics.probe import LinearProbe, fit_probe
+
+from .data import CUBE_SHIFT, gaussian_mixture, generator, two_cubes, unit_vector
+from .scoring import clip01, mean_clipped
+from .spec import Case, Setup, Task, register_task
+from .theory import outlier_limit, participation_ratio, rms_radius, theorem1_cka, theorem1_limit
+
+N_CLASSES = 10
+SEPARATION = 0.5  # class-mean scale of the mixtures: a held-out linear probe reaches ~0.85-0.99
+
+
+def translate(X: torch.Tensor, rows: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """A copy of X with `shift` (p,) added to the rows selected by the boolean mask `rows`."""
+    return X + rows[:, None].to(X.dtype) * shift[None, :]
+
+
+@dataclass
+class TranslationSetup(Setup):
+    """Reference X, the row groups translated one at a time, the direction, the sweep and its absolute shifts."""
+
+    X: torch.Tensor
+    groups: list[torch.Tensor]  # boolean row masks
+    direction: torch.Tensor  # unit (p,)
+    sweep: list[float]  # the curve's x values
+    shifts: list[float]  # absolute c for each x
+    truth: list[list[dict[str, Any]]]  # ground-truth columns, [group][sweep index]
+
+
+def translation_cases(s: TranslationSetup) -> Iterator[Case]:
+    for rows, truths in zip(s.groups, s.truth):
+        for x, c, truth in zip(s.sweep, s.shifts, truths):
+            yield Case(x=x, reference=s.X, other=translate(s.X, rows, c * s.direction), ref_key=0,
+                       truth={"c": c, **truth})
+
+
+def theory_columns(X: torch.Tensor, rows: torch.Tensor, v: torch.Tensor, shifts: list[float]) -> list[dict[str, Any]]:
+    """The exact finite-c linear CKA of Theorem 1 for each shift, as the curve's `linear_cka_theory` column."""
+    return [{"linear_cka_theory": t} for t in theorem1_cka(X, rows, v, shifts)]
+
+
+@register_task(name="outlier_shift", category="robustness", sweep_name="c / σ̄ (outlier translation)", log_x=True)
+class OutlierShift(Task):
+    """One point translated by c·v, up to 1000× the data's RMS radius; every other point unchanged.
+
+    Construction: X = ReLU'd 10-class Gaussian mixture whose classes share a correlated covariance with a
+    power-law spectrum λ_k ∝ 1/k (`data.gaussian_mixture`); one random row x_o is translated by c·v, v a random
+    unit vector, c/σ̄ ∈ {1, 3, 10, 30, 100, 300, 1000}, σ̄ = RMS distance of the rows to their mean. Computed in
+    float64. Class labels: the mixture's.
+    Ground truth: n − 1 of n points are untouched, so the representation is functionally the same; the ideal
+    similarity stays 1. Linear CKA instead tends to Corollary 3's limit sqrt(dim_PR(X))·||x_o − x̄||² /
+    ((n−1)·σ̄²), dim_PR = ||X̃||_F⁴/||X̃ᵀX̃||²_F (details: `corollary3_limit`; curve: the exact finite-c linear
+    CKA `linear_cka_theory`).
+    Score: mean over the sweep of clip(similarity, 0, 1).
+    Source: Davari et al. 2023, Corollary 3 and Fig. 4c (single-point translation); PAPER.md §2.3.
+    """
+
+    sizes = {"smoke": {"n": 300, "p": 32}, "default": {"n": 1000, "p": 64}, "full": {"n": 10000, "p": 256}}
+    sweep = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device) -> TranslationSetup:
+        n, p = size["n"], size["p"]
+        X, labels = gaussian_mixture(n, p, N_CLASSES, generator(seed, 0), separation=SEPARATION)
+        g = generator(seed, 1)
+        index = int(torch.randint(n, (1,), generator=g))
+        v = unit_vector(p, g)
+        rows = torch.zeros(n, dtype=torch.bool)
+        rows[index] = True
+        sigma = rms_radius(X)
+        shifts = [x * sigma for x in self.sweep]
+        details = {
+            "n": n, "p": p, "outlier_index": index, "rms_radius": sigma, "dim_pr": participation_ratio(X),
+            "corollary3_limit": outlier_limit(X, index),
+        }
+        return TranslationSetup(labels=labels.to(device), details=details, X=X.to(device), groups=[rows.to(device)],
+                                direction=v.to(device), sweep=list(self.sweep), shifts=shifts,
+                                truth=[theory_columns(X, rows, v, shifts)])
+
+    def cases(self, setup: TranslationSetup) -> Iterator[Case]:
+        return translation_cases(setup)
+
+    def score(self, curve: pd.DataFrame, setup: TranslationSetup) -> float:
+        return mean_clipped(curve["similarity"])
+
+
+@register_task(name="subset_translation", category="robustness", sweep_name="c (translation of cube 2)")
+class SubsetTranslation(Task):
+    """Two cubes, the second translated by c·v (Davari et al. Fig. 4a): Theorem 1's subset translation.
+
+    Construction: cube 1 = U[−0.5, 0.5]^p, cube 2 = the same law shifted by 1.1 on the first coordinate
+    (`data.two_cubes`); all of cube 2 (ρ = 1/2) translated by c·v, v a random unit vector, c ∈ {1, 5, 10, 15,
+    …, 50}. Sizes: smoke 2×200 points, p = 200; default 2×2000, p = 200; full 2×10000, p = 1000 (the paper's).
+    Computed in float64. Class labels: cube membership.
+    Ground truth: each cube keeps its shape (a rigid translation), so the ideal similarity stays 1. The cubes
+    stay disjoint, hence linearly separable, iff 1.1·e₁ + c·v ∉ [−1, 1]^p (curve: `cubes_disjoint`; v pointing
+    back toward cube 1 can make them overlap at small c, as in the paper's set-up). Linear CKA
+    tends to Theorem 1's limit n·ρ(1−ρ)·||μ_T − μ_U||²/||X̃ᵀX̃||_F, computed from the data (details:
+    `theorem1_limit`; curve: the exact finite-c value `linear_cka_theory`).
+    Score: mean over the sweep of clip(similarity, 0, 1).
+    Source: Davari et al. 2023, Theorem 1 and Fig. 4a; PAPER.md §2.2, §5.2.
+    """
+
+    sizes = {"smoke": {"n_per_cube": 200, "p": 200}, "default": {"n_per_cube": 2000, "p": 200},
+             "full": {"n_per_cube": 10000, "p": 1000}}
+    sweep = (1.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0)
+
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device) -> TranslationSetup:
+        m, p = size["n_per_cube"], size["p"]
+        X, labels = two_cubes(m, p, generator(seed, 0))
+        v = unit_vector(p, generator(seed, 1))
+        rows = labels == 1
+        truth = theory_columns(X, rows, v, list(self.sweep))
+        offset = torch.zeros(p, dtype=torch.float64)
+        offset[0] = CUBE_SHIFT
+        for c, row in zip(self.sweep, truth):
+            row["cubes_disjoint"] = bool((offset + c * v).abs().max() > 1.0)
+        details = {"n": 2 * m, "p": p, "translated_fraction": 0.5, "theorem1_limit": theorem1_limit(X, rows),
+                   "dim_pr": participation_ratio(X), "rms_radius": rms_radius(X),
+                   "cubes_disjoint_at_every_c": all(row["cubes_disjoint"] for row in truth)}
+        return TranslationSetup(labels=labels.to(device), details=details, X=X.to(device), groups=[rows.to(device)],
+                                direction=v.to(device), sweep=list(self.sweep), shifts=list(self.sweep),
+                                truth=[truth])
+
+    def cases(self, setup: TranslationSetup) -> Iterator[Case]:
+        return translation_cases(setup)
+
+    def score(self, curve: pd.DataFrame, setup: TranslationSetup) -> float:
+        return mean_clipped(curve["similarity"])
+
+
+def separability_preserving_direction(probe: LinearProbe) -> tuple[torch.Tensor, float]:
+    """Unit d ≥ 0 with probe.weight·d = 0 exactly, so x → x + c·d changes no prediction (Davari et al. §4.2).
+
+    Solves min dᵀ(QQᵀ + 1e-7·I)d s.t. d ≥ 0.1 (Q: orthonormal basis of the class normals) as the bounded least
+    squares min ||[Qᵀ; sqrt(1e-7)·I]·d||² (scipy's BVLS, exact for this convex problem), then removes the
+    residual QQᵀd that the ridge leaves (~1e-7) so that predictions are invariant for every c, not only small c.
+    Returns (d, ||Qᵀd|| before the projection). Raises if no non-negative direction is orthogonal to the normals.
+    """
+    Q = orthonormal_basis(probe.weight.T.cpu()).numpy()
+    p = Q.shape[0]
+    A = np.vstack([Q.T, np.sqrt(1e-7) * np.eye(p)])
+    d = lsq_linear(A, np.zeros(A.shape[0]), bounds=(0.1, np.inf), method="bvls").x
+    residual = float(np.linalg.norm(Q.T @ d))
+    d = d - Q @ (Q.T @ d)
+    if not d.min() > 0.0:
+        raise RuntimeError(f"no non-negative direction is orthogonal to the probe's {Q.shape[1]} class normals "
+                           f"(residual {residual:.3g}); use more features")
+    return torch.from_numpy(d / np.linalg.norm(d)), residual
+
+
+@dataclass
+class ClassTranslationSetup(TranslationSetup):
+    probe: LinearProbe  # fitted on the untranslated X; its predictions are the function that must not change
+
+
+@register_task(name="class_translation", category="robustness", sweep_name="c / σ̄ (class translation)",
+               log_x=True)
+class ClassTranslation(Task):
+    """One class at a time translated along a direction every linear probe normal ignores (Corollary 4).
+
+    Construction: X = ReLU'd 10-class Gaussian mixture (`data.gaussian_mixture`, power-law covariance). A linear
+    probe (`metrics.probe.fit_probe`, multinomial logistic, l2 = 1e-3) is fitted on all rows; d solves
+    min dᵀ(QQᵀ + 1e-7·I)d s.t. d ≥ 0.1 elementwise (Q = orthonormal basis of the probe's class normals; scipy
+    BVLS), the ridge's ~1e-7 residual is projected out and d is normalised: activations stay non-negative and
+    the probe's logits all move by the same amount. Each class k in turn is translated by c·d, c/σ̄ in a sweep
+    (smoke and default {1, 10, 100}; full {0.1, 0.3, 1, 3, 10, 30, 100, 1000}). Computed in float64.
+    Ground truth: the probe's predictions are identical at every c (asserted by the task; details:
+    `probe_accuracy_before`, `probe_accuracy_after`), so the ideal similarity stays 1. Linear CKA tends to the
+    Theorem 1 limit of each class (details: `theorem1_limits`; curve: `linear_cka_theory`).
+    Score: mean over classes and sweep of clip(similarity, 0, 1).
+    Source: Davari et al. 2023, Corollary 4 and Fig. 4c (whole-class translation); PAPER.md §2.4, §5.2.
+    """
+
+    sizes = {"smoke": {"n": 500, "p": 32, "sweep": (1.0, 10.0, 100.0)},
+             "default": {"n": 1000, "p": 64, "sweep": (1.0, 10.0, 100.0)},
+             "full": {"n": 10000, "p": 256, "sweep": (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)}}
+
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device) -> ClassTranslationSetup:
+        n, p, sweep = size["n"], size["p"], list(size["sweep"])
+        X, labels = gaussian_mixture(n, p, N_CLASSES, generator(seed, 0), separation=SEPARATION)
+        X, labels = X.to(device), labels.to(device)
+        probe = fit_probe(X, labels)
+        d, residual = separability_preserving_direction(probe)
+        d = d.to(device)
+        sigma = rms_radius(X)
+        shifts = [x * sigma for x in sweep]
+        before = probe.predict(X)
+        groups = [labels == k for k in range(N_CLASSES)]
+        truth = []
+        for k, rows in enumerate(groups):
+            truth.append(theory_columns(X, rows, d, shifts))
+            for c, row in zip(shifts, truth[-1]):
+                Y = translate(X, rows, c * d)
+                row.update({"class": k, "probe_accuracy": probe.accuracy(Y, labels),
+                            "predictions_changed": int((probe.predict(Y) != before).sum())})
+        changed = sum(row["predictions_changed"] for rows in truth for row in rows)
+        if changed:
+            raise RuntimeError(f"class_translation: {changed} probe predictions changed under a translation "
+                               f"orthogonal to every class normal; the construction is broken")
+        details = {
+            "n": n, "p": p, "rms_radius": sigma, "probe_accuracy_before": probe.accuracy(X, labels),
+            "probe_accuracy_after": min(row["probe_accuracy"] for rows in truth for row in rows),
+            "predictions_changed": changed, "direction_min": float(d.min()), "direction_qp_residual": residual,
+            "theorem1_limits": [theorem1_limit(X, rows) for rows in groups],
+        }
+        return ClassTranslationSetup(labels=labels, details=details, X=X, groups=groups, direction=d, sweep=sweep,
+                                     shifts=shifts, truth=truth, probe=probe)
+
+    def cases(self, setup: ClassTranslationSetup) -> Iterator[Case]:
+        return translation_cases(setup)
+
+    def score(self, curve: pd.DataFrame, setup: ClassTranslationSetup) -> float:
+        return mean_clipped(curve["similarity"])
+
+
+@dataclass
+class InvertibleSetup(Setup):
+    X: torch.Tensor
+    maps: list[tuple[float, float, torch.Tensor, float]]  # (μ, σ, M, cond M)
+
+
+@register_task(name="invertible_linear", category="robustness", sweep_name="σ / μ (entries of M)", log_x=True)
+class InvertibleLinear(Task):
+    """Y = X·M for well-conditioned random M with i.i.d. N(μ, σ²) entries over a (μ, σ) grid (Fig. 4b).
+
+    Construction: X = two cubes (`data.two_cubes`, as Fig. 4a); M (p×p) has i.i.d. N(μ, σ²) entries, redrawn
+    until cond(M) < 1e10 (so X = Y·M⁻¹ is recoverable to ~1e-6 in float64; the paper's bound 1/eps only ensures
+    invertibility); μ, σ ∈ smoke {1, 10, 100}, default {1, 10, 100, 1000}, full {1, 5, 10, 25, 50, 100, 500,
+    1e3, 5e3} (the paper's). Computed in float64. Class labels: cube membership.
+    Ground truth: an invertible linear map preserves linear separability exactly (every linear read-out of X is
+    one of Y and back), so the ideal similarity stays 1. Linear CKA moves over roughly [0.05, 0.72] on the
+    paper's cubes.
+    Score: mean over the grid of clip(similarity, 0, 1).
+    Source: Davari et al. 2023, Fig. 4b; PAPER.md §5.2.
+    """
+
+    sizes = {"smoke": {"n_per_cube": 150, "p": 16, "grid": (1.0, 10.0, 100.0)},
+             "default": {"n_per_cube": 500, "p": 64, "grid": (1.0, 10.0, 100.0, 1000.0)},
+             "full": {"n_per_cube": 10000, "p": 500,
+                      "grid": (1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 500.0, 1e3, 5e3)}}
+    max_condition = 1e10
+    max_draws = 100
+
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device) -> InvertibleSetup:
+        m, p, grid = size["n_per_cube"], size["p"], size["grid"]
+        X, labels = two_cubes(m, p, generator(seed, 0))
+        g = generator(seed, 1)
+        maps = []
+        for mu in grid:
+            for sd in grid:
+                for _ in range(self.max_draws):
+                    M = mu + sd * torch.randn(p, p, generator=g, dtype=torch.float64)
+                    cond = float(torch.linalg.cond(M))
+                    if cond < self.max_condition:
+                        break
+                else:
+                    raise RuntimeError(f"invertible_linear: no M with cond < {self.max_condition:g} in "
+                                       f"{self.max_draws} draws at μ = {mu}, σ = {sd}, p = {p}")
+                maps.append((mu, sd, M.to(device), cond))
+        details = {"n": 2 * m, "p": p, "grid": list(grid), "max_condition": max(c for *_, c in maps)}
+        return InvertibleSetup(labels=labels.to(device), details=details, X=X.to(device), maps=maps)
+
+    def cases(self, setup: InvertibleSetup) -> Iterator[Case]:
+        for mu, sd, M, cond in setup.maps:
+            yield Case(x=sd / mu, reference=setup.X, other=setup.X @ M, ref_key=0,
+                       truth={"mu": mu, "sigma": sd, "condition": cond})
+
+    def score(self, curve: pd.DataFrame, setup: InvertibleSetup) -> float:
+        return mean_clipped(curve["similarity"])
+
+
+@dataclass
+class GlobalSetup(Setup):
+    X: torch.Tensor  # float32
+    direction: torch.Tensor  # float32 unit (p,)
+    sweep: list[float]
+
+
+@register_task(name="global_translation", category="robustness", sweep_name="c (translation of every point)",
+               log_x=True)
+class GlobalTranslation(Task):
+    """Every point translated by c·v, c up to 2e4, in float32: a test of numerical soundness.
+
+    Construction: X = ReLU'd 10-class Gaussian mixture (`data.gaussian_mixture`, unit-scale features), cast to
+    float32; Y = X + c·v computed in float32, v a random unit vector, c ∈ {10, 100, 1e3, 5e3, 1e4, 2e4}. The
+    metric sees float32 tensors (the only task that does). Class labels: the mixture's.
+    Ground truth: a translation of all points changes nothing but the origin, so the ideal similarity stays 1
+    for every c; a translation-invariant metric that falls here has lost precision (Gram-side centring in float32
+    reads ≈0.01 at c = 2e4 where feature-side centring reads 0.9998; PAPER.md §3).
+    Score: minimum over the sweep of clip(similarity, 0, 1).
+    Source: Davari et al. 2023, workshop-version figure of an all-points translation and the authors' LinCKA2
+    fix (PAPER.md §3).
+    """
+
+    sizes = {"smoke": {"n": 500, "p": 64}, "default": {"n": 1000, "p": 128}, "full": {"n": 10000, "p": 512}}
+    sweep = (10.0, 100.0, 1e3, 5e3, 1e4, 2e4)
+
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device) -> GlobalSetup:
+        n, p = size["n"], size["p"]
+        X, labels = gaussian_mixture(n, p, N_CLASSES, generator(seed, 0), separation=SEPARATION)
+        v = unit_vector(p, generator(seed, 1))
+        details = {"n": n, "p": p, "dtype": "float32", "rms_radius": rms_radius(X)}
+        return GlobalSetup(labels=labels.to(device), details=details, X=X.to(device, torch.float32),
+                           direction=v.to(device, torch.float32), sweep=list(self.sweep))
+
+    def cases(self, setup: GlobalSetup) -> Iterator[Case]:
+        for c in setup.sweep:
+            yield Case(x=c, reference=setup.X, other=setup.X + c * setup.direction, ref_key=0, truth={})
+
+    def score(self, curve: pd.DataFrame, setup: GlobalSetup) -> float:
+        return float(clip01(curve["similarity"]).min())

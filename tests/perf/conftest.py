@@ -1,0 +1,44 @@
+"""Parametrisation of the perf suite from `simstress perf`'s config (environment), and its skip log."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmark.perf import Config, build_cases, return_freed_memory_to_os
+
+CONFIG = Config.from_env()
+_SKIPPED: list[dict] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _visible_allocations() -> None:
+    """Only perf tests request this (the suite is deselected from `make test`): see the helper's docstring."""
+    return_freed_memory_to_os()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" in metafunc.fixturenames:
+        cases = build_cases(CONFIG)
+        metafunc.parametrize("case", cases, ids=[c.id for c in cases])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and report.when in ("setup", "call"):
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        case = params.get("case")
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _SKIPPED.append({"case": case.id if case is not None else item.name,
+                         "device": case.device if case is not None else params.get("device", "cpu"),
+                         "reason": re.sub(r"^Skipped: ", "", reason)})
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if CONFIG.skips_path:
+        Path(CONFIG.skips_path).write_text(json.dumps(_SKIPPED, indent=1))

@@ -1,0 +1,200 @@
+"""CCA family: canonical correlations against an eigen-decomposition route, properties by construction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import metrics
+from metrics import InputError, get_metric
+from metrics.cca import canonical_correlations, cca_bases
+
+
+def correlated(n: int, p1: int, p2: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two views of a shared 6-d latent plus private noise, with per-feature offsets and scales."""
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n, 6))
+    X = Z @ rng.standard_normal((6, p1)) + 0.7 * rng.standard_normal((n, p1)) + rng.normal(0, 5, p1)
+    Y = np.tanh(Z @ rng.standard_normal((6, p2))) + 0.5 * rng.standard_normal((n, p2)) - 3.0
+    return X, Y
+
+
+def eigen_canonical_correlations(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """√ of the top min(p1, p2) eigenvalues of Σxx⁻¹ Σxy Σyy⁻¹ Σyx, descending (the textbook route)."""
+    Xc, Yc = X - X.mean(0), Y - Y.mean(0)
+    Sxx, Syy, Sxy = Xc.T @ Xc, Yc.T @ Yc, Xc.T @ Yc
+    A = np.linalg.solve(Sxx, Sxy) @ np.linalg.solve(Syy, Sxy.T)
+    ev = np.sort(np.linalg.eigvals(A).real)[::-1][: min(X.shape[1], Y.shape[1])]
+    return np.sqrt(np.clip(ev, 0.0, None))
+
+
+def eigen_canonical_x_variates(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ρ (descending) and X's unit-norm canonical variates hᵢ = X̃aᵢ from the eigenvectors aᵢ of the same route."""
+    Xc, Yc = X - X.mean(0), Y - Y.mean(0)
+    Sxx, Syy, Sxy = Xc.T @ Xc, Yc.T @ Yc, Xc.T @ Yc
+    ev, vecs = np.linalg.eig(np.linalg.solve(Sxx, Sxy) @ np.linalg.solve(Syy, Sxy.T))
+    order = np.argsort(-ev.real)[: min(X.shape[1], Y.shape[1])]
+    H = Xc @ vecs[:, order].real
+    return np.sqrt(np.clip(ev.real[order], 0, None)), H / np.linalg.norm(H, axis=0)
+
+
+def value(metric_id: str, X, Y) -> float:
+    return float(get_metric(metric_id)(torch.as_tensor(X), torch.as_tensor(Y)))
+
+
+def test_canonical_correlations_match_eigen_route():
+    X, Y = correlated(400, 12, 7, seed=0)
+    _, Qx, Qy = cca_bases(torch.as_tensor(X), torch.as_tensor(Y), "test")
+    rho = canonical_correlations(Qx, Qy).numpy()
+    ref = eigen_canonical_correlations(X, Y)
+    np.testing.assert_allclose(rho, ref, atol=1e-8)
+    assert value("cca_mean", X, Y) == pytest.approx(ref.mean(), abs=1e-8)
+    assert value("cca_r2", X, Y) == pytest.approx(np.mean(ref**2), abs=1e-8)
+    assert 0.2 < ref.mean() < 0.9  # the data is neither trivial nor unrelated
+
+
+@pytest.mark.parametrize("metric_id", ["cca_mean", "cca_r2", "svcca[keep=1.0]", "pwcca"])
+def test_invertible_linear_copy_scores_one(metric_id):
+    X, _ = correlated(300, 10, 4, seed=1)
+    rng = np.random.default_rng(2)
+    M = rng.standard_normal((10, 10))  # generic, invertible, far from orthogonal
+    Y = 3.5 * X @ M + rng.normal(0, 100, 10)
+    assert value(metric_id, X, Y) == pytest.approx(1.0, abs=1e-10)
+
+
+def test_unrelated_data_scores_low():
+    rng = np.random.default_rng(3)
+    X, Y = rng.standard_normal((2000, 5)), rng.standard_normal((2000, 5))
+    assert value("cca_mean", X, Y) < 0.1  # E ρ ≈ √(p/n) scale for independent data
+    assert value("cca_r2", X, Y) < 0.01
+
+
+def test_svcca_keep_one_equals_cca_mean():
+    X, Y = correlated(250, 9, 14, seed=4)
+    assert value("svcca[keep=1.0]", X, Y) == pytest.approx(value("cca_mean", X, Y), abs=1e-12)
+
+
+def svd_reduce(A: np.ndarray, keep: float) -> np.ndarray:
+    """Top principal scores of A holding `keep` of the variance (numpy SVD, explicit loop on the cut)."""
+    Ac = A - A.mean(0)
+    U, S, _ = np.linalg.svd(Ac, full_matrices=False)
+    var = S**2 / np.sum(S**2)
+    d = next(i + 1 for i in range(len(var)) if var[: i + 1].sum() >= keep)
+    return U[:, :d] * S[:d]
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.99])
+def test_svcca_matches_reduce_then_eigen_route(keep):
+    X, Y = correlated(500, 30, 20, seed=5)
+    ref = eigen_canonical_correlations(svd_reduce(X, keep), svd_reduce(Y, keep)).mean()
+    assert value(f"svcca[keep={keep}]", X, Y) == pytest.approx(ref, abs=1e-8)
+
+
+def test_svcca_scores_wide_data_that_cca_refuses():
+    rng = np.random.default_rng(6)
+    n = 60
+    Z = rng.standard_normal((n, 3))
+    X = Z @ rng.standard_normal((3, 200)) + 0.05 * rng.standard_normal((n, 200))  # p > n, variance in 3 dims
+    Y = Z @ rng.standard_normal((3, 150)) + 0.05 * rng.standard_normal((n, 150))
+    with pytest.raises(InputError, match="svcca"):
+        value("cca_mean", X, Y)
+    v = value("svcca", X, Y)
+    assert v == pytest.approx(eigen_canonical_correlations(svd_reduce(X, 0.99), svd_reduce(Y, 0.99)).mean(), abs=1e-8)
+    assert v > 0.9
+
+
+def test_pwcca_matches_eigen_route_weights():
+    X, Y = correlated(400, 12, 7, seed=7)
+    rho, H = eigen_canonical_x_variates(X, Y)
+    Xc = X - X.mean(0)
+    w = np.abs(H.T @ Xc).sum(axis=1)
+    ref = np.sum(w / w.sum() * rho)
+    assert value("pwcca", X, Y) == pytest.approx(ref, abs=1e-8)
+    assert value("pwcca", X, Y) != pytest.approx(value("cca_mean", X, Y), abs=1e-3)  # the weighting matters
+
+
+def test_pwcca_asymmetry_and_invariances_as_declared():
+    X, Y = correlated(400, 12, 7, seed=8)
+    spec = get_metric("pwcca").spec
+    assert not spec.symmetric and "orthogonal" not in spec.invariances
+    v = value("pwcca", X, Y)
+    assert abs(value("pwcca", Y, X) - v) > 1e-3
+    rng = np.random.default_rng(9)
+    assert value("pwcca", X, Y @ rng.standard_normal((7, 7))) == pytest.approx(v, abs=1e-10)  # any map of Y
+    Q, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    assert abs(value("pwcca", X @ Q, Y) - v) > 1e-4  # X's neurons define the weights: rotation changes them
+
+
+def test_rank_deficient_inputs_count_the_rank():
+    X, Y = correlated(300, 6, 9, seed=10)
+    dead = np.zeros((300, 3))
+    X_padded = np.hstack([X, dead, X[:, :2] * 2.0 - 1.0])  # dead ReLU units and duplicated features
+    for metric_id in ("cca_mean", "cca_r2", "svcca[keep=1.0]"):
+        assert value(metric_id, X_padded, Y) == pytest.approx(value(metric_id, X, Y), abs=1e-10), metric_id
+        assert value(metric_id, Y, X_padded) == pytest.approx(value(metric_id, Y, X), abs=1e-10), metric_id
+    # pwcca weighs X's neurons: dead ones add nothing, a duplicated one counts twice
+    assert value("pwcca", np.hstack([X, dead]), Y) == pytest.approx(value("pwcca", X, Y), abs=1e-10)
+    assert value("pwcca", Y, X_padded) == pytest.approx(value("pwcca", Y, X), abs=1e-10)
+    assert value("cca_mean", X_padded, Y) == pytest.approx(eigen_canonical_correlations(X, Y).mean(), abs=1e-8)
+
+
+def test_wide_but_low_rank_input_is_scored():
+    rng = np.random.default_rng(11)
+    Z = rng.standard_normal((80, 5))
+    X = Z @ rng.standard_normal((5, 120))  # p ≥ n, rank 5
+    Y = Z[:, :3] + 0.3 * rng.standard_normal((80, 3))
+    assert value("cca_mean", X, Y) == pytest.approx(value("cca_mean", Z, Y), abs=1e-8)
+
+
+@pytest.mark.parametrize("metric_id", ["cca_mean", "cca_r2", "pwcca"])
+def test_full_rank_wide_input_raises_helpful_error(metric_id):
+    rng = np.random.default_rng(12)
+    X, Y = rng.standard_normal((50, 60)), rng.standard_normal((50, 5))
+    with pytest.raises(InputError, match=r"rank 49 .*n = 50.*svcca"):
+        metrics.score(metric_id, X, Y)
+    with pytest.raises(InputError, match="Y has rank 49"):
+        metrics.score(metric_id, Y, X)
+
+
+def test_svcca_refuses_a_cut_that_fills_the_sample_space():
+    rng = np.random.default_rng(13)
+    X, Y = rng.standard_normal((40, 100)), rng.standard_normal((40, 3))  # all 39 centred dims hold variance
+    with pytest.raises(InputError, match="Lower keep"):
+        metrics.score("svcca[keep=1.0]", X, Y)
+    assert 0.0 <= metrics.score("svcca[keep=0.5]", X, Y) <= 1.0
+
+
+@pytest.mark.parametrize("keep", ["0", "-0.1", "1.5"])
+def test_svcca_bad_keep_raises(keep):
+    with pytest.raises(ValueError, match="0 < keep <= 1"):
+        get_metric(f"svcca[keep={keep}]")
+
+
+@pytest.mark.parametrize("metric_id", ["cca_mean", "cca_r2", "svcca", "pwcca"])
+def test_float32_agrees_and_translation_is_harmless(metric_id):
+    X, Y = correlated(500, 16, 12, seed=14)
+    ref = value(metric_id, X, Y)
+    X32 = torch.as_tensor(X, dtype=torch.float32)
+    Y32 = torch.as_tensor(Y, dtype=torch.float32)
+    assert float(get_metric(metric_id)(X32, Y32)) == pytest.approx(ref, abs=1e-4)
+    offset = 2e4 * torch.randn(16, generator=torch.Generator().manual_seed(0))
+    assert float(get_metric(metric_id)(X32, X32 + offset)) > 0.999
+
+
+@pytest.mark.parametrize("metric_id", ["cca_mean", "cca_r2", "svcca"])
+def test_gradients_are_correct(metric_id):
+    X, Y = correlated(20, 4, 3, seed=15)
+    Xt = torch.tensor(X, requires_grad=True)
+    Yt = torch.tensor(Y, requires_grad=True)
+    m = get_metric(metric_id)
+    assert torch.autograd.gradcheck(lambda a, b: m(a, b), (Xt, Yt))
+
+
+def test_pwcca_gradient_is_finite_with_weights_held_constant():
+    X, Y = correlated(60, 5, 4, seed=16)
+    Xt = torch.tensor(X, requires_grad=True)
+    Yt = torch.tensor(Y, requires_grad=True)
+    get_metric("pwcca")(Xt, Yt).backward()
+    assert torch.isfinite(Xt.grad).all() and torch.isfinite(Yt.grad).all()
+    assert Yt.grad.abs().max() > 0

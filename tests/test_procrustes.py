@@ -1,0 +1,131 @@
+"""Procrustes similarity and angular shape distance: independent routes and properties by construction."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.linalg import orthogonal_procrustes
+
+import metrics
+from metrics import get_metric
+
+
+def pair(n: int, p1: int, p2: int, seed: int, noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p1)) @ rng.standard_normal((p1, p1)) + rng.normal(0, 10, p1)
+    Y = X[:, :p2] @ rng.standard_normal((p2, p2)) + noise * rng.standard_normal((n, p2)) + 4.0
+    return X, Y
+
+
+def value(metric_id: str, X, Y) -> float:
+    return float(get_metric(metric_id)(torch.as_tensor(X), torch.as_tensor(Y)))
+
+
+def nuclear_formula(X: np.ndarray, Y: np.ndarray) -> float:
+    Xc, Yc = X - X.mean(0), Y - Y.mean(0)
+    return np.linalg.svd(Xc.T @ Yc, compute_uv=False).sum() / (np.linalg.norm(Xc) * np.linalg.norm(Yc))
+
+
+@pytest.mark.parametrize("shape", [(200, 10, 10), (200, 12, 5), (200, 5, 12)])
+def test_procrustes_equals_svd_formula(shape):
+    X, Y = pair(shape[0], max(shape[1:]), shape[2], seed=0)
+    X = X[:, : shape[1]]
+    v = value("procrustes", X, Y)
+    assert v == pytest.approx(nuclear_formula(X, Y), abs=1e-10)
+    assert 0.1 < v < 0.99
+
+
+def test_procrustes_equals_scipy_orthogonal_procrustes_optimum():
+    X, Y = pair(150, 8, 8, seed=1)
+    Xn = (X - X.mean(0)) / np.linalg.norm(X - X.mean(0))
+    Yn = (Y - Y.mean(0)) / np.linalg.norm(Y - Y.mean(0))
+    R, _ = orthogonal_procrustes(Yn, Xn)  # argmin_R ||Yn R − Xn||_F over orthogonal R
+    residual = np.linalg.norm(Yn @ R - Xn) ** 2
+    assert value("procrustes", X, Y) == pytest.approx(1.0 - residual / 2.0, abs=1e-10)
+    assert value("procrustes_angular", X, Y) == pytest.approx(2 * math.asin(math.sqrt(residual) / 2), abs=1e-10)
+
+
+def test_scaled_rotated_translated_copy_is_identical():
+    X, _ = pair(300, 12, 12, seed=2)
+    rng = np.random.default_rng(3)
+    Q, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    Y = 0.03 * X @ Q + rng.normal(0, 1e3, 12)
+    assert value("procrustes", X, Y) == pytest.approx(1.0, abs=1e-12)
+    assert value("procrustes_angular", X, Y) == pytest.approx(0.0, abs=1e-7)
+    Y_wide = np.hstack([X @ Q, np.zeros((300, 4))])  # zero-padding is an isometry too
+    assert value("procrustes", X, Y_wide) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_not_invariant_to_general_linear_maps():
+    X, _ = pair(300, 6, 6, seed=4)
+    M = np.diag([1.0, 1.0, 1.0, 1.0, 1.0, 20.0])
+    assert value("procrustes", X, X @ M) < 0.99
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_angular_is_arccos_of_similarity(seed):
+    X, Y = pair(250, 9, 7, seed=seed)
+    assert value("procrustes_angular", X, Y) == pytest.approx(math.acos(value("procrustes", X, Y)), abs=1e-10)
+
+
+def test_angular_distance_is_a_metric_on_shapes():
+    rng = np.random.default_rng(7)
+    A, B, C = (rng.standard_normal((100, 6)) @ rng.standard_normal((6, 6)) for _ in range(3))
+    d = lambda U, V: value("procrustes_angular", U, V)  # noqa: E731
+    assert d(A, B) == pytest.approx(d(B, A), abs=1e-12)
+    assert d(A, C) <= d(A, B) + d(B, C) + 1e-12
+    assert d(A, B) <= d(A, C) + d(C, B) + 1e-12
+    assert 0 < d(A, B) <= math.pi / 2
+
+
+@pytest.mark.parametrize("p1,p2", [(120, 30), (30, 120), (90, 150)])
+def test_wide_inputs_take_the_row_space_route_with_the_same_value(p1, p2):
+    rng = np.random.default_rng(8)
+    n = 60
+    X = rng.standard_normal((n, p1)) + 3.0
+    Y = np.tile(X, 4)[:, :p2] * 0.5 + rng.standard_normal((n, p2))
+    assert value("procrustes", X, Y) == pytest.approx(nuclear_formula(X, Y), abs=1e-10)
+    assert value("procrustes_angular", X, Y) == pytest.approx(math.acos(nuclear_formula(X, Y)), abs=1e-9)
+
+
+def test_float32_resolves_small_angles():
+    """arccos of a float32 similarity near 1 would be off by √(2·eps) ≈ 5e-4; the chord route is not."""
+    rng = np.random.default_rng(9)
+    X = np.maximum(rng.standard_normal((2000, 64)) @ rng.standard_normal((64, 64)), 0.0)
+    X32 = torch.tensor(X, dtype=torch.float32)
+    assert float(get_metric("procrustes_angular")(X32, X32)) < 1e-5
+    Y32 = X32 + 1e-4 * torch.randn(X32.shape, generator=torch.Generator().manual_seed(0))
+    ref = float(get_metric("procrustes_angular")(X32.double(), Y32.double()))
+    assert 1e-5 < ref < 1e-3
+    assert float(get_metric("procrustes_angular")(X32, Y32)) == pytest.approx(ref, rel=1e-2)
+    assert float(get_metric("procrustes")(X32, X32)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_float32_under_huge_translation():
+    rng = np.random.default_rng(10)
+    X32 = torch.tensor(np.maximum(rng.standard_normal((2000, 128)), 0.0), dtype=torch.float32)
+    Y32 = X32 + 2e4 * torch.randn(128, generator=torch.Generator().manual_seed(1))
+    assert float(get_metric("procrustes")(X32, Y32)) > 0.999
+    assert float(get_metric("procrustes_angular")(X32, Y32)) < 2e-3  # the quantisation of Y itself is ~1e-3
+
+
+@pytest.mark.parametrize("metric_id", ["procrustes", "procrustes_angular"])
+@pytest.mark.parametrize("p", [4, 16])  # p = 16 > n exercises the row-space route
+def test_gradients_are_correct(metric_id, p):
+    X, Y = pair(12, p, 3, seed=11)
+    Xt = torch.tensor(X, requires_grad=True)
+    Yt = torch.tensor(Y, requires_grad=True)
+    m = get_metric(metric_id)
+    assert torch.autograd.gradcheck(lambda a, b: m(a, b), (Xt, Yt))
+
+
+def test_specs():
+    sim, dist = get_metric("procrustes").spec, get_metric("procrustes_angular").spec
+    assert sim.kind == "similarity" and dist.kind == "distance"
+    assert dist.value_range == (0.0, math.pi / 2) and dist.best == 0.0
+    assert sim.invariances == dist.invariances == {"translation", "isotropic_scaling", "orthogonal", "permutation"}
+    X, Y = pair(100, 5, 5, seed=12)
+    assert float(dist.as_similarity(metrics.score("procrustes_angular", X, X))) == pytest.approx(1.0, abs=1e-7)

@@ -1,0 +1,305 @@
+"""The runner and result store: one record per cell, incremental reruns, staleness, errors, skips, crash safety.
+
+The tasks here are tiny real `tasks.Task` subclasses (a noise sweep on 30 × 4 data), so every record holds
+numbers the real evaluation path produced; they are handed to the runner directly, not registered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator
+
+import pytest
+import torch
+
+import metrics
+import tasks
+from benchmark import records as records_mod
+from benchmark import runner
+from benchmark.records import ResultStore, metric_filename, metric_from_filename
+from benchmark.runner import conformance_entry, run, select_metrics
+from metrics.cka import linear_cka
+from metrics.conformance import Check, check_metric
+from tasks.scoring import positive_spearman
+
+SEEDS = [0, 1]
+NOISE = (0.1, 1.0, 10.0)
+
+
+@dataclass
+class NoiseSetup(tasks.Setup):
+    X: torch.Tensor
+    noise: torch.Tensor
+
+
+class NoiseSweep(tasks.Task):
+    """Y = X + s·E for s in (0.1, 1, 10) (test fixture).
+
+    Construction: X, E ~ N(0, 1)^(30×4), seeded. Ground truth: similarity falls as s grows.
+    Score: max(0, Spearman(s, −similarity)). Source: this test.
+    """
+
+    sizes = {"smoke": {"n": 30, "p": 4}, "default": {"n": 30, "p": 4}}
+
+    def __init__(self, name: str = "noise_a", category: str = "sensitivity", version: int = 1,
+                 labels: bool = True, fail: dict[str, BaseException] | None = None) -> None:
+        super().__init__()
+        self.name, self.category, self.version = name, category, version
+        self.sweep_name, self.log_x = "noise s", True
+        self.labels, self.fail = labels, fail or {}
+        self.calls: list[tuple[str, int]] = []
+
+    def build(self, size, seed, device) -> NoiseSetup:
+        g = torch.Generator().manual_seed(seed)
+        X = torch.randn(size["n"], size["p"], generator=g, dtype=torch.float64)
+        E = torch.randn(size["n"], size["p"], generator=g, dtype=torch.float64)
+        labels = torch.arange(size["n"]) % 2 if self.labels else None
+        return NoiseSetup(labels=labels, details={"n": size["n"], "dtype": "float64"}, X=X, noise=E)
+
+    def cases(self, s: NoiseSetup) -> Iterator[tasks.Case]:
+        for level in NOISE:
+            yield tasks.Case(x=level, reference=s.X, other=s.X + level * s.noise, ref_key=0, truth={"s": level})
+
+    def score(self, curve, setup) -> float:
+        return positive_spearman(curve["x"], -curve["similarity"])
+
+    def evaluate(self, metric_id, scale="default", seed=0, device=None, progress=False):
+        self.calls.append((metric_id, seed))
+        if metric_id in self.fail:
+            raise self.fail[metric_id]
+        return super().evaluate(metric_id, scale=scale, seed=seed, device=device)
+
+
+def _register_tmp_metric(version: int, needs_labels: bool = False) -> None:
+    metrics.REGISTRY.remove("tmp_runner_metric")
+
+    @metrics.register(name="tmp_runner_metric", version=version, needs_labels=needs_labels, cost="O(n·p²)",
+                      reference="test fixture")
+    def tmp_runner_metric(X: torch.Tensor, Y: torch.Tensor, **_: object) -> torch.Tensor:
+        """Linear CKA under another name (test fixture)."""
+        return linear_cka(X, Y)
+
+
+def fake_check(metric_id: str) -> SimpleNamespace:
+    """A stand-in for `check_metric`: the conformance suite has its own tests, runs here take milliseconds."""
+    declared = metrics.get_metric(metric_id).spec.invariances
+    return SimpleNamespace(passed=True, checks=(Check("stand_in", True, "not run"),), declared=declared,
+                           observed=declared)
+
+
+@pytest.fixture(autouse=True)
+def fast_conformance(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "check_metric", fake_check)
+
+
+@pytest.fixture
+def tmp_metric() -> Iterator[None]:
+    _register_tmp_metric(1)
+    yield
+    metrics.REGISTRY.remove("tmp_runner_metric")
+
+
+def _run(root: Path, metric_ids: list[str], task_list: list[NoiseSweep], **kw):
+    kw = {"scale": "smoke", "seeds": SEEDS, "device": "cpu", "quiet": True, **kw}
+    return run(ResultStore(root), metric_ids, task_list, **kw)
+
+
+def _snapshot(root: Path) -> dict[Path, tuple[bytes, int]]:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted((root / "records").rglob("*.json"))}
+
+
+def test_one_record_per_cell_with_provenance_and_real_values(tmp_path: Path) -> None:
+    task = NoiseSweep()
+    summary = _run(tmp_path, ["linear_cka", "rbf_cka[sigma=0.5]"], [task])
+    assert summary.computed == {"ok": 2} and not summary.errors and summary.current == 0
+    assert summary.conformance == 2 and (tmp_path / "conformance" / "rbf_cka[sigma=0.5].json").is_file()
+    path = tmp_path / "records" / "smoke" / "noise_a" / "rbf_cka[sigma=0.5].json"
+    rec = json.loads(path.read_text())
+    assert rec["metric"] == "rbf_cka[sigma=0.5]" and metric_from_filename(path.name) == rec["metric"]
+    assert (rec["status"], rec["scale"], rec["task"], rec["seeds"]) == ("ok", "smoke", "noise_a", SEEDS)
+    assert rec["metric_version"] == 1 and rec["task_version"] == 1 and rec["dtype"] == "float64"
+    assert rec["task_info"] == {"category": "sensitivity", "summary": "Y = X + s·E for s in (0.1, 1, 10) (test "
+                                "fixture).", "sweep_name": "noise s", "log_x": True}
+    assert {"torch", "numpy", "python", "simstress"} <= set(rec["packages"]) and rec["git_commit"]
+    assert rec["device"] == "cpu" and rec["device_name"]
+    # The stored numbers are the evaluation's own: recompute seed 1 through the task and compare.
+    again = NoiseSweep().evaluate("rbf_cka[sigma=0.5]", scale="smoke", seed=1)
+    run1 = rec["runs"][1]
+    assert run1["seed"] == 1 and run1["score"] == again.score and run1["curve"]["similarity"] == list(
+        again.curve["similarity"])
+    assert run1["curve"]["x"] == list(NOISE) and run1["details"]["n"] == 30 and run1["runtime_s"] > 0
+    assert rec["seed_scores"] == [r["score"] for r in rec["runs"]]
+    assert rec["score"] == pytest.approx(statistics.fmean(rec["seed_scores"]))
+    assert task.calls == [("linear_cka", 0), ("linear_cka", 1), ("rbf_cka[sigma=0.5]", 0), ("rbf_cka[sigma=0.5]", 1)]
+
+
+def test_second_run_computes_nothing(tmp_path: Path) -> None:
+    task = NoiseSweep()
+    _run(tmp_path, ["linear_cka", "procrustes"], [task])
+    before, calls = _snapshot(tmp_path), len(task.calls)
+    summary = _run(tmp_path, ["linear_cka", "procrustes"], [task])
+    assert sum(summary.computed.values()) == 0 and summary.current == 2 and summary.conformance == 0
+    assert len(task.calls) == calls and _snapshot(tmp_path) == before
+
+
+def test_metric_version_bump_recomputes_only_its_cells(tmp_path: Path, tmp_metric: None) -> None:
+    ta, tb = NoiseSweep("noise_a"), NoiseSweep("noise_b")
+    _run(tmp_path, ["linear_cka", "tmp_runner_metric"], [ta, tb])
+    before = _snapshot(tmp_path)
+    ta.calls.clear(), tb.calls.clear()
+    _register_tmp_metric(2)
+    summary = _run(tmp_path, ["linear_cka", "tmp_runner_metric"], [ta, tb])
+    assert summary.computed == {"ok": 2} and summary.current == 2 and summary.conformance == 1
+    assert ta.calls == tb.calls == [("tmp_runner_metric", 0), ("tmp_runner_metric", 1)]
+    after = _snapshot(tmp_path)
+    changed = {p.relative_to(tmp_path).as_posix() for p in after if after[p] != before[p]}
+    assert changed == {"records/smoke/noise_a/tmp_runner_metric.json", "records/smoke/noise_b/tmp_runner_metric.json"}
+    assert json.loads((tmp_path / "records/smoke/noise_a/tmp_runner_metric.json").read_text())["metric_version"] == 2
+    assert json.loads((tmp_path / "conformance/tmp_runner_metric.json").read_text())["metric_version"] == 2
+
+
+def test_task_version_seeds_and_force_make_cells_stale(tmp_path: Path) -> None:
+    _run(tmp_path, ["linear_cka"], [NoiseSweep("noise_a"), NoiseSweep("noise_b")])
+    bumped = NoiseSweep("noise_b", version=2)
+    assert _run(tmp_path, ["linear_cka"], [NoiseSweep("noise_a"), bumped]).computed == {"ok": 1}
+    assert bumped.calls == [("linear_cka", 0), ("linear_cka", 1)]
+    three = NoiseSweep("noise_a")
+    assert _run(tmp_path, ["linear_cka"], [three], seeds=[0, 1, 2]).computed == {"ok": 1}
+    assert json.loads((tmp_path / "records/smoke/noise_a/linear_cka.json").read_text())["seeds"] == [0, 1, 2]
+    forced = NoiseSweep("noise_a")
+    assert _run(tmp_path, ["linear_cka"], [forced], seeds=[0, 1, 2], force=True).computed == {"ok": 1}
+    assert len(forced.calls) == 3
+
+
+def test_an_erroring_cell_is_recorded_and_the_run_finishes(tmp_path: Path) -> None:
+    task = NoiseSweep(fail={"linear_cka": ZeroDivisionError("the metric divided by zero")})
+    summary = _run(tmp_path, ["linear_cka", "procrustes", "rsa"], [task])
+    assert summary.computed == {"ok": 2, "error": 1}
+    assert summary.errors == [("linear_cka", "noise_a", "ZeroDivisionError: the metric divided by zero")]
+    assert any("1 cell(s) failed" in line for line in summary.lines())
+    rec = json.loads((tmp_path / "records/smoke/noise_a/linear_cka.json").read_text())
+    assert rec["status"] == "error" and rec["score"] is None and rec["runs"] == []
+    assert rec["error"]["type"] == "ZeroDivisionError" and rec["error"]["seed"] == 0
+    assert rec["error"]["message"] == "the metric divided by zero" and "ZeroDivisionError" in rec["error"]["traceback"]
+    for ok in ("procrustes", "rsa"):
+        assert json.loads((tmp_path / f"records/smoke/noise_a/{ok}.json").read_text())["status"] == "ok"
+    # A rerun keeps the recorded error (same versions, same seeds) and still reports it.
+    again = _run(tmp_path, ["linear_cka", "procrustes", "rsa"], [NoiseSweep()])
+    assert sum(again.computed.values()) == 0 and len(again.errors) == 1
+
+
+def test_a_score_outside_0_1_is_an_error(tmp_path: Path) -> None:
+    class Broken(NoiseSweep):
+        """A task whose score rule is broken (test fixture)."""
+
+        def score(self, curve, setup) -> float:
+            return 1.5
+
+    _run(tmp_path, ["linear_cka"], [Broken()])
+    rec = json.loads((tmp_path / "records/smoke/noise_a/linear_cka.json").read_text())
+    assert rec["status"] == "error" and "outside [0, 1]" in rec["error"]["message"]
+
+
+def test_not_applicable_cells_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    _register_tmp_metric(1, needs_labels=True)
+    try:
+        summary = _run(tmp_path, ["tmp_runner_metric", "linear_cka"], [NoiseSweep(labels=False)])
+    finally:
+        metrics.REGISTRY.remove("tmp_runner_metric")
+    assert summary.computed == {"ok": 1, "skipped": 1} and not summary.errors
+    rec = json.loads((tmp_path / "records/smoke/noise_a/tmp_runner_metric.json").read_text())
+    assert rec["status"] == "skipped" and "needs class labels" in rec["reason"] and rec["score"] is None
+
+
+def test_a_task_without_the_scale_is_skipped(tmp_path: Path) -> None:
+    summary = _run(tmp_path, ["linear_cka"], [NoiseSweep()], scale="full")
+    rec = json.loads((tmp_path / "records/full/noise_a/linear_cka.json").read_text())
+    assert summary.computed == {"skipped": 1} and "no 'full' scale" in rec["reason"]
+
+
+def test_ctrl_c_keeps_finished_records_and_the_next_run_resumes(tmp_path: Path) -> None:
+    ids = ["linear_cka", "procrustes", "rsa"]
+    summary = _run(tmp_path, ids, [NoiseSweep(fail={"procrustes": KeyboardInterrupt()})])
+    assert summary.interrupted and summary.computed == {"ok": 1}
+    folder = tmp_path / "records/smoke/noise_a"
+    assert sorted(p.name for p in folder.iterdir()) == ["linear_cka.json"]  # no temporary file left
+    json.loads((folder / "linear_cka.json").read_text())
+    resumed = NoiseSweep()
+    assert _run(tmp_path, ids, [resumed]).computed == {"ok": 2}
+    assert [m for m, _ in resumed.calls] == ["procrustes", "procrustes", "rsa", "rsa"]
+
+
+def test_a_crash_while_writing_leaves_the_old_record_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _run(tmp_path, ["linear_cka"], [NoiseSweep()])
+    path = tmp_path / "records/smoke/noise_a/linear_cka.json"
+    old = path.read_bytes()
+
+    replace = os.replace
+
+    def crash(src: str, dst: str) -> None:
+        if "records" in str(dst):
+            raise KeyboardInterrupt  # the process dies between writing the temporary file and renaming it
+        replace(src, dst)
+
+    monkeypatch.setattr(records_mod.os, "replace", crash)
+    summary = _run(tmp_path, ["linear_cka"], [NoiseSweep()], force=True)
+    monkeypatch.undo()
+    assert summary.interrupted and sum(summary.computed.values()) == 0
+    assert path.read_bytes() == old and os.listdir(path.parent) == ["linear_cka.json"]
+
+
+def test_torn_or_foreign_files_are_recomputed_or_ignored(tmp_path: Path) -> None:
+    ids = ["linear_cka", "procrustes", "rsa"]
+    _run(tmp_path, ids, [NoiseSweep()])
+    folder = tmp_path / "records/smoke/noise_a"
+    (folder / "procrustes.json").write_bytes((folder / "linear_cka.json").read_bytes())  # another cell's record
+    (folder / "linear_cka.json").write_text('{"schema": 1, "metric": "linear')  # e.g. a disk that filled up
+    (folder / ".rsa.json.x1y2.tmp").write_text("{")  # left by a kill -9 before the rename
+    with pytest.raises(records_mod.RecordError, match="unreadable record"):
+        ResultStore(tmp_path).records("smoke")  # the leaderboard refuses to render from a torn record
+    summary = _run(tmp_path, ids, [NoiseSweep()])
+    assert summary.computed == {"ok": 2} and summary.current == 1
+    assert [r["metric"] for r in ResultStore(tmp_path).records("smoke")] == ids
+
+
+def test_metric_ids_map_to_reversible_file_names() -> None:
+    for mid in ("linear_cka", "rbf_cka[sigma=0.5]", "odd[path=a/b c%]"):
+        name = metric_filename(mid)
+        assert "/" not in name and metric_from_filename(name) == mid
+    assert metric_filename("rbf_cka[sigma=0.5]") == "rbf_cka[sigma=0.5].json"
+
+
+def test_select_metrics_takes_exact_ids_globs_and_names_the_closest() -> None:
+    assert select_metrics("rbf_cka[sigma=0.5]") == ["rbf_cka[sigma=0.5]"]
+    assert select_metrics("rbf_cka[sigma=2.0]") == ["rbf_cka[sigma=2]"]  # any parameters, canonical id
+    assert select_metrics("rbf_cka*,linear_cka") == ["rbf_cka", "rbf_cka[sigma=0.2]", "rbf_cka[sigma=0.5]",
+                                                      "linear_cka"]
+    with pytest.raises(metrics.UnknownNameError, match="closest: linear_cka"):
+        select_metrics("linear_ckaa")
+    with pytest.raises(metrics.UnknownNameError, match="no metric matches"):
+        select_metrics("zzz*")
+
+
+def test_conformance_cache_holds_the_real_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.undo()  # the real suite, once
+    entry = conformance_entry("linear_cka", 1)
+    report = check_metric("linear_cka")
+    assert entry["passed"] is report.passed is True and entry["metric_version"] == 1
+    assert entry["declared"] == sorted(report.declared) and entry["observed"] == sorted(report.observed)
+    assert [row[:2] for row in entry["checks"]] == [[c.name, c.ok] for c in report.checks]
+
+
+def test_a_crashing_checker_is_a_failed_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(metric_id: str) -> None:
+        raise RuntimeError("checker crashed")
+
+    monkeypatch.setattr(runner, "check_metric", boom)
+    entry = conformance_entry("linear_cka", 1)
+    assert entry["passed"] is False
+    assert entry["checks"] == [["check_metric", False, "raised RuntimeError: checker crashed"]]
+    assert entry["declared"] == sorted(metrics.get_metric("linear_cka").spec.invariances) and entry["observed"] == []
