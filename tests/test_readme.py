@@ -1,0 +1,27 @@
+"""The README's tables are written by hand: every built-in metric and task must appear in them (installed
+plugins are not expected there)."""
+
+from pathlib import Path
+
+import metrics
+import tasks
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def _table_ids(heading: str) -> set[str]:
+    """First-column ids (`id` or `id[params]`, backquoted) of the table under a `## heading`."""
+    section = README.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {row.split("`")[1].split("[")[0] for row in rows}
+
+
+def test_every_metric_is_in_the_readme_table() -> None:
+    specs = (metrics.get_metric(m).spec for m in metrics.list_metrics())
+    builtin = {s.name for s in specs if s.fn.__module__.startswith("metrics.")}
+    assert _table_ids("Built-in metrics") == builtin
+
+
+def test_every_task_is_in_the_readme_table() -> None:
+    builtin = {n for n in tasks.list_tasks() if type(tasks.get_task(n)).__module__.startswith("tasks.")}
+    assert _table_ids("Stress tasks") == builtin
