@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import metrics
 from metrics import InputError, streaming
+from references import u_statistic_hsic
 
 EXACT_IDS = ["linear_cka", "procrustes", "cca_mean", "cca_r2", "svcca", "svcca[keep=0.9]", "pwcca"]
 
@@ -85,17 +86,6 @@ def test_memory_is_independent_of_n() -> None:
     assert large.n == 100 * small.n
     assert state_bytes(small) == state_bytes(large) == [32 * 8, 20 * 8, 32 * 20 * 8, 32 * 32 * 8, 20 * 20 * 8]
     assert 0.0 < float(large.linear_cka()) < 0.05  # independent streams: near-zero CKA at n = 1e5
-
-
-def u_statistic_hsic(K: np.ndarray, L: np.ndarray) -> float:
-    """Song et al. 2012's HSIC₁, straight from its definition."""
-    n = K.shape[0]
-    K, L = K.copy(), L.copy()
-    np.fill_diagonal(K, 0.0)
-    np.fill_diagonal(L, 0.0)
-    one = np.ones(n)
-    return (np.trace(K @ L) + (one @ K @ one) * (one @ L @ one) / ((n - 1) * (n - 2))
-            - 2.0 / (n - 2) * (one @ K @ L @ one)) / (n * (n - 3))
 
 
 def test_minibatch_linear_matches_definition_and_debiased_cka() -> None:
