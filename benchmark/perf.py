@@ -13,6 +13,10 @@ X, Y (n, p) ReLU activations of a shared latent. Each case is warmed up once, th
   singular values a Procrustes or CCA algorithm needs on top of the products;
 - the float32 error: |float32 value − float64 value| of the same case.
 
+Two fixed-size showcases run beside the grid (not under --quick, and only when --metrics selects them):
+exact streaming of 1e5 and 1e6 rows × 512 features (tests/perf/test_perf_streaming.py), and rbf_cka at
+n = 20000, p = 1024 in float32, row tiles against the untiled n×n path (tests/perf/test_perf_rbf_tiling.py).
+
 A case that cannot run is skipped with its reason recorded (no CUDA; n×n memory over the cap; a call
 predicted, from the previous size and the FLOP model, to take longer than --budget seconds).
 
@@ -152,6 +156,15 @@ def metric_names(pattern: str) -> list[str]:
     names = metrics.REGISTRY.names() + [k for k in PROFILES if k.startswith("streaming:")]
     pats = [p.strip() for p in pattern.split(",")]
     return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in pats)]
+
+
+def large_case_skip(cfg: Config, name: str) -> str | None:
+    """Why a fixed-size showcase case (the 1e6-row stream, the n = 20000 tiled RBF) is not run, or None."""
+    if cfg.sizes != SIZES:
+        return "--quick: small sizes only"
+    if not any(fnmatch.fnmatchcase(name, p.strip()) for p in cfg.metrics.split(",")):
+        return f"{name} is not selected by --metrics {cfg.metrics}"
+    return None
 
 
 def build_cases(cfg: Config) -> list[Case]:
@@ -397,6 +410,12 @@ def _rows(doc: dict) -> list[dict]:
     return [b["extra_info"] | {"median": b["stats"]["median"]} for b in doc["benchmarks"]]
 
 
+def cka_untiled_limit() -> str:
+    from metrics.cka import RBF_UNTILED_MAX_BYTES
+
+    return f"{RBF_UNTILED_MAX_BYTES / 2**20:.0f} MiB per n×n matrix"
+
+
 def render_table(docs: list[dict]) -> str:
     """Markdown: one row per metric × size × dtype × device; baselines shown as the reference rows."""
     lines = []
@@ -408,8 +427,9 @@ def render_table(docs: list[dict]) -> str:
                   "|---|---|---|---:|---:|---:|---:|---:|---:|"]
         rows = sorted(_rows(doc), key=lambda r: (r["kind"] == "baseline", r["name"], r["n"], r["dtype"]))
         demos = [r for r in rows if r["kind"] == "demo"]
+        tilings = [r for r in rows if r["kind"] == "rbf_tiling"]
         for r in rows:
-            if r["kind"] == "demo":
+            if r["kind"] in ("demo", "rbf_tiling"):
                 continue
             mem = None if r.get("peak_bytes") is None else r["peak_bytes"] / 2**20
             lines.append(
@@ -428,9 +448,21 @@ def render_table(docs: list[dict]) -> str:
                 mem = None if r.get("peak_bytes") is None else r["peak_bytes"] / 2**20
                 lines.append(f"| {r['n']} × {r['p']} | {r['median']:.1f} | {r['rows_per_s']:.3g} | "
                              f"{_fmt(mem, '.0f')} | {vals} |")
+        for r in tilings:
+            lines += ["", f"`rbf_cka` at n = {r['n']}, p = {r['p']}, {r['dtype']}: row tiles (the default above "
+                      f"{cka_untiled_limit()}) against the untiled n×n path:", "",
+                      "| route | value | time s | peak MiB above the inputs |", "|---|---|---:|---:|"]
+            for route, v in r["routes"].items():
+                lines.append(f"| {route} | {v['value']:.10f} | {v['seconds']:.1f} | "
+                             f"{_fmt(None if v['peak_bytes'] is None else v['peak_bytes'] / 2**20, '.0f')} |")
         if meta["skipped"]:
             lines += ["", "Skipped (with reasons):", ""]
-            lines += [f"- {s['case']}: {s['reason']}" for s in meta["skipped"]]
+            by_reason: dict[str, list[str]] = {}
+            for s in meta["skipped"]:
+                by_reason.setdefault(s["reason"], []).append(s["case"])
+            for reason, cases in by_reason.items():  # a reason shared by many cases (no CUDA) is one line
+                lines += ([f"- {c}: {reason}" for c in cases] if len(cases) <= 3 else
+                          [f"- {len(cases)} cases ({cases[0]} … {cases[-1]}): {reason}"])
         lines.append("")
     return "\n".join(lines)
 

@@ -56,6 +56,14 @@ def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     return linear_cka_gram(Xc, Yc)
 
 
+def _alignment(Xc: torch.Tensor, Yc: torch.Tensor) -> torch.Tensor:
+    """<X̃X̃ᵀ, ỸỸᵀ>_F = ||ỸᵀX̃||²_F by the cheaper route; a self term (Yc is Xc) uses the symmetric product."""
+    if _feature_route_cheaper(Xc.shape[0], Xc.shape[1], Yc.shape[1]):
+        return (feature_gram(Xc) if Yc is Xc else Yc.T @ Xc).square().sum()
+    K = gram(Xc)
+    return (K.square() if Yc is Xc else K * gram(Yc)).sum()
+
+
 def _unbiased_hsic_parts(Xc: torch.Tensor, Yc: torch.Tensor) -> torch.Tensor:
     """n(n−3)·HSIC₁ for linear kernels of centred features, without forming an n×n matrix.
 
@@ -66,10 +74,7 @@ def _unbiased_hsic_parts(Xc: torch.Tensor, Yc: torch.Tensor) -> torch.Tensor:
     n = Xc.shape[0]
     dx, dy = Xc.square().sum(1), Yc.square().sum(1)
     dd = (dx * dy).sum()
-    cross = (Yc.T @ Xc).square().sum() if _feature_route_cheaper(n, Xc.shape[1], Yc.shape[1]) else (
-        (gram(Xc) * gram(Yc)).sum()
-    )
-    return cross - dd + dx.sum() * dy.sum() / ((n - 1) * (n - 2)) - 2.0 * dd / (n - 2)
+    return _alignment(Xc, Yc) - dd + dx.sum() * dy.sum() / ((n - 1) * (n - 2)) - 2.0 * dd / (n - 2)
 
 
 @register(

@@ -10,10 +10,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.perf import PeakMemory
+from benchmark.perf import Config, PeakMemory, large_case_skip
 from metrics import streaming
 
 pytestmark = pytest.mark.perf
+
+CONFIG = Config.from_env()
 
 P, BATCH = 512, 10_000
 
@@ -32,6 +34,9 @@ def batches(n: int, device: str):
 def test_streaming_demo(benchmark, n: int, device: str) -> None:
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("CUDA is not available on this machine")
+    reason = large_case_skip(CONFIG, "streaming:linear_cka")
+    if reason:
+        pytest.skip(reason)
     results = {}
 
     def one_pass() -> None:
