@@ -99,7 +99,7 @@ def sweep_png(board: Board, task: Task, palette: dict[str, tuple]) -> bytes:
 
 
 def draw(board: Board, out_dir: Path) -> list[Path]:
-    """Write every figure of the board into out_dir and delete PNGs there that the board no longer makes."""
+    """Write every figure of the board into out_dir and delete sweep figures there that it no longer makes."""
     with matplotlib.style.context("default"), sns.plotting_context("notebook"):
         with sns.axes_style("white"):
             pngs = {HEATMAP: heatmap_png(board)}
@@ -108,7 +108,7 @@ def draw(board: Board, out_dir: Path) -> list[Path]:
             pngs.update({sweep_figure(t.name): sweep_png(board, t, palette) for t in board.sweep_tasks()})
     for name, png in pngs.items():
         write_atomic(out_dir / name, png)
-    for old in out_dir.glob("*.png"):
+    for old in out_dir.glob(sweep_figure("*")):  # only the board's own kind: perf plots live here too
         if old.name not in pngs:
             old.unlink()
     return [out_dir / name for name in sorted(pngs)]

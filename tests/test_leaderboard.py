@@ -176,10 +176,12 @@ def test_output_and_results_paths_are_configurable(tmp_path: Path, capsys) -> No
     out = tmp_path / "site" / "board.md"
     assert main(["leaderboard", "--scale", "smoke", "--results", str(store.root), "--output", str(out)]) == 0
     assert f"](../results/figures/{HEATMAP})" in out.read_text()
-    stale = store.figures_dir / "sweep_gone.png"
+    stale, perf_plot = store.figures_dir / "sweep_gone.png", store.figures_dir / "perf_cpu-x.png"
     stale.write_bytes(b"old")
+    perf_plot.write_bytes(b"perf")
     assert main(["leaderboard", "--scale", "smoke", "--results", str(store.root), "--output", str(out)]) == 0
     assert not stale.exists()  # figures of tasks no longer in the records are removed
+    assert perf_plot.read_bytes() == b"perf"  # figures the board does not own are left alone
     assert main(["leaderboard", "--scale", "default", "--results", str(store.root)]) == 2
     assert "no records for scale 'default'" in capsys.readouterr().err
 
