@@ -37,7 +37,7 @@ import re
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -328,8 +328,7 @@ def run_case(benchmark: Any, case: Case, data: dict[str, torch.Tensor]) -> float
     value64 = None
     if case.dtype == "float32" and value is not None:
         data64 = {k: v.double() if v.is_floating_point() else v for k, v in data.items()}
-        value64 = _scalar(case_callable(Case(case.kind, case.name, case.n, case.p, "float64", case.device),
-                                        data64)())
+        value64 = _scalar(case_callable(replace(case, dtype="float64"), data64)())
     benchmark.extra_info.update(asdict(case) | {"peak_bytes": probe.peak, "flops": flops, "value": value,
                                                 "value_float64": value64, "warmup_s": warm})
     return benchmark.stats.stats.median
