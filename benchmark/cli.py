@@ -1,30 +1,27 @@
 """`simstress`: list metrics and tasks, check a metric, run the benchmark, render the leaderboard, time metrics."""
 
+import argparse
+import difflib
+import importlib
+import importlib.util
 import os
+import sys
+import warnings
+from pathlib import Path
+from types import ModuleType
 
-# timm (when installed) must not spend minutes retrying hub downloads: nothing is fetched at run time.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from simstress import metrics, tasks
+from simstress.core.conformance import check_metric
+from simstress.core.files import write_atomic
+from simstress.core.provenance import resolve_device
+from simstress.core.registry import DuplicateNameError, PluginError, UnknownNameError
+from simstress.core.task import SCALES
 
-import argparse  # noqa: E402
-import difflib  # noqa: E402
-import importlib  # noqa: E402
-import importlib.util  # noqa: E402
-import sys  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
-from types import ModuleType  # noqa: E402
+from . import runner
+from .leaderboard import HEATMAP, build_board, render, sweep_figure
+from .plan import select_metrics, select_tasks
+from .records import RecordError, ResultStore
 
-import metrics  # noqa: E402
-import tasks  # noqa: E402
-from metrics.conformance import check_metric  # noqa: E402
-from metrics.registry import DuplicateNameError, PluginError, UnknownNameError  # noqa: E402
-
-from . import runner  # noqa: E402
-from .environment import resolve_device  # noqa: E402
-from .leaderboard import HEATMAP, build_board, render, sweep_figure  # noqa: E402
-from .records import RecordError, ResultStore, write_atomic  # noqa: E402
-
-SCALES = ("smoke", "default", "full")
 EXIT_FAILED = 1       # the command ran and found a problem: cells recorded as errors, a stale page, ...
 EXIT_ERROR = 2        # the command could not run: unknown id, broken plugin under --strict, bad records, ...
 EXIT_INTERRUPTED = 130
@@ -159,11 +156,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     load_plugins(args.strict)
     device = resolve_device(args.device)
-    summary = runner.run(
-        ResultStore(args.results), runner.select_metrics(args.metrics), runner.select_tasks(args.tasks),
-        scale=args.scale, seeds=list(range(args.seeds)), device=device, force=args.force, quiet=args.quiet,
-    )
-    _say(*summary.lines())
+    store = ResultStore(args.results)
+    metric_ids, task_names = select_metrics(args.metrics), select_tasks(args.tasks)
+    checked = runner.refresh_conformance(store, metric_ids, force=args.force, quiet=args.quiet)
+    summary = runner.run(store, metric_ids, task_names, scale=args.scale, seeds=list(range(args.seeds)),
+                         device=device, force=args.force, quiet=args.quiet)
+    _say(f"conformance: {checked} report(s) refreshed in {store.root / 'conformance'}", *summary.lines())
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary.errors else 0
@@ -206,14 +204,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------------ perf
 
 def cmd_perf(args: argparse.Namespace) -> int:
-    try:
-        perf = importlib.import_module(f"{__package__}.perf")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.perf":
-            raise
-        _warn("the speed benchmarks (benchmark/perf.py) are not part of this installation yet")
-        return EXIT_ERROR
-    return perf.main(args.perf_args)
+    from .perf import main as perf_main  # pytest-benchmark and the suite load only when timing
+
+    return perf_main(args.perf_args)
 
 
 # ---------------------------------------------------------------------------------------------------- parser

@@ -20,8 +20,9 @@ matplotlib.use("Agg")
 import seaborn as sns  # noqa: E402  (after the backend is chosen)
 from matplotlib.figure import Figure  # noqa: E402
 
+from simstress.core.files import write_atomic  # noqa: E402
+
 from .leaderboard import HEATMAP, Board, Task, sweep_figure  # noqa: E402
-from .records import write_atomic  # noqa: E402
 
 DPI = 100
 

@@ -17,19 +17,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from metrics.registry import natural_key
+from simstress.core.registry import natural_key
+from simstress.core.task import CATEGORIES
 
 from .records import RecordError
 
-CATEGORIES = {
-    "robustness": "the task applies a change that preserves what the network computes (outlier shift, "
-                  "separable class translation, invertible linear map, ...); the ideal metric keeps the "
-                  "similarity at self-similarity",
-    "sensitivity": "the task applies a change that alters what the network computes (noise, principal-component "
-                   "deletion, independent data, ...); the ideal metric's similarity falls, in the order of the "
-                   "damage",
-    "specificity": "the right pair must win (e.g. the corresponding layer across seeds or training recipes)",
-}
 SHORT = {"robustness": "rob.", "sensitivity": "sens.", "specificity": "spec."}
 DIGITS = 3
 HEATMAP = "scores_heatmap.png"

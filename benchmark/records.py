@@ -7,25 +7,24 @@ Layout under the results root (default `results/`):
     conformance/<metric id>.json              the cached `simstress check` report of each metric
     figures/*.png                             written by `simstress leaderboard`
 
-A record is *current* when its schema, metric version, task version and seed list equal what a run asks for;
-anything else (missing, unreadable, stale) is recomputed. Files are replaced atomically (temporary file in the
-same folder, fsync, rename), so an interrupted run leaves every record either old and whole or new and whole.
+A record is *current* when its schema, metric version, task version, seed list and the content hashes of the
+artifacts it used equal what a run asks for; anything else (missing, unreadable, stale) is recomputed. Files are
+replaced atomically (temporary file in the same folder, fsync, rename), so an interrupted run leaves every record
+either old and whole or new and whole.
 JSON has no NaN: non-finite floats are written as null.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-import numpy as np
 import pandas as pd
-import torch
+
+from simstress.core.files import jsonable, write_json_atomic
 
 SCHEMA = 1
 STATUSES = ("ok", "error", "skipped")
@@ -46,25 +45,6 @@ def metric_from_filename(name: str) -> str:
     return unquote(name.removesuffix(".json"))
 
 
-def jsonable(obj: Any) -> Any:
-    """Plain JSON types from numpy/torch/pandas values; non-finite floats become None (JSON null)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return jsonable(obj.detach().cpu().tolist())
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return jsonable(obj.item())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    raise TypeError(f"cannot store a {type(obj).__name__} in a JSON record: {obj!r}")
-
-
 def curve_to_json(curve: pd.DataFrame | None) -> dict[str, list] | None:
     """A task's curve as {column: values}; None when the task has no curve."""
     if curve is None:
@@ -77,28 +57,6 @@ def curve_to_json(curve: pd.DataFrame | None) -> dict[str, list] | None:
     return jsonable({str(c): curve[c].tolist() for c in curve.columns})
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write a temporary sibling, fsync and rename it over `path`: readers see the old or the new file, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:  # Ctrl-C included: never leave the temporary file behind
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Serialise first (a value JSON cannot hold fails before the disk is touched), then `write_atomic`."""
-    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n")
-
-
 def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -109,12 +67,14 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def is_current(record: dict[str, Any], metric_version: int, task_version: int, seeds: list[int]) -> bool:
-    """True when the record answers exactly this question: same versions and seeds."""
+def is_current(record: dict[str, Any], metric_version: int, task_version: int, seeds: list[int],
+               artifacts: list[dict[str, Any]]) -> bool:
+    """True when the record answers exactly this question: same versions, seeds and artifact contents."""
     return (
         record["metric_version"] == metric_version
         and record["task_version"] == task_version
         and record["seeds"] == list(seeds)
+        and record.get("artifacts", []) == artifacts
     )
 
 

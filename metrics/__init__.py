@@ -1,17 +1,27 @@
-"""simstress metrics: a registry of representation-similarity metrics.
+"""simstress metrics: the built-in metric families, one module each, registered at their definitions.
 
-    import metrics
+    from simstress import metrics
     metrics.list_metrics("*cka*")
     m = metrics.get_metric("rbf_cka[sigma=0.5]")   # m(X, Y) -> 0-d tensor; m.spec is the frozen spec
     metrics.score("linear_cka", X, Y)               # numpy or torch in, float out
 
 Every module in this package registers its metrics at import (the decorator `metrics.register`); modules of
-installed packages in the entry-point group `simstress.metrics` are imported on first use.
+installed packages in the entry-point group `simstress.metrics` are imported on first use. The machinery lives in
+`simstress.core`; this package re-exports its public API.
 """
 
-from .inputs import InputError, score
-from .registry import DuplicateNameError, PluginError, UnknownNameError
-from .spec import INVARIANCES, REGISTRY, Metric, MetricSpec, get_metric, list_metrics, register
+from simstress.core.inputs import InputError
+from simstress.core.metric import (
+    INVARIANCES,
+    REGISTRY,
+    Metric,
+    MetricSpec,
+    get_metric,
+    list_metrics,
+    register,
+    score,
+)
+from simstress.core.registry import DuplicateNameError, PluginError, UnknownNameError
 
 
 def load_plugins(strict: bool = False) -> None:

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import torch
 
-from .inputs import InputError
-from .linalg import center, orthonormal_basis
-from .spec import register
+from simstress.core.inputs import InputError
+from simstress.core.linalg import center, orthonormal_basis
+from simstress.core.metric import register
 
 _CCA_INVARIANCES = ("translation", "isotropic_scaling", "orthogonal", "permutation", "invertible_linear")
 _CCA_REFERENCE = (

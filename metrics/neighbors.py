@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .inputs import InputError
-from .spec import register
+from simstress.core.inputs import InputError
+from simstress.core.metric import register
 
 _BLOCK_ELEMENTS = 1 << 24  # similarity entries per row block: memory stays at 16M entries, not n²
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .inputs import InputError
-from .spec import register
+from simstress.core.inputs import InputError
+from simstress.core.metric import register
 
 
 def _classes(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .linalg import center, frobenius
-from .spec import register
+from simstress.core.linalg import center, frobenius
+from simstress.core.metric import register
 
 _PROCRUSTES_INVARIANCES = ("translation", "isotropic_scaling", "orthogonal", "permutation")
 

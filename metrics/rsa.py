@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .inputs import InputError
-from .spec import register
+from simstress.core.inputs import InputError
+from simstress.core.metric import register
 
 
 def correlation_rdm_upper(A: torch.Tensor, which: str) -> torch.Tensor:

@@ -1,21 +1,33 @@
-"""simstress tasks: stress tests with known answers that score similarity metrics in [0, 1].
+"""simstress tasks: the built-in stress tests with known answers, one module per category, registered at their
+definitions; each scores similarity metrics in [0, 1].
 
-    import tasks
-    tasks.list_tasks("*")                      # names, natural order
-    t = tasks.get_task("outlier_shift")        # t.name, t.category, t.version, t.scales, t.summary, docstring
-    r = t.evaluate("linear_cka", scale="smoke", seed=0, device=None)
-    r.score, r.curve, r.details                # float in [0, 1]; DataFrame (x, similarity, ...); dict
+    from simstress import get_metric, tasks
+    tasks.list_tasks("*", category="robustness")   # names, natural order
+    t = tasks.get_task("outlier_shift")            # t.name, t.category, t.version, t.scales, t.summary, docstring
+    r = t.evaluate(get_metric("linear_cka"), t.setup("smoke", seed=0))
+    r.score, r.curve, r.details                    # float in [0, 1]; DataFrame (x, similarity, ...); dict
 
-Categories (DESIGN.md §3): robustness (a function-preserving change; ideal: similarity stays 1), sensitivity (a
+Categories: robustness (a function-preserving change; ideal: similarity stays 1), sensitivity (a
 function-destroying change; ideal: similarity falls, in order), specificity (the right partner must win).
 Every module of this package registers its tasks at import (`tasks.register_task`); modules of installed packages
-in the entry-point group `simstress.tasks` are imported on first use.
+in the entry-point group `simstress.tasks` are imported on first use. The machinery (`Task`, the registry, scoring
+rules, synthetic data, the paper's closed forms) lives in `simstress.core`.
 """
 
-from metrics.registry import DuplicateNameError, PluginError, UnknownNameError
-
-from .spec import (
-    CATEGORIES, REGISTRY, SCALES, Case, NotApplicable, Setup, Task, TaskResult, get_task, list_tasks, register_task,
+from simstress.core.registry import DuplicateNameError, PluginError, UnknownNameError
+from simstress.core.task import (
+    CATEGORIES,
+    REGISTRY,
+    SCALES,
+    Built,
+    Case,
+    NotApplicable,
+    Setup,
+    Task,
+    TaskResult,
+    get_task,
+    list_tasks,
+    register_task,
 )
 
 
@@ -25,6 +37,6 @@ def load_plugins(strict: bool = False) -> None:
 
 
 __all__ = [
-    "CATEGORIES", "REGISTRY", "SCALES", "Case", "DuplicateNameError", "NotApplicable", "PluginError", "Setup",
+    "CATEGORIES", "REGISTRY", "SCALES", "Built", "Case", "DuplicateNameError", "NotApplicable", "PluginError", "Setup",
     "Task", "TaskResult", "UnknownNameError", "get_task", "list_tasks", "load_plugins", "register_task",
 ]

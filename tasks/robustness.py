@@ -14,14 +14,13 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.optimize import lsq_linear
+from simstress.metrics.probe import LinearProbe, fit_probe
 
-from metrics.linalg import orthonormal_basis
-from metrics.probe import LinearProbe, fit_probe
-
-from .data import CUBE_SHIFT, gaussian_mixture, generator, two_cubes, unit_vector
-from .scoring import clip01, mean_clipped
-from .spec import Case, Setup, Task, register_task
-from .theory import outlier_limit, participation_ratio, rms_radius, theorem1_cka, theorem1_limit
+from simstress.core.linalg import orthonormal_basis
+from simstress.core.scoring import clip01, mean_clipped
+from simstress.core.synthetic import CUBE_SHIFT, gaussian_mixture, generator, two_cubes, unit_vector
+from simstress.core.task import Built, Case, Setup, Task, register_task
+from simstress.core.theory import outlier_limit, participation_ratio, rms_radius, theorem1_cka, theorem1_limit
 
 N_CLASSES = 10
 SEPARATION = 0.5  # class-mean scale of the mixtures: a held-out linear probe reaches ~0.85-0.99
@@ -75,7 +74,8 @@ class OutlierShift(Task):
     sizes = {"smoke": {"n": 300, "p": 32}, "default": {"n": 1000, "p": 64}, "full": {"n": 10000, "p": 256}}
     sweep = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
-    def build(self, size: Mapping[str, Any], seed: int, device: torch.device) -> TranslationSetup:
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
+              artifacts: Built) -> TranslationSetup:
         n, p = size["n"], size["p"]
         X, labels = gaussian_mixture(n, p, N_CLASSES, generator(seed, 0), separation=SEPARATION)
         g = generator(seed, 1)
@@ -121,7 +121,8 @@ class SubsetTranslation(Task):
              "full": {"n_per_cube": 10000, "p": 1000}}
     sweep = (1.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0)
 
-    def build(self, size: Mapping[str, Any], seed: int, device: torch.device) -> TranslationSetup:
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
+              artifacts: Built) -> TranslationSetup:
         m, p = size["n_per_cube"], size["p"]
         X, labels = two_cubes(m, p, generator(seed, 0))
         v = unit_vector(p, generator(seed, 1))
@@ -192,7 +193,8 @@ class ClassTranslation(Task):
              "default": {"n": 1000, "p": 64, "sweep": (1.0, 10.0, 100.0)},
              "full": {"n": 10000, "p": 256, "sweep": (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)}}
 
-    def build(self, size: Mapping[str, Any], seed: int, device: torch.device) -> ClassTranslationSetup:
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
+              artifacts: Built) -> ClassTranslationSetup:
         n, p, sweep = size["n"], size["p"], list(size["sweep"])
         X, labels = gaussian_mixture(n, p, N_CLASSES, generator(seed, 0), separation=SEPARATION)
         X, labels = X.to(device), labels.to(device)
@@ -258,7 +260,8 @@ class InvertibleLinear(Task):
     max_condition = 1e10
     max_draws = 100
 
-    def build(self, size: Mapping[str, Any], seed: int, device: torch.device) -> InvertibleSetup:
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
+              artifacts: Built) -> InvertibleSetup:
         m, p, grid = size["n_per_cube"], size["p"], size["grid"]
         X, labels = two_cubes(m, p, generator(seed, 0))
         g = generator(seed, 1)
@@ -312,7 +315,8 @@ class GlobalTranslation(Task):
     sizes = {"smoke": {"n": 500, "p": 64}, "default": {"n": 1000, "p": 128}, "full": {"n": 10000, "p": 512}}
     sweep = (10.0, 100.0, 1e3, 5e3, 1e4, 2e4)
 
-    def build(self, size: Mapping[str, Any], seed: int, device: torch.device) -> GlobalSetup:
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
+              artifacts: Built) -> GlobalSetup:
         n, p = size["n"], size["p"]
         X, labels = gaussian_mixture(n, p, N_CLASSES, generator(seed, 0), separation=SEPARATION)
         v = unit_vector(p, generator(seed, 1))

@@ -7,15 +7,15 @@ from typing import Any, Iterator, Mapping
 
 import pandas as pd
 import torch
+from simstress.metrics.probe import fit_probe, stratified_split
 
-from metrics.linalg import center
-from metrics.probe import fit_probe, stratified_split
+from simstress.core.linalg import center
+from simstress.core.scoring import clip01, positive_spearman
+from simstress.core.synthetic import correlated_gaussian, gaussian_mixture, generator, random_rotation
+from simstress.core.task import Built, Case, Setup, Task, register_task
+from simstress.core.theory import rms_radius
 
-from .data import correlated_gaussian, gaussian_mixture, generator, random_rotation
 from .robustness import N_CLASSES, SEPARATION
-from .scoring import clip01, positive_spearman
-from .spec import Case, Setup, Task, register_task
-from .theory import rms_radius
 
 
 @dataclass
@@ -43,7 +43,8 @@ class NoiseSweep(Task):
     sizes = {"smoke": {"n": 300, "p": 32}, "default": {"n": 1000, "p": 64}, "full": {"n": 10000, "p": 256}}
     sweep = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
 
-    def build(self, size: Mapping[str, Any], seed: int, device: torch.device) -> NoiseSetup:
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
+              artifacts: Built) -> NoiseSetup:
         n, p = size["n"], size["p"]
         X, labels = gaussian_mixture(n, p, N_CLASSES, generator(seed, 0), separation=SEPARATION)
         E = torch.randn(n, p, generator=generator(seed, 1), dtype=torch.float64) / p**0.5
@@ -92,7 +93,8 @@ class PCDeletion(Task):
     n_label_classes = 4
     test_fraction = 0.5
 
-    def build(self, size: Mapping[str, Any], seed: int, device: torch.device) -> DeletionSetup:
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
+              artifacts: Built) -> DeletionSetup:
         n, p = size["n"], size["p"]
         m = self.label_components
         X = correlated_gaussian(n, p, generator(seed, 0)).clamp_min(0.0).to(device)
@@ -154,7 +156,8 @@ class IndependentHighDim(Task):
 
     sizes = {"smoke": {"n": 100, "p": 1000}, "default": {"n": 500, "p": 5000}, "full": {"n": 1000, "p": 10000}}
 
-    def build(self, size: Mapping[str, Any], seed: int, device: torch.device) -> IndependentSetup:
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
+              artifacts: Built) -> IndependentSetup:
         n, p = size["n"], size["p"]
         X = torch.randn(n, p, generator=generator(seed, 0), dtype=torch.float64)
         Y = torch.randn(n, p, generator=generator(seed, 1), dtype=torch.float64)

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import correlated_gaussian, gaussian_mixture, generator, random_rotation
+from simstress.core.scoring import resolved
+from simstress.core.synthetic import correlated_gaussian, gaussian_mixture, generator, random_rotation
+from simstress.core.task import Built, Case, Setup, Task, register_task
+from simstress.core.theory import rms_radius
+
 from .robustness import N_CLASSES, SEPARATION
-from .scoring import resolved
-from .spec import Case, Setup, Task, register_task
-from .theory import rms_radius
 
 
 @dataclass
@@ -46,7 +47,8 @@ class Matching(Task):
     shared = 0.8  # α: variance share of the common component before the ReLU
     noise = 1.0  # ε
 
-    def build(self, size: Mapping[str, Any], seed: int, device: torch.device) -> MatchingSetup:
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
+              artifacts: Built) -> MatchingSetup:
         n, p, K = size["n"], size["p"], self.n_representations
         common, labels = gaussian_mixture(n, p, N_CLASSES, generator(seed, 0), separation=SEPARATION, relu=False)
         A, B, scales = [], [], []

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from simstress.metrics import InputError, get_metric
+from simstress.metrics.cca import canonical_correlations, cca_bases
 
-import metrics
-from metrics import InputError, get_metric
-from metrics.cca import canonical_correlations, cca_bases
+from simstress import metrics
 
 
 def correlated(n: int, p1: int, p2: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,12 +5,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.spatial.distance import cdist
-
-import metrics
-from metrics.cka import linear_cka_feature, linear_cka_gram, median_all, squared_distances
-from metrics.linalg import center
 from references import u_statistic_hsic
+from scipy.spatial.distance import cdist
+from simstress.metrics.cka import linear_cka_feature, linear_cka_gram
+
+from simstress import metrics
+from simstress.core.linalg import center
+from simstress.core.selection import median_all, squared_distances
 
 
 def correlated(n: int, p1: int, p2: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,13 +13,12 @@ from typing import Iterator
 
 import pytest
 import torch
-
-import metrics
-import tasks
-from benchmark.cli import main
-from metrics.conformance import applicable_checks
-from benchmark import runner
+from simstress.benchmark import runner
+from simstress.benchmark.cli import main
 from test_runner import NoiseSweep, fake_check  # the tiny real task and conformance stand-in of the runner tests
+
+from simstress import metrics, tasks
+from simstress.core.conformance import applicable_checks
 
 
 @pytest.fixture
@@ -67,7 +66,7 @@ def test_check_a_conforming_metric(capsys) -> None:
 
 METRIC_FILE = '''
 import torch
-from metrics import register
+from simstress.metrics import register
 
 
 @register(invariances=("orthogonal",), cost="O(n)", reference="test", variants=({"column": 1},))

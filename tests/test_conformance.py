@@ -3,8 +3,8 @@ check that applies to its spec (metrics/conformance.py holds the checks; `simstr
 
 import pytest
 
-import metrics
-from metrics.conformance import applicable_checks, make_data, run_check
+from simstress import metrics
+from simstress.core.conformance import applicable_checks, make_data, run_check
 
 DATA = make_data()
 CASES = [(mid, name) for mid in metrics.list_metrics() for name in applicable_checks(metrics.get_metric(mid))]

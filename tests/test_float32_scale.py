@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import metrics
-from metrics.linalg import center, feature_gram, frobenius
+from simstress import metrics
+from simstress.core.linalg import center, feature_gram, frobenius
 
 METRIC_IDS = ["linear_cka", "linear_cka_debiased", "procrustes", "procrustes_angular", "cca_mean", "cca_r2",
               "svcca", "pwcca"]
@@ -33,7 +33,7 @@ def test_float32_matches_float64(metric_id: str, activations: tuple[torch.Tensor
 
 
 def test_rbf_cka_float32_matches_float64_tiled_and_untiled(activations, monkeypatch: pytest.MonkeyPatch) -> None:
-    import metrics.cka as cka
+    from simstress.metrics import cka
 
     X, Y = (A[:2500] for A in activations)
     ref = metrics.score("rbf_cka", X, Y)

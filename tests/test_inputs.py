@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from simstress.metrics import InputError
 
-import metrics
-from metrics import InputError
+from simstress import metrics
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(50, 6))

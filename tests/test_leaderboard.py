@@ -12,11 +12,10 @@ import statistics
 from pathlib import Path
 
 import pytest
-
-from benchmark.cli import main
-from benchmark.figures import draw
-from benchmark.leaderboard import HEATMAP, build_board, render, sweep_figure
-from benchmark.records import SCHEMA, ResultStore
+from simstress.benchmark.cli import main
+from simstress.benchmark.figures import draw
+from simstress.benchmark.leaderboard import HEATMAP, build_board, render, sweep_figure
+from simstress.benchmark.records import SCHEMA, ResultStore
 
 CATS = {"r1": "robustness", "r2": "robustness", "s1": "sensitivity", "p1": "specificity"}
 

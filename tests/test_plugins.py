@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-import tasks
-from tasks.scoring import positive_spearman
+from simstress import tasks
+from simstress.core.scoring import positive_spearman
 
 
 @dataclass
@@ -61,7 +61,7 @@ class PlugNoise(tasks.Task):
 
 DUP_METRIC = '''
 import torch
-from metrics import register
+from simstress.metrics import register
 
 
 @register(cost="O(1)", reference="test plugin", name="dup_metric")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from simstress.metrics import cka
+from simstress.metrics.cka import rbf_cka_tiled
 
-import metrics
-import metrics.cka as cka
-from metrics.cka import (distance_tiles, median_all, median_sq_distance_tiled, rbf_cka_tiled, squared_distances)
-from metrics.linalg import center, double_center, frobenius
+from simstress import metrics
+from simstress.core import selection
+from simstress.core.linalg import center, double_center, frobenius
+from simstress.core.selection import distance_tiles, median_all, median_sq_distance_tiled, squared_distances
 
 SMALL_TILES = 40_000  # bytes: tens of tiles even at n = 300
 
@@ -70,11 +72,11 @@ def test_selection_fallbacks_are_exact(route: str, dtype: torch.dtype, monkeypat
     X, _ = data(700, 8, dtype, seed=2)
     Xc = center(X)
     if route == "radix":
-        monkeypatch.setattr(cka, "_sample_window", lambda *a: None)
+        monkeypatch.setattr(selection, "_sample_window", lambda *a: None)
     elif route == "window_missed":
-        monkeypatch.setattr(cka, "_sample_window", lambda *a: (0, 1))  # keys of 0.0 .. the smallest subnormal
+        monkeypatch.setattr(selection, "_sample_window", lambda *a: (0, 1))  # keys of 0.0 .. the smallest subnormal
     else:
-        monkeypatch.setattr(cka, "SELECT_CAP", 5_000)
+        monkeypatch.setattr(selection, "SELECT_CAP", 5_000)
     assert torch.equal(median_sq_distance_tiled(Xc, 400_000), median_all(assembled(Xc, 400_000)))
 
 
@@ -84,7 +86,7 @@ def test_median_with_massive_ties(dtype: torch.dtype, monkeypatch: pytest.Monkey
     base = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]], dtype=dtype)
     X = base[torch.tensor([0] * 400 + [1] * 250 + [2] * 51)]
     Xc = center(X)
-    monkeypatch.setattr(cka, "SELECT_CAP", 20_000)  # forces radix passes through the tied buckets
+    monkeypatch.setattr(selection, "SELECT_CAP", 20_000)  # forces radix passes through the tied buckets
     for Xt in (Xc, Xc[:480]):  # median 0 (ties at zero) and a tied positive value
         assert torch.equal(median_sq_distance_tiled(Xt, 400_000), median_all(assembled(Xt, 400_000)))
 

@@ -3,8 +3,7 @@ plugins are not expected there)."""
 
 from pathlib import Path
 
-import metrics
-import tasks
+from simstress import metrics, tasks
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

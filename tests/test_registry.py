@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-import metrics
-from metrics.registry import DuplicateNameError, UnknownNameError, natural_key
+from simstress import metrics
+from simstress.core.registry import DuplicateNameError, UnknownNameError, natural_key
 
 
 def test_list_metrics_globs_in_natural_order() -> None:

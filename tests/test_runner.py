@@ -16,16 +16,15 @@ from typing import Iterator
 
 import pytest
 import torch
+from simstress.benchmark import records as records_mod
+from simstress.benchmark import runner
+from simstress.benchmark.records import ResultStore, metric_filename, metric_from_filename
+from simstress.benchmark.runner import conformance_entry, run, select_metrics
+from simstress.metrics.cka import linear_cka
 
-import metrics
-import tasks
-from benchmark import records as records_mod
-from benchmark import runner
-from benchmark.records import ResultStore, metric_filename, metric_from_filename
-from benchmark.runner import conformance_entry, run, select_metrics
-from metrics.cka import linear_cka
-from metrics.conformance import Check, check_metric
-from tasks.scoring import positive_spearman
+from simstress import metrics, tasks
+from simstress.core.conformance import Check, check_metric
+from simstress.core.scoring import positive_spearman
 
 SEEDS = [0, 1]
 NOISE = (0.1, 1.0, 10.0)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from references import u_statistic_hsic
 from scipy.spatial.distance import cdist
+from simstress.metrics import InputError, streaming
 from torch.utils.data import DataLoader, TensorDataset
 
-import metrics
-from metrics import InputError, streaming
-from references import u_statistic_hsic
+from simstress import metrics
 
 EXACT_IDS = ["linear_cka", "procrustes", "cca_mean", "cca_r2", "svcca", "svcca[keep=0.9]", "pwcca"]
 

@@ -10,10 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-import metrics
-import tasks
-from metrics.registry import natural_key
-from tasks.spec import DOC_SECTIONS
+from simstress import metrics, tasks
+from simstress.core.registry import natural_key
+from simstress.core.task import DOC_SECTIONS
 
 BATTERY = {
     "outlier_shift": "robustness", "subset_translation": "robustness", "class_translation": "robustness",

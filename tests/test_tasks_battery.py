@@ -5,11 +5,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
+from simstress.tasks.robustness import translate
 
-import metrics
-import tasks
-from metrics.linalg import center, double_center
-from tasks.robustness import translate
+from simstress import metrics, tasks
+from simstress.core.linalg import center, double_center
 
 
 @pytest.fixture

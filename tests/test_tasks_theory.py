@@ -5,13 +5,16 @@ import math
 import numpy as np
 import pytest
 import torch
+from simstress.tasks.robustness import translate
 
-import metrics
-import tasks
-from tasks.data import generator, unit_vector
-from tasks.robustness import translate
-from tasks.theory import (
-    outlier_limit, participation_ratio, rms_radius, theorem1_cka, theorem1_limit,
+from simstress import metrics, tasks
+from simstress.core.synthetic import generator, unit_vector
+from simstress.core.theory import (
+    outlier_limit,
+    participation_ratio,
+    rms_radius,
+    theorem1_cka,
+    theorem1_limit,
 )
 
 

@@ -7,8 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-
-from benchmark.perf import Config, build_cases, return_freed_memory_to_os
+from simstress.benchmark.perf import Config, build_cases, return_freed_memory_to_os
 
 CONFIG = Config.from_env()
 _SKIPPED: list[dict] = []

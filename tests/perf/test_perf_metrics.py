@@ -6,8 +6,7 @@ import gc
 
 import pytest
 import torch
-
-from benchmark.perf import Case, Config, make_inputs, run_case, skip_reason
+from simstress.benchmark.perf import Case, Config, make_inputs, run_case, skip_reason
 
 pytestmark = pytest.mark.perf
 

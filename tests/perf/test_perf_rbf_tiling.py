@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from simstress.benchmark.perf import Config, PeakMemory, large_case_skip, make_inputs
+from simstress.metrics import cka
 
-from benchmark.perf import Config, PeakMemory, large_case_skip, make_inputs
-from metrics import cka
-from metrics.linalg import double_center, frobenius
+from simstress.core.linalg import double_center, frobenius
 
 pytestmark = pytest.mark.perf
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from simstress.benchmark.perf import Config, PeakMemory, large_case_skip
 
-from benchmark.perf import Config, PeakMemory, large_case_skip
-from metrics import streaming
+from simstress import streaming
 
 pytestmark = pytest.mark.perf
 

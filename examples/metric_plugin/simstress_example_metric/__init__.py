@@ -5,8 +5,7 @@ this module, and `@metrics.register` below adds the metric to the registry.
 """
 
 import torch
-
-from metrics import register
+from simstress.metrics import register
 
 
 def _double_centered_distances(X: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import torch
 
-from metrics.linalg import center
+from .linalg import center
 
 
 def _centred64(X: torch.Tensor) -> torch.Tensor:

@@ -1,13 +1,15 @@
-"""Input validation and conversion, and `score`, the one public entry that takes numpy or torch."""
+"""Input validation and conversion shared by every metric entry: shapes, dtypes, values, labels, reductions."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 
-from .spec import MetricSpec, get_metric
+if TYPE_CHECKING:  # the spec imports this module; validation needs only its fields
+    from .metric import MetricSpec
+
 
 Reduce = Literal["flatten", "avgpool", "mean_tokens"]
 
@@ -104,36 +106,3 @@ def as_labels(labels: Any, n: int, device: torch.device) -> torch.Tensor:
     if labels.ndim != 1 or labels.shape[0] != n:
         raise InputError(f"labels must have shape ({n},) to match X; got {tuple(labels.shape)}")
     return labels.to(device=device, dtype=torch.int64)
-
-
-def score(
-    metric_id: str,
-    X: Any,
-    Y: Any,
-    labels: Any = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float64,
-    reduce: Reduce | None = None,
-) -> float:
-    """Validate, convert and score: `metrics.score("linear_cka", X, Y) -> float`.
-
-    X (n, p1) and Y (n, p2) are numpy arrays or torch tensors on any device, rows the same n inputs. Higher-rank
-    activations need `reduce`. Computation runs on `device` (default: X's device) in `dtype` (default float64).
-    """
-    m = get_metric(metric_id)
-    tensors = []
-    for which, A in (("X", X), ("Y", Y)):
-        A = as_tensor(A, which, dtype, device)
-        tensors.append(reduce_activations(A, reduce, which))
-    Xt, Yt = tensors
-    if Yt.device != Xt.device:
-        Yt = Yt.to(Xt.device)
-    lab = None
-    if labels is not None:
-        lab = as_labels(labels, Xt.shape[0], Xt.device)
-    elif m.spec.needs_labels:
-        raise InputError(f"{m.id} needs class labels: pass labels= (n,) integers")
-    check_shapes(m.spec, Xt, Yt, lab)
-    check_values(Xt, Yt)
-    with torch.no_grad():
-        return float(m(Xt, Yt, labels=lab))

@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = ROOT / "results" / "perf"
 FIGURES_DIR = ROOT / "results" / "figures"
 README = ROOT / "README.md"
@@ -152,7 +152,7 @@ class Config:
 
 
 def metric_names(pattern: str) -> list[str]:
-    import metrics
+    from simstress import metrics
 
     names = metrics.REGISTRY.names() + [k for k in PROFILES if k.startswith("streaming:")]
     pats = [p.strip() for p in pattern.split(",")]
@@ -219,8 +219,8 @@ def skip_reason(case: Case, cfg: Config, previous: dict[tuple, tuple[int, int, f
 
 def case_callable(case: Case, data: dict[str, torch.Tensor]) -> Callable[[], Any]:
     """The zero-argument call to time. Inputs are prepared outside it (baselines get centred copies)."""
-    from metrics import get_metric, streaming
-    from metrics.linalg import center, feature_gram
+    from simstress import get_metric, streaming
+    from simstress.core.linalg import center, feature_gram
 
     X, Y = data["X"], data["Y"]
     if case.kind == "metric":

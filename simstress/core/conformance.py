@@ -13,8 +13,8 @@ from typing import Callable
 
 import torch
 
-from .inputs import InputError, score
-from .spec import INVARIANCES, Metric, get_metric
+from .inputs import InputError
+from .metric import INVARIANCES, Metric, get_metric, score
 
 TOL_INVARIANCE = 1e-6
 TOL_FLOAT32 = 1e-3

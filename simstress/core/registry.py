@@ -108,7 +108,8 @@ class Registry(Generic[T]):
             pkg = importlib.import_module(self.package)
             for info in pkgutil.iter_modules(pkg.__path__):
                 if not info.name.startswith("_"):
-                    importlib.import_module(f"{self.package}.{info.name}")
+                    self._import_plugin(f"{self.package}.{info.name}", f"module {info.name!r} of {self.package}",
+                                        strict)
             self._load_entry_points(strict)
             self._loaded = True
         finally:
@@ -124,17 +125,41 @@ class Registry(Generic[T]):
     def _load_entry_points(self, strict: bool) -> None:
         for ep in entry_points(group=self.group):
             dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
-            try:
-                importlib.import_module(ep.value.split(":")[0])
-            except DuplicateNameError:
-                raise
-            except Exception as exc:  # a broken plugin must not take the suite down
-                msg = f"simstress {self.what} plugin {ep.name!r} from package {dist!r} failed to import: {exc!r}"
-                if strict:
-                    raise PluginError(msg) from exc
-                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+            self._import_plugin(ep.value.split(":")[0], f"plugin {ep.name!r} from package {dist!r}", strict)
 
-    def match(self, pattern: str | list[str] = "*") -> list[str]:
-        """Registered names matching one glob or any of several (comma-separated also accepted)."""
-        pats = pattern.split(",") if isinstance(pattern, str) else list(pattern)
-        return [n for n in self.names() if any(fnmatch.fnmatchcase(n, p.strip()) for p in pats)]
+    def _import_plugin(self, module: str, what: str, strict: bool) -> None:
+        """Import one module that registers entries: a broken one warns (raises under `strict`), never kills."""
+        try:
+            importlib.import_module(module)
+        except DuplicateNameError:
+            raise
+        except Exception as exc:  # a broken plugin must not take the suite down
+            msg = f"simstress {self.what} {what} failed to import: {exc!r}"
+            if strict:
+                raise PluginError(msg) from exc
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+    def match(self, pattern: str | list[str] = "*", exclude: str | list[str] | None = None) -> list[str]:
+        """Registered names matching `pattern` and not `exclude` (`glob_match`), in natural order."""
+        return glob_match(self.names(), pattern, exclude)
+
+
+def _patterns(pattern: str | list[str]) -> list[str]:
+    parts = pattern.split(",") if isinstance(pattern, str) else list(pattern)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def glob_match(names: list[str], pattern: str | list[str] = "*", exclude: str | list[str] | None = None,
+               ) -> list[str]:
+    """The names matching any shell-style glob of `pattern` and none of `exclude`, in the order given.
+
+    Globs may be comma-separated. Brackets are literal, not character classes: ids such as `rbf_cka[sigma=0.5]`
+    carry them, and a pattern like `rbf_cka[*` must mean what it says.
+    """
+    def compile_all(pats: str | list[str] | None) -> list[re.Pattern[str]]:
+        if pats is None:
+            return []
+        return [re.compile(fnmatch.translate(p.replace("[", "[[]"))) for p in _patterns(pats)]
+
+    keep, drop = compile_all(pattern), compile_all(exclude)
+    return [n for n in names if any(k.match(n) for k in keep) and not any(d.match(n) for d in drop)]

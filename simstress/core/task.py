@@ -9,7 +9,7 @@ i.e. every metric is oriented "higher = more similar" (`MetricSpec.as_similarity
 self-similarity on the case's reference X (computed once per reference), so 1 means "as similar as X is to
 itself". A self-similarity that is not a positive finite number cannot be normalised by (the metric does not
 recognise its own reference, and dividing by ~0 would blow up): those cases get a NaN similarity, which every
-score counts as the worst outcome (`tasks.scoring`).
+score counts as the worst outcome (`simstress.core.scoring`).
 """
 
 from __future__ import annotations
@@ -21,14 +21,24 @@ from typing import Any, Callable, ClassVar, Hashable, Iterator, Mapping, TypeVar
 
 import pandas as pd
 import torch
-from tqdm import tqdm
 
-import metrics
-from metrics.registry import Registry
+from .artifacts import Artifact, ArtifactSpec
+from .metric import Metric
+from .registry import Registry
 
-CATEGORIES = ("robustness", "sensitivity", "specificity")
+# The three categories, in display order, with what the ideal metric does in each (shown on the leaderboard).
+CATEGORIES = {
+    "robustness": "the task applies a change that preserves what the network computes (outlier shift, "
+                  "separable class translation, invertible linear map, ...); the ideal metric keeps the "
+                  "similarity at self-similarity",
+    "sensitivity": "the task applies a change that alters what the network computes (noise, principal-component "
+                   "deletion, independent data, ...); the ideal metric's similarity falls, in the order of the "
+                   "damage",
+    "specificity": "the right pair must win (e.g. the corresponding layer across seeds or training recipes)",
+}
 SCALES = ("smoke", "default", "full")
 DOC_SECTIONS = ("Construction:", "Ground truth:", "Score:", "Source:")
+Built = Mapping[str, Artifact]  # the built artifacts a set-up is made from, by the names `Task.artifacts` gives
 
 
 class NotApplicable(Exception):
@@ -68,14 +78,11 @@ class TaskResult:
 
     task: str
     metric: str
-    scale: str
-    seed: int
     score: float
     curve: pd.DataFrame
     details: dict[str, Any]
 
 
-SetupT = TypeVar("SetupT", bound=Setup)
 
 
 class Task:
@@ -94,9 +101,6 @@ class Task:
     log_x: ClassVar[bool]
     sizes: ClassVar[Mapping[str, Mapping[str, Any]]]
 
-    def __init__(self) -> None:
-        self._cache: tuple[tuple[str, int, str], Setup] | None = None
-
     def __repr__(self) -> str:
         return f"<task {self.name} ({self.category}, v{self.version})>"
 
@@ -109,7 +113,14 @@ class Task:
         """The docstring's first line, shown by `simstress list tasks`."""
         return inspect.getdoc(self).splitlines()[0]
 
-    def build(self, size: Mapping[str, Any], seed: int, device: torch.device) -> Setup:
+    def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
+        """The artifacts (trained networks, activations, ...) one seed of a scale needs, by name; none by default.
+
+        The runner builds them once, before any cell that needs them, and `build` receives them built.
+        """
+        return {}
+
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device, artifacts: Built) -> Setup:
         """Seeded data and ground truth for one scale's `size` parameters, tensors on `device`."""
         raise NotImplementedError
 
@@ -121,28 +132,34 @@ class Task:
         """The task's score in [0, 1] from the curve (column `similarity` plus the ground-truth columns)."""
         raise NotImplementedError
 
-    def setup(self, scale: str = "default", seed: int = 0, device: torch.device | str | None = None) -> Setup:
-        """The seeded data of (scale, seed) on `device`; the last one is kept so every metric reuses it."""
+    def setup(self, scale: str = "default", seed: int = 0, device: torch.device | str | None = None,
+              artifacts: Built | None = None) -> Setup:
+        """Build the seeded data of (scale, seed) on `device`, from the built `artifacts` the task declares.
+
+        Nothing is kept: the caller (the runner's executor) decides how long a set-up lives.
+        """
         if scale not in self.sizes:
             raise ValueError(f"task {self.name!r} has no scale {scale!r}; choose from {', '.join(self.scales)}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        needed = self.artifacts(scale, seed)
+        given = dict(artifacts or {})
+        missing = sorted(set(needed) - set(given))
+        if missing:
+            raise ValueError(f"task {self.name!r} needs the artifacts {missing} at scale {scale!r}, seed {seed}; "
+                             f"build them with ArtifactStore(root).ensure(spec) for each spec of "
+                             f"task.artifacts(scale, seed), or let `simstress run` do it")
         dev = torch.device(device if device is not None else "cpu")
-        key = (scale, seed, str(dev))
-        if self._cache is None or self._cache[0] != key:
-            self._cache = None  # free the previous setup before building the next
-            self._cache = (key, self.build(self.sizes[scale], seed, dev))
-        return self._cache[1]
+        return self.build(self.sizes[scale], seed, dev, given)
 
-    def evaluate(self, metric_id: str, scale: str = "default", seed: int = 0,
-                 device: torch.device | str | None = None, progress: bool = False) -> TaskResult:
-        """Score one metric: its self-normalised, oriented similarity on every case, then the task's score.
+    def evaluate(self, metric: Metric, setup: Setup) -> TaskResult:
+        """Score one metric on one set-up: its self-normalised, oriented similarity on every case, then the score.
 
         Raises `NotApplicable` when the metric needs labels and the task has none; any error of the metric itself
-        propagates. `progress` shows a bar over the cases.
+        propagates.
         """
-        metric = metrics.get_metric(metric_id)
-        setup = self.setup(scale, seed, device)
+        if not isinstance(metric, Metric):
+            raise TypeError(f"evaluate takes a Metric (simstress.get_metric(id)), got {type(metric).__name__}")
         if metric.spec.needs_labels and setup.labels is None:
             raise NotApplicable(f"{metric.id} needs class labels; task {self.name!r} has none (its data carry no "
                                 f"class structure)")
@@ -154,8 +171,7 @@ class Task:
         self_sims: dict[Hashable, float] = {}
         rows = []
         with torch.no_grad():
-            for case in tqdm(self.cases(setup), desc=f"{self.name} × {metric.id}", unit="case", leave=False,
-                             disable=not progress):
+            for case in self.cases(setup):
                 if case.ref_key not in self_sims:
                     self_sims[case.ref_key] = oriented(case.reference, case.reference)[1]
                 ref = self_sims[case.ref_key]
@@ -169,10 +185,10 @@ class Task:
             raise RuntimeError(f"task {self.name!r} computed score {score!r} outside [0, 1]: a bug in the task")
         n_bad = int((~curve["similarity"].map(math.isfinite)).sum())
         details = {**setup.details, "n_cases": len(curve), "n_nonfinite": n_bad}
-        return TaskResult(self.name, metric.id, scale, seed, score, curve, details)
+        return TaskResult(self.name, metric.id, score, curve, details)
 
 
-REGISTRY: Registry[Task] = Registry("task", "tasks", "simstress.tasks")
+REGISTRY: Registry[Task] = Registry("task", "simstress.tasks", "simstress.tasks")
 
 TaskT = TypeVar("TaskT", bound=type[Task])
 
@@ -185,7 +201,7 @@ def register_task(*, name: str, category: str, sweep_name: str, log_x: bool = Fa
     bump `version` whenever the task's numbers change.
     """
     if category not in CATEGORIES:
-        raise ValueError(f"task category must be one of {CATEGORIES}, got {category!r}")
+        raise ValueError(f"task category must be one of {tuple(CATEGORIES)}, got {category!r}")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"task version must be an int >= 1, got {version!r}")
 
@@ -212,6 +228,13 @@ def get_task(name: str) -> Task:
     return REGISTRY.get(name)
 
 
-def list_tasks(pattern: str = "*") -> list[str]:
-    """Registered task names matching a glob (or comma-separated globs), in natural order."""
-    return REGISTRY.match(pattern)
+def list_tasks(pattern: str = "*", exclude: str | None = None, **where: Any) -> list[str]:
+    """Registered task names matching a glob (comma-separated for several) and not `exclude`, in natural order.
+
+    `where` keeps tasks with those attribute values, e.g. `list_tasks(category="robustness")`.
+    """
+    unknown = set(where) - {"category", "version", "log_x", "sweep_name"}
+    if unknown:
+        raise ValueError(f"tasks cannot be filtered on {sorted(unknown)}; use category, version, log_x, sweep_name")
+    return [n for n in REGISTRY.match(pattern, exclude)
+            if all(getattr(REGISTRY.get(n), k) == v for k, v in where.items())]

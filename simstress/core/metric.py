@@ -1,24 +1,28 @@
-"""Metric specs, parameterised ids (`rbf_cka[sigma=0.5]`), the `register` decorator and the metric registry."""
+"""The metric protocol: specs, parameterised ids (`rbf_cka[sigma=0.5]`), `register`, lookup, listing, `score`.
+
+A metric is a torch function `f(X, Y, **params) -> 0-d Tensor` registered where it is defined; `score` is the one
+public entry that takes numpy or torch, validates and returns a float.
+"""
 
 from __future__ import annotations
 
-import fnmatch
 import inspect
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Callable, Literal, Mapping
 
 import torch
 
-from .registry import Registry, UnknownNameError, closest, natural_key
+from .inputs import InputError, Reduce, as_labels, as_tensor, check_shapes, check_values, reduce_activations
+from .registry import Registry, UnknownNameError, closest, glob_match, natural_key
 
 INVARIANCES = ("translation", "isotropic_scaling", "orthogonal", "permutation", "invertible_linear")
 Kind = Literal["similarity", "distance"]
 MetricFn = Callable[..., torch.Tensor]
 
-REGISTRY: Registry["MetricSpec"] = Registry("metric", "metrics", "simstress.metrics")
+REGISTRY: Registry["MetricSpec"] = Registry("metric", "simstress.metrics", "simstress.metrics")
 
 
 @dataclass(frozen=True)
@@ -135,8 +139,6 @@ class Metric:
         return f"Metric({self.id!r})"
 
     def __call__(self, X: torch.Tensor, Y: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        from .inputs import check_shapes
-
         check_shapes(self.spec, X, Y, labels)
         if self.spec.needs_labels:
             return self.spec.fn(X, Y, labels=labels, **self.params)
@@ -152,15 +154,24 @@ def get_metric(metric_id: str) -> Metric:
     return Metric(spec, params)
 
 
-def list_metrics(pattern: str = "*") -> list[str]:
-    """Registered metric ids (base names and their declared variants) matching a glob, in natural order."""
+def list_metrics(pattern: str = "*", exclude: str | None = None, **where: Any) -> list[str]:
+    """Registered metric ids (base names and their declared variants) matching a glob, in natural order.
+
+    `exclude` drops ids matching its globs; `where` keeps metrics whose spec has those values, e.g.
+    `list_metrics(differentiable=True)` or `list_metrics("*cka*", needs_labels=False)`.
+    """
+    unknown = set(where) - {f.name for f in fields(MetricSpec)}
+    if unknown:
+        raise ValueError(f"metric specs have no field {sorted(unknown)}; filter on e.g. differentiable, "
+                         f"needs_labels, kind, symmetric")
     ids = []
     for name in REGISTRY.names():
         spec = REGISTRY.get(name)
+        if any(getattr(spec, k) != v for k, v in where.items()):
+            continue
         ids.append(name)
         ids.extend(canonical_id(name, {**spec.params, **v}, spec.params) for v in spec.variants)
-    pats = [p.strip() for p in pattern.split(",")]
-    return sorted({i for i in ids if any(fnmatch.fnmatchcase(i, p) for p in pats)}, key=natural_key)
+    return glob_match(sorted(set(ids), key=natural_key), pattern, exclude)
 
 
 def register(
@@ -229,3 +240,36 @@ def register(
         return fn
 
     return decorate
+
+
+def score(
+    metric_id: str,
+    X: Any,
+    Y: Any,
+    labels: Any = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+    reduce: Reduce | None = None,
+) -> float:
+    """Validate, convert and score: `metrics.score("linear_cka", X, Y) -> float`.
+
+    X (n, p1) and Y (n, p2) are numpy arrays or torch tensors on any device, rows the same n inputs. Higher-rank
+    activations need `reduce`. Computation runs on `device` (default: X's device) in `dtype` (default float64).
+    """
+    m = get_metric(metric_id)
+    tensors = []
+    for which, A in (("X", X), ("Y", Y)):
+        A = as_tensor(A, which, dtype, device)
+        tensors.append(reduce_activations(A, reduce, which))
+    Xt, Yt = tensors
+    if Yt.device != Xt.device:
+        Yt = Yt.to(Xt.device)
+    lab = None
+    if labels is not None:
+        lab = as_labels(labels, Xt.shape[0], Xt.device)
+    elif m.spec.needs_labels:
+        raise InputError(f"{m.id} needs class labels: pass labels= (n,) integers")
+    check_shapes(m.spec, Xt, Yt, lab)
+    check_values(Xt, Yt)
+    with torch.no_grad():
+        return float(m(Xt, Yt, labels=lab))

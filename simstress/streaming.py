@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .cca import check_ranks
-from .cka import median_all, squared_distances
-from .inputs import InputError, Reduce, reduce_activations
-from .linalg import feature_gram, frobenius
-from .spec import parse_id
+from simstress.core.inputs import InputError, Reduce, reduce_activations
+from simstress.core.linalg import feature_gram, frobenius
+from simstress.core.metric import parse_id
+from simstress.core.selection import median_all, squared_distances
+from simstress.metrics.cca import check_ranks
 
 Batch = tuple[Any, Any]
 

@@ -12,7 +12,7 @@ import torch
 
 # The distributions whose versions can change a computed value.
 PACKAGES = ("simstress", "torch", "numpy", "scipy", "pandas")
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 @cache

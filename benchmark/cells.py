@@ -1,0 +1,176 @@
+"""A cell and its execution: plain data in, a record dict out, nothing else touched.
+
+A cell is (metric id, task, scale, seeds, device, results root). `execute` resolves the metric once and the task by
+name from the registries, fetches the built artifacts the task declares from the store under the results root,
+runs every seed and returns the record. It writes nothing, shows nothing and keeps no global state, so it runs the
+same in this process, in a worker process or on another machine (`Cell.to_dict` / `Cell.from_dict`); the driver
+(`runner.run`) alone writes records.
+
+A seed that raises `NotApplicable` makes the cell skipped, with the reason; any other exception makes it an error
+(type, message, seed, traceback); Ctrl-C propagates.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from typing import Any, Hashable, Mapping
+
+import torch
+
+from simstress.core.artifacts import Artifact, ArtifactStore
+from simstress.core.files import jsonable
+from simstress.core.metric import get_metric
+from simstress.core.provenance import device_name, git_commit, package_versions
+from simstress.core.task import NotApplicable, Setup, Task, TaskResult, get_task
+
+from .records import SCHEMA, curve_to_json
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a metric id on a task at one scale, for the given seeds, on a device."""
+
+    metric: str
+    task: str
+    scale: str
+    seeds: tuple[int, ...]
+    device: str
+    results: str  # results root: where the artifacts the task needs are stored
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "seeds": list(self.seeds)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Cell:
+        return cls(**{**data, "seeds": tuple(data["seeds"])})
+
+
+class SetupCache:
+    """Set-ups of the task being worked on, kept so consecutive cells of one task build each seed once.
+
+    Owned by an executor, never global: switching to another task drops the previous task's set-ups.
+    """
+
+    def __init__(self) -> None:
+        self._task: str | None = None
+        self._setups: dict[Hashable, Setup] = {}
+
+    def get(self, task: Task, scale: str, seed: int, device: str, artifacts: Mapping[str, Artifact]) -> Setup:
+        if task.name != self._task:
+            self._task, self._setups = task.name, {}
+        key = (task.version, scale, seed, device, tuple(sorted((n, a.sha256) for n, a in artifacts.items())))
+        if key not in self._setups:
+            self._setups[key] = task.setup(scale, seed, device, artifacts)
+        return self._setups[key]
+
+
+def exception_type(exc: BaseException) -> str:
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(torch.device(device))
+
+
+def seed_entry(seed: int, result: TaskResult, runtime_s: float) -> dict[str, Any]:
+    """One seed's outcome, validated: the score must be a finite number in [0, 1]."""
+    score = float(result.score)
+    if not 0.0 <= score <= 1.0:  # also refuses NaN
+        raise ValueError(f"the task returned score {score!r}; task scores must lie in [0, 1]")
+    return {
+        "seed": seed,
+        "score": score,
+        "runtime_s": runtime_s,
+        "curve": curve_to_json(result.curve),
+        "details": jsonable(dict(result.details or {})),
+    }
+
+
+def used_artifacts(task: Task, scale: str, seeds: tuple[int, ...], store: ArtifactStore) -> list[dict[str, Any]]:
+    """What a record names of the artifacts its seeds use: seed, name, kind, key and content sha256 each.
+
+    Raises `ArtifactError` when one is not built.
+    """
+    if scale not in task.scales:
+        return []
+    return [{"seed": seed, "name": name, "kind": spec.kind, "key": spec.key, "sha256": store.get(spec).sha256}
+            for seed in seeds for name, spec in sorted(task.artifacts(scale, seed).items())]
+
+
+def empty_record(cell: Cell, metric_version: int, task: Task) -> dict[str, Any]:
+    """The record of a cell before any seed ran: identity, versions and provenance."""
+    return {
+        "schema": SCHEMA,
+        "metric": cell.metric,
+        "metric_version": metric_version,
+        "task": task.name,
+        "task_version": task.version,
+        "task_info": {"category": task.category, "summary": task.summary, "sweep_name": task.sweep_name,
+                      "log_x": bool(task.log_x)},
+        "scale": cell.scale,
+        "seeds": list(cell.seeds),
+        "device": cell.device,
+        "device_name": device_name(cell.device),
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+        "status": "ok",
+        "score": None,
+        "seed_scores": None,
+        "reason": None,
+        "error": None,
+        "artifacts": [],
+        "runs": [],
+    }
+
+
+def error_fields(exc: BaseException, seed: int | None) -> dict[str, Any]:
+    return {"status": "error", "error": {
+        "type": exception_type(exc),
+        "message": str(exc) or repr(exc),
+        "seed": seed,
+        "traceback": "".join(traceback.format_exception(exc)),
+    }}
+
+
+def finish(record: dict[str, Any]) -> dict[str, Any]:
+    """Fill the summary fields (mean score, total runtime, dtype) from the runs."""
+    if record["status"] == "ok":
+        scores = [r["score"] for r in record["runs"]]
+        record.update(score=statistics.fmean(scores), seed_scores=scores)
+    record["runtime_s"] = sum(r["runtime_s"] for r in record["runs"])
+    # The task states the floating type its cases use in its details (`Setup.details["dtype"]`).
+    dtypes = {str(r["details"]["dtype"]) for r in record["runs"] if "dtype" in r["details"]}
+    record["dtype"] = ", ".join(sorted(dtypes)) or None
+    return record
+
+
+def execute(cell: Cell | Mapping[str, Any], setups: SetupCache | None = None) -> dict[str, Any]:
+    """Run one cell and return its record (nothing is raised but Ctrl-C); `setups` may be shared across cells."""
+    cell = cell if isinstance(cell, Cell) else Cell.from_dict(cell)
+    setups = setups or SetupCache()
+    metric = get_metric(cell.metric)
+    task = get_task(cell.task)
+    store = ArtifactStore(cell.results)
+    record = empty_record(cell, metric.spec.version, task)
+    seed = None
+    try:
+        if cell.scale not in task.scales:
+            raise NotApplicable(f"task {task.name!r} has no {cell.scale!r} scale (it has {', '.join(task.scales)})")
+        record["artifacts"] = used_artifacts(task, cell.scale, cell.seeds, store)
+        for seed in cell.seeds:
+            built = {name: store.get(spec) for name, spec in task.artifacts(cell.scale, seed).items()}
+            setup = setups.get(task, cell.scale, seed, cell.device, built)
+            start = time.perf_counter()  # the metric's work on the task, not the set-up shared by every metric
+            result = task.evaluate(metric, setup)
+            _synchronize(cell.device)
+            record["runs"].append(seed_entry(seed, result, time.perf_counter() - start))
+    except NotApplicable as exc:
+        record.update(status="skipped", reason=str(exc) or type(exc).__name__, runs=[])
+    except Exception as exc:  # a failing cell is data, not a reason to stop the run
+        record.update(error_fields(exc, seed))
+    return finish(record)
