@@ -47,9 +47,13 @@ def cca_bases(X: torch.Tensor, Y: torch.Tensor, name: str) -> tuple[torch.Tensor
     return Xc, Qx, Qy
 
 
-def canonical_correlations(Qx: torch.Tensor, Qy: torch.Tensor) -> torch.Tensor:
-    """The min(rx, ry) canonical correlations, descending: singular values of QxᵀQy, clamped to [0, 1]."""
-    return torch.linalg.svdvals(Qx.T @ Qy).clamp(0.0, 1.0)
+def canonical_correlations(T: torch.Tensor) -> torch.Tensor:
+    """The min(rx, ry) canonical correlations, descending: singular values of the cross matrix T, clamped to [0, 1].
+
+    T = QxᵀQy for orthonormal bases of the centred spans (full batch), or WxᵀX̃ᵀỸWy for whitenings W with
+    WᵀX̃ᵀX̃W = I (streaming moments): both are the cosines of the principal angles (Björck & Golub 1973).
+    """
+    return torch.linalg.svdvals(T).clamp(0.0, 1.0)
 
 
 @register(
@@ -66,7 +70,7 @@ def cca_mean(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     spans, Raghu et al. 2017's mean CCA). Refuses inputs whose rank reaches n − 1 (all ρᵢ = 1); see svcca.
     """
     _, Qx, Qy = cca_bases(X, Y, "cca_mean")
-    return canonical_correlations(Qx, Qy).mean()
+    return canonical_correlations(Qx.T @ Qy).mean()
 
 
 @register(
@@ -83,22 +87,31 @@ def cca_r2(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     dead units are not counted). Refuses inputs whose rank reaches n − 1 (all ρᵢ = 1); see svcca.
     """
     _, Qx, Qy = cca_bases(X, Y, "cca_r2")
-    return canonical_correlations(Qx, Qy).square().mean()
+    return canonical_correlations(Qx.T @ Qy).square().mean()
+
+
+def variance_cut(variances: torch.Tensor, rank: int, keep: float) -> int:
+    """SVCCA's cut: the fewest leading directions d ≤ rank whose variances hold `keep` of the first `rank`'s total.
+
+    `variances` descending: σᵢ² of X̃ (full batch) or the eigenvalues λᵢ of X̃ᵀX̃ (streaming moments). `rank`
+    counts the numerically non-zero ones, and each route keeps its own threshold: σ > rtol·σ_max on the SVD route
+    (`top_variance_basis`, as `orthonormal_basis`), λ > rtol·λ_max on the eigenvalues of the moments, whose
+    rounding is ~ε·λ_max. keep = 1 keeps all `rank` directions.
+    """
+    var = variances[:rank]
+    frac = var.cumsum(0) / var.sum()
+    return min(rank, int((frac < keep).sum()) + 1)
 
 
 def top_variance_basis(Xc: torch.Tensor, keep: float) -> torch.Tensor:
     """Left singular vectors (n, d) of centred Xc spanning the top directions that hold `keep` of its variance.
 
-    d is the smallest count whose cumulative σ² reaches keep·Σσ², taken among the numerically non-zero σ
-    (same threshold as `orthonormal_basis`), so keep = 1 keeps the whole span.
+    d = `variance_cut` of σ², among the σ > rtol·σ_max with `orthonormal_basis`'s rtol = max(n, p)·ε.
     """
     n, p = Xc.shape
     U, S, _ = torch.linalg.svd(Xc, full_matrices=False)
     rank = int((S > max(n, p) * torch.finfo(Xc.dtype).eps * S[0]).sum())
-    var = S[:rank].square()
-    frac = var.cumsum(0) / var.sum()
-    d = min(rank, int((frac < keep).sum()) + 1)
-    return U[:, :d]
+    return U[:, :variance_cut(S.square(), rank, keep)]
 
 
 def _check_keep(params: dict) -> None:
@@ -125,7 +138,19 @@ def svcca(X: torch.Tensor, Y: torch.Tensor, *, keep: float = 0.99) -> torch.Tens
     Ux, Uy = top_variance_basis(center(X), keep), top_variance_basis(center(Y), keep)
     check_ranks(Ux.shape[1], Uy.shape[1], X.shape[0], f"svcca[keep={keep}] (ranks after the SVD cut)",
                 "Lower keep or use more samples")
-    return canonical_correlations(Ux, Uy).mean()
+    return canonical_correlations(Ux.T @ Uy).mean()
+
+
+def projection_weighted(T: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """PWCCA from the cross matrix T (as in `canonical_correlations`) and P, X's neurons in the X basis of T.
+
+    With T = UΣVᵀ, ρᵢ = clamp(σᵢ, 0, 1) and ⟨hᵢ, x̃ⱼ⟩ = (UᵀP)ᵢⱼ for X's canonical variates hᵢ: PWCCA = Σᵢ wᵢρᵢ,
+    wᵢ ∝ Σⱼ |(UᵀP)ᵢⱼ|, Σᵢ wᵢ = 1 (Morcos et al. 2018). P = QxᵀX̃ (full batch) or WxᵀX̃ᵀX̃ (moments). U is
+    held constant under autograd (see pwcca); pass P detached too.
+    """
+    U, S, _ = torch.linalg.svd(T, full_matrices=False)
+    w = (U.detach().T @ P).abs().sum(dim=1)
+    return (w / w.sum() * S.clamp(0.0, 1.0)).sum()
 
 
 @register(
@@ -147,7 +172,4 @@ def pwcca(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     correlations (e.g. near X = Y). Refuses inputs whose rank reaches n − 1 (all ρᵢ = 1).
     """
     Xc, Qx, Qy = cca_bases(X, Y, "pwcca")
-    U, S, _ = torch.linalg.svd(Qx.T @ Qy, full_matrices=False)
-    rho = S.clamp(0.0, 1.0)
-    w = (U.detach().T @ (Qx.detach().T @ Xc.detach())).abs().sum(dim=1)
-    return (w / w.sum() * rho).sum()
+    return projection_weighted(Qx.T @ Qy, Qx.detach().T @ Xc.detach())

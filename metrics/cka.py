@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from simstress.core.linalg import center, double_center, feature_gram, frobenius, gram
+from simstress.core.linalg import center, double_center, feature_gram, frobenius, gram, hsic1
 from simstress.core.metric import register
 from simstress.core.selection import (
     TILE_BYTES,
@@ -28,12 +28,20 @@ def _feature_route_cheaper(n: int, p1: int, p2: int) -> bool:
     return n * (p1 * p1 + p2 * p2 + p1 * p2) <= n * n * (p1 + p2 + 3)
 
 
+def cka_from_moments(cxy: torch.Tensor, cxx: torch.Tensor, cyy: torch.Tensor) -> torch.Tensor:
+    """Linear CKA from the centred co-moments X̃ᵀỸ, X̃ᵀX̃, ỸᵀỸ: ||X̃ᵀỸ||²_F / (||X̃ᵀX̃||_F ||ỸᵀỸ||_F).
+
+    Kornblith et al. 2019's linear CKA; the full-batch feature route and the streaming moments share it.
+    """
+    return cxy.square().sum() / (frobenius(cxx) * frobenius(cyy))
+
+
 def linear_cka_feature(Xc: torch.Tensor, Yc: torch.Tensor) -> torch.Tensor:
-    """Linear CKA of centred features via p×p products: ||Ỹᵀ X̃||²_F / (||X̃ᵀ X̃||_F ||Ỹᵀ Ỹ||_F).
+    """Linear CKA of centred features via p×p products: `cka_from_moments` of ỸᵀX̃, X̃ᵀX̃, ỸᵀỸ.
 
     X̃ᵀX̃ and ỸᵀỸ take the symmetric-panel route (`feature_gram`, ~56% of a GEMM's flops).
     """
-    return (Yc.T @ Xc).square().sum() / (frobenius(feature_gram(Xc)) * frobenius(feature_gram(Yc)))
+    return cka_from_moments(Yc.T @ Xc, feature_gram(Xc), feature_gram(Yc))
 
 
 def linear_cka_gram(Xc: torch.Tensor, Yc: torch.Tensor) -> torch.Tensor:
@@ -70,17 +78,16 @@ def _alignment(Xc: torch.Tensor, Yc: torch.Tensor) -> torch.Tensor:
     return (K.square() if Yc is Xc else K * gram(Yc)).sum()
 
 
-def _unbiased_hsic_parts(Xc: torch.Tensor, Yc: torch.Tensor) -> torch.Tensor:
-    """n(n−3)·HSIC₁ for linear kernels of centred features, without forming an n×n matrix.
+def _linear_hsic1(Xc: torch.Tensor, Yc: torch.Tensor) -> torch.Tensor:
+    """`hsic1` of the linear kernels K = X̃X̃ᵀ, L = ỸỸᵀ of centred features, without forming an n×n matrix.
 
-    With K = X̃X̃ᵀ, K̂ = K − diag(K) and X̃ centred (so K1 = 0), the Song et al. 2012 estimator's terms are
+    With K̂ = K − diag(K) and X̃ centred (so K1 = 0, hence K̂1 = −diag K), Song et al. 2012's parts are
     tr(K̂L̂) = ||ỸᵀX̃||²_F − Σᵢ kᵢᵢlᵢᵢ, 1ᵀK̂1 = −tr K and 1ᵀK̂L̂1 = Σᵢ kᵢᵢlᵢᵢ. HSIC₁ is unchanged by
     K → K + a1ᵀ + 1aᵀ, which is what centring does to a linear kernel, so centring first is exact.
     """
-    n = Xc.shape[0]
     dx, dy = Xc.square().sum(1), Yc.square().sum(1)
     dd = (dx * dy).sum()
-    return _alignment(Xc, Yc) - dd + dx.sum() * dy.sum() / ((n - 1) * (n - 2)) - 2.0 * dd / (n - 2)
+    return hsic1(_alignment(Xc, Yc) - dd, -dx.sum(), -dy.sum(), dd, Xc.shape[0])
 
 
 @register(
@@ -100,10 +107,7 @@ def linear_cka_debiased(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     is reported as is (never clipped). Needs n ≥ 4.
     """
     Xc, Yc = center(X), center(Y)
-    xy = _unbiased_hsic_parts(Xc, Yc)
-    xx = _unbiased_hsic_parts(Xc, Xc)
-    yy = _unbiased_hsic_parts(Yc, Yc)
-    return xy / torch.sqrt(xx * yy)
+    return _linear_hsic1(Xc, Yc) / torch.sqrt(_linear_hsic1(Xc, Xc) * _linear_hsic1(Yc, Yc))
 
 
 def rbf_kernel(X: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -15,6 +15,7 @@ distance of the boundary.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -137,12 +138,32 @@ def fit_probe(X: torch.Tensor, labels: torch.Tensor, l2: float = 1e-3, max_iter:
     return LinearProbe(classes=classes, mean=mean, scale=scale, coef=W.detach(), intercept=b.detach())
 
 
+# Held-out predictions per representation tensor, shared by probe_accuracy and probe_agreement and by every
+# comparison against the same reference: fitting is most of their cost, and the fit is deterministic. An entry
+# lives as long as its tensor (by id, removed by a finalizer when the tensor is freed) and is keyed, inside, by
+# the tensor's in-place version counter and the labels' bytes, so an edited tensor or other labels never reuse a
+# stale fit. (Tensors cannot be dictionary keys themselves: their == is elementwise.)
+_HELD_OUT: dict[int, dict[tuple, torch.Tensor]] = {}
+
+
+def held_out_prediction(X: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predictions, truth) of a probe fitted on the seeded 80% stratified split of X, on the held-out 20%."""
+    train, test = stratified_split(labels, test_fraction=0.2, seed=0)
+    if id(X) not in _HELD_OUT:
+        _HELD_OUT[id(X)] = {}
+        weakref.finalize(X, _HELD_OUT.pop, id(X), None)
+    fits = _HELD_OUT[id(X)]
+    key = (X._version, labels.dtype, labels.detach().cpu().numpy().tobytes())
+    if key not in fits:
+        fits[key] = fit_probe(X[train], labels[train]).predict(X[test])
+    return fits[key], labels[test]
+
+
 def held_out_predictions(X: torch.Tensor, Y: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Predictions of probes fitted on X and on Y (same seeded 80/20 stratified split) on the held-out part."""
-    train, test = stratified_split(labels, test_fraction=0.2, seed=0)
-    pred_x = fit_probe(X[train], labels[train]).predict(X[test])
-    pred_y = fit_probe(Y[train], labels[train]).predict(Y[test])
-    return pred_x, pred_y, labels[test]
+    pred_x, truth = held_out_prediction(X, labels)
+    pred_y, _ = held_out_prediction(Y, labels)
+    return pred_x, pred_y, truth
 
 
 _PROBE_SPEC = dict(

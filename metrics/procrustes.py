@@ -36,10 +36,19 @@ def unit_coords(X: torch.Tensor, Y: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return Zx / frobenius(Zx), Zy / frobenius(Zy)
 
 
+def nuclear_similarity(C: torch.Tensor) -> torch.Tensor:
+    """||C||_* for the cross product C = X̂ᵀŶ of unit-Frobenius centred representations, clamped to ≤ 1.
+
+    The sum of the singular values of C, not square roots of eigenvalues of CᵀC (which lose the small ones in
+    float32). C comes from the data (`procrustes_similarity`) or from co-moments, X̃ᵀỸ/√(tr X̃ᵀX̃ · tr ỸᵀỸ).
+    """
+    return torch.linalg.svdvals(C).sum().clamp(max=1.0)
+
+
 def procrustes_similarity(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """||X̂ᵀŶ||_*, the nuclear norm as the sum of svdvals of the cross product, clamped to ≤ 1."""
+    """`nuclear_similarity` of X̂ᵀŶ, X̂ and Ŷ from `unit_coords`."""
     Xn, Yn = unit_coords(X, Y)
-    return torch.linalg.svdvals(Xn.T @ Yn).sum().clamp(max=1.0)
+    return nuclear_similarity(Xn.T @ Yn)
 
 
 def procrustes_chord(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:

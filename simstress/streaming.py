@@ -4,11 +4,14 @@ Exact estimators. Linear CKA, Procrustes and the CCA family (cca_mean, cca_r2, s
 through the centred co-moments X̃ᵀX̃, ỸᵀỸ, X̃ᵀỸ. `LinearMoments` accumulates them over batches with the pairwise
 update of Chan, Golub & LeVeque 1979 (each batch is centred on its own mean, then merged with a rank-one
 correction), in float64 accumulators, so no huge uncentred sums ever cancel. Memory is O(p1² + p2² + p1·p2 +
-batch), independent of n; the values equal the full-batch metrics to ~1e-12 in float64.
+batch), independent of n; the values equal the full-batch metrics to ~1e-12 in float64. Each value comes from
+the metric family's own function of the moments (`cka_from_moments`, `nuclear_similarity`, and metrics.cca's
+`canonical_correlations`, `variance_cut`, `projection_weighted`); only the whitening here replaces their QR.
 
 Minibatch estimators. Kernel CKA needs n×n kernels; `minibatch_cka` averages Song et al. 2012's unbiased
-HSIC₁ over minibatches (Nguyen, Raghu & Kornblith 2021, "Do Wide and Deep Networks Learn the Same Things?",
-ICLR, eq. 3): CKA_mb = mean_b HSIC₁(K_b, L_b) / √(mean_b HSIC₁(K_b, K_b) · mean_b HSIC₁(L_b, L_b)).
+HSIC₁ (`simstress.core.linalg.hsic1`, as `linear_cka_debiased` does) over minibatches (Nguyen, Raghu &
+Kornblith 2021, "Do Wide and Deep Networks Learn the Same Things?", ICLR, eq. 3):
+CKA_mb = mean_b HSIC₁(K_b, L_b) / √(mean_b HSIC₁(K_b, K_b) · mean_b HSIC₁(L_b, L_b)).
 Each HSIC₁(K_b, L_b) is unbiased, so the averages are too; CKA_mb estimates the debiased CKA (it equals
 `linear_cka_debiased` when one batch holds all rows). Its distance to the full-batch value shrinks as the batch
 size m grows; measured in tests/test_streaming.py (n = 2048, p = 128, shared 8-d latent, mean |CKA_mb −
@@ -24,41 +27,25 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from simstress.core.inputs import InputError, Reduce, reduce_activations
-from simstress.core.linalg import feature_gram, frobenius
+from simstress.core.inputs import InputError, Reduce, as_tensor, reduce_activations
+from simstress.core.linalg import center, center_with_mean, feature_gram, hsic1
 from simstress.core.metric import parse_id
 from simstress.core.selection import median_all, squared_distances
-from simstress.metrics.cca import check_ranks
+from simstress.metrics import cca
+from simstress.metrics.cka import cka_from_moments
+from simstress.metrics.procrustes import nuclear_similarity
 
 Batch = tuple[Any, Any]
 
 
 def _as_batch(A: Any, which: str, device: torch.device | str | None, reduce: Reduce | None = None,
               ) -> torch.Tensor:
-    """numpy or torch batch → floating tensor on `device` (float16/bfloat16 widened to float32), (m, p)."""
-    if isinstance(A, np.ndarray):
-        A = torch.from_numpy(np.ascontiguousarray(A))
-    if not isinstance(A, torch.Tensor):
-        raise InputError(f"{which} batch must be a numpy array or a torch tensor, got {type(A).__name__}")
-    if not A.is_floating_point():
-        raise InputError(f"{which} batch has dtype {A.dtype}; pass float32 or float64 activations")
-    if A.dtype not in (torch.float32, torch.float64):
-        A = A.float()
-    A = reduce_activations(A, reduce, which)
-    return A if device is None else A.to(device)
-
-
-def _centred(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch centred on its own mean (two passes, second in place, as `linalg.center`) and that mean (float64)."""
-    m1 = A.mean(dim=0, keepdim=True)
-    Ac = A - m1
-    m2 = Ac.mean(dim=0, keepdim=True)
-    Ac.sub_(m2)
-    return Ac, (m1.double() + m2.double()).squeeze(0)
+    """numpy or torch batch → (m, p) tensor on `device` in its own precision (`as_tensor` without a dtype:
+    float16/bfloat16 widened to float32, integers refused), conv maps and sequences reduced by `reduce`."""
+    return reduce_activations(as_tensor(A, which, None, device), reduce, which)
 
 
 def _edges(sizes: Sequence[int]) -> list[slice]:
@@ -93,8 +80,6 @@ class LinearMoments:
     def update(self, X: Any, Y: Any) -> LinearMoments:
         """Add a batch: X (m, p1), Y (m, p2), the same m inputs row by row (numpy or torch)."""
         X, Y = _as_batch(X, "X", self.device), _as_batch(Y, "Y", self.device)
-        if X.ndim != 2 or Y.ndim != 2:
-            raise InputError(f"batches must be 2-D (m, p); got X {tuple(X.shape)} and Y {tuple(Y.shape)}")
         if X.shape[0] != Y.shape[0]:
             raise InputError(f"X and Y batches must hold the same inputs; got {X.shape[0]} and {Y.shape[0]} rows")
         if Y.device != X.device:
@@ -105,8 +90,8 @@ class LinearMoments:
             raise InputError(f"batch widths changed: got ({X.shape[1]}, {Y.shape[1]}) features after "
                              f"{tuple(self.xy.shape)}; every batch must have the same features")
         m = X.shape[0]
-        Xc, mx = _centred(X)
-        Yc, my = _centred(Y)
+        Xc, mx = center_with_mean(X)
+        Yc, my = center_with_mean(Y)
         dx, dy = mx - self.mean_x, my - self.mean_y
         f = self.n * m / (self.n + m)
         for acc, A, d, blocks in ((self.xx, Xc, dx, self._x_slices), (self.yy, Yc, dy, self._y_slices)):
@@ -148,19 +133,19 @@ class LinearMoments:
         return self.cka_matrix()[0, 0]
 
     def cka_matrix(self) -> torch.Tensor:
-        """(blocks of X) × (blocks of Y) linear CKA: ||X̃ᵢᵀỸⱼ||²_F / (||X̃ᵢᵀX̃ᵢ||_F ||ỸⱼᵀỸⱼ||_F), float64."""
+        """(blocks of X) × (blocks of Y) linear CKA: `cka_from_moments`(X̃ᵢᵀỸⱼ, X̃ᵢᵀX̃ᵢ, ỸⱼᵀỸⱼ), float64.
+
+        The self-norms are recomputed per pair: O(p²) each, against the O(n·p²) the moments took to accumulate.
+        """
         self._ready(2, single=False)
-        nx = torch.stack([frobenius(M) for M in self.xx])
-        ny = torch.stack([frobenius(M) for M in self.yy])
-        cross = torch.stack([torch.stack([self.xy[sx, sy].square().sum() for sy in self._y_slices])
-                             for sx in self._x_slices])
-        return cross / (nx[:, None] * ny[None, :])
+        return torch.stack([torch.stack([cka_from_moments(self.xy[sx, sy], Mx, My)
+                                         for sy, My in zip(self._y_slices, self.yy)])
+                            for sx, Mx in zip(self._x_slices, self.xx)])
 
     def procrustes(self) -> torch.Tensor:
         """||X̃ᵀỸ||_* / (||X̃||_F ||Ỹ||_F), ||X̃||²_F = tr X̃ᵀX̃, as metrics `procrustes` (Ding et al. 2021)."""
         self._ready(2)
-        nuc = torch.linalg.svdvals(self.xy).sum()
-        return (nuc / torch.sqrt(self.xx[0].trace() * self.yy[0].trace())).clamp(max=1.0)
+        return nuclear_similarity(self.xy / torch.sqrt(self.xx[0].trace() * self.yy[0].trace()))
 
     def _rtol(self) -> float:
         """Eigenvalue cut-off λ > rtol·λ_max (σ > √rtol·σ_max): max(n, p)·ε of the batches' dtype, where
@@ -186,16 +171,16 @@ class LinearMoments:
         return V[:, keep] / lam[keep].sqrt()
 
     def _canonical(self, Wx: torch.Tensor, Wy: torch.Tensor, name: str, advice: str) -> torch.Tensor:
-        """WxᵀX̃ᵀỸWy: its singular values are the canonical correlations of the two bases."""
-        check_ranks(Wx.shape[1], Wy.shape[1], self.n, name, advice)
+        """The cross matrix T = WxᵀX̃ᵀỸWy of the two whitened bases, rank-checked (`cca.check_ranks`)."""
+        cca.check_ranks(Wx.shape[1], Wy.shape[1], self.n, name, advice)
         return Wx.T @ self.xy @ Wy
 
     def canonical_correlations(self) -> torch.Tensor:
-        """Canonical correlations, descending, clamped to [0, 1]: σ(WxᵀX̃ᵀỸWy) (Björck & Golub 1973)."""
+        """Canonical correlations, descending, clamped to [0, 1]: `cca.canonical_correlations` of WxᵀX̃ᵀỸWy."""
         self._ready(3)
         T = self._canonical(self._whitening(self.xx[0]), self._whitening(self.yy[0]), "streaming cca",
                             "Use more samples than features")
-        return torch.linalg.svdvals(T).clamp(0.0, 1.0)
+        return cca.canonical_correlations(T)
 
     def cca_mean(self) -> torch.Tensor:
         """Mean canonical correlation, as metrics `cca_mean` (Raghu et al. 2017)."""
@@ -206,12 +191,11 @@ class LinearMoments:
         return self.canonical_correlations().square().mean()
 
     def _top_variance(self, M: torch.Tensor, keep: float) -> torch.Tensor:
-        """W (p, d) with X̃W = U_d, the top principal directions holding `keep` of the variance (svcca's cut)."""
+        """W (p, d) with X̃W = U_d, the top principal directions holding `keep` of the variance: `cca.variance_cut`
+        of the eigenvalues λ of M = X̃ᵀX̃ among λ > rtol·λ_max (`_rtol`)."""
         lam, V = torch.linalg.eigh(M)
         lam, V = lam.flip(0), V.flip(1)
-        rank = int((lam > self._rtol() * lam[0]).sum())
-        frac = lam[:rank].cumsum(0) / lam[:rank].sum()
-        d = min(rank, int((frac < keep).sum()) + 1)
+        d = cca.variance_cut(lam, int((lam > self._rtol() * lam[0]).sum()), keep)
         return V[:, :d] / lam[:d].sqrt()
 
     def svcca(self, keep: float = 0.99) -> torch.Tensor:
@@ -219,19 +203,17 @@ class LinearMoments:
         self._ready(3)
         T = self._canonical(self._top_variance(self.xx[0], keep), self._top_variance(self.yy[0], keep),
                             f"streaming svcca[keep={keep}]", "Lower keep or use more samples")
-        return torch.linalg.svdvals(T).clamp(0.0, 1.0).mean()
+        return cca.canonical_correlations(T).mean()
 
     def pwcca(self) -> torch.Tensor:
-        """Projection-weighted CCA, as metrics `pwcca` (Morcos et al. 2018): Σᵢ wᵢρᵢ, wᵢ ∝ Σⱼ |⟨hᵢ, x̃ⱼ⟩|.
+        """Projection-weighted CCA, as metrics `pwcca` (Morcos et al. 2018): `cca.projection_weighted`.
 
-        With Qx = X̃Wx and UΣVᵀ = svd(WxᵀX̃ᵀỸWy), ⟨hᵢ, x̃ⱼ⟩ = (UᵀWxᵀ X̃ᵀX̃)ᵢⱼ: all from the moments.
+        With Qx = X̃Wx the neurons' coordinates in the X basis are QxᵀX̃ = WxᵀX̃ᵀX̃: all from the moments.
         """
         self._ready(3)
         Wx = self._whitening(self.xx[0])
         T = self._canonical(Wx, self._whitening(self.yy[0]), "streaming pwcca", "Use more samples than features")
-        U, S, _ = torch.linalg.svd(T, full_matrices=False)
-        w = (U.T @ (Wx.T @ self.xx[0])).abs().sum(dim=1)
-        return (w / w.sum() * S.clamp(0.0, 1.0)).sum()
+        return cca.projection_weighted(T, Wx.T @ self.xx[0])
 
 
 def _progress(batches: Iterable, what: str) -> Iterable:
@@ -259,7 +241,7 @@ def score(metric_id: str, batches: Iterable[Batch], device: torch.device | str |
     spec, params = parse_id(metric_id)
     if spec.name not in _EXACT:
         raise InputError(f"{metric_id} has no exact streaming form; streamable: {', '.join(_EXACT)}. "
-                         f"For kernel or debiased CKA over minibatches use metrics.streaming.minibatch_cka")
+                         f"For kernel or debiased CKA over minibatches use simstress.streaming.minibatch_cka")
     mom = LinearMoments(device=device)
     for X, Y in _progress(batches, metric_id):
         mom.update(X, Y)
@@ -279,36 +261,31 @@ def _hsic1_terms(K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
 
 def _hsic1(A: tuple, B: tuple, m: int, pairwise: bool) -> torch.Tensor:
-    """Song et al. 2012's unbiased HSIC₁ between kernel stacks: all pairs (La, Lb), or matching pairs (L,).
+    """`hsic1` (Song et al. 2012) between kernel stacks: all pairs (La, Lb), or matching pairs (L,).
 
-    HSIC₁ = [tr(K̂L̂) + 1ᵀK̂1·1ᵀL̂1/((m−1)(m−2)) − 2/(m−2)·1ᵀK̂L̂1] / (m(m−3)), K̂ = K with zero diagonal.
+    tr(K̂L̂) = Σᵢⱼ K̂ᵢⱼL̂ᵢⱼ (symmetric kernels), 1ᵀK̂L̂1 = (K̂1)ᵀ(L̂1), from `_hsic1_terms` of each stack.
     """
     (Ka, ra, sa), (Kb, rb, sb) = A, B
     if pairwise:
-        tr = Ka.flatten(1) @ Kb.flatten(1).T
-        ss, rr = sa[:, None] * sb[None, :], ra @ rb.T
-    else:
-        tr, ss, rr = (Ka * Kb).sum((-2, -1)), sa * sb, (ra * rb).sum(-1)
-    return (tr + ss / ((m - 1) * (m - 2)) - 2.0 / (m - 2) * rr) / (m * (m - 3))
+        return hsic1(Ka.flatten(1) @ Kb.flatten(1).T, sa[:, None], sb[None, :], ra @ rb.T, m)
+    return hsic1((Ka * Kb).sum((-2, -1)), sa, sb, (ra * rb).sum(-1), m)
 
 
 def _kernels(layers: list[torch.Tensor], kernel: Kernel, sigma: float, scale: list[torch.Tensor] | None,
              ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Stack (L, m, m) of float64 kernels of each layer's centred rows. RBF: exp(−D/(2σ²·s)), s the median
     squared distance of the first batch (`scale`, fixed afterwards so every batch estimates the same kernel)."""
+    scale = [] if scale is None else scale
     out = []
-    if kernel == "rbf" and scale is None:
-        scale = []
-        for A in layers:
-            scale.append(median_all(squared_distances(_centred(A)[0].double())))
-    for i, A in enumerate(layers):
-        Ac = _centred(A)[0].double()
+    for i, A in enumerate(layers):  # one centred copy at a time: memory O(L·m²) whatever the widths
+        Ac = center(A).double()
         if kernel == "linear":
             out.append(Ac @ Ac.T)
-        elif kernel == "rbf":
-            out.append(torch.exp(squared_distances(Ac) / (-2.0 * sigma * sigma * scale[i])))
-        else:
-            raise InputError(f"kernel must be 'linear' or 'rbf', got {kernel!r}")
+            continue
+        D = squared_distances(Ac)
+        if i == len(scale):  # first batch: this layer's bandwidth, fixed from now on
+            scale.append(median_all(D))
+        out.append(D.div_(-2.0 * sigma * sigma * scale[i]).exp_())
     return torch.stack(out), scale
 
 

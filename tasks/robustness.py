@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.optimize import lsq_linear
-from simstress.metrics.probe import LinearProbe, fit_probe
 
 from simstress.core.linalg import orthonormal_basis
 from simstress.core.scoring import clip01, mean_clipped
 from simstress.core.synthetic import CUBE_SHIFT, gaussian_mixture, generator, two_cubes, unit_vector
 from simstress.core.task import Built, Case, Setup, Task, register_task
 from simstress.core.theory import outlier_limit, participation_ratio, rms_radius, theorem1_cka, theorem1_limit
+from simstress.metrics.probe import LinearProbe, fit_probe
 
 N_CLASSES = 10
 SEPARATION = 0.5  # class-mean scale of the mixtures: a held-out linear probe reaches ~0.85-0.99

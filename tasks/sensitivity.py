@@ -7,13 +7,13 @@ from typing import Any, Iterator, Mapping
 
 import pandas as pd
 import torch
-from simstress.metrics.probe import fit_probe, stratified_split
 
 from simstress.core.linalg import center
 from simstress.core.scoring import clip01, positive_spearman
 from simstress.core.synthetic import correlated_gaussian, gaussian_mixture, generator, random_rotation
 from simstress.core.task import Built, Case, Setup, Task, register_task
 from simstress.core.theory import rms_radius
+from simstress.metrics.probe import fit_probe, stratified_split
 
 from .robustness import N_CLASSES, SEPARATION
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from simstress.metrics import InputError, get_metric
-from simstress.metrics.cca import canonical_correlations, cca_bases
 
 from simstress import metrics
+from simstress.metrics import InputError, get_metric
+from simstress.metrics.cca import canonical_correlations, cca_bases, variance_cut
 
 
 def correlated(n: int, p1: int, p2: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +46,7 @@ def value(metric_id: str, X, Y) -> float:
 def test_canonical_correlations_match_eigen_route():
     X, Y = correlated(400, 12, 7, seed=0)
     _, Qx, Qy = cca_bases(torch.as_tensor(X), torch.as_tensor(Y), "test")
-    rho = canonical_correlations(Qx, Qy).numpy()
+    rho = canonical_correlations(Qx.T @ Qy).numpy()
     ref = eigen_canonical_correlations(X, Y)
     np.testing.assert_allclose(rho, ref, atol=1e-8)
     assert value("cca_mean", X, Y) == pytest.approx(ref.mean(), abs=1e-8)
@@ -89,6 +89,12 @@ def test_svcca_matches_reduce_then_eigen_route(keep):
     X, Y = correlated(500, 30, 20, seed=5)
     ref = eigen_canonical_correlations(svd_reduce(X, keep), svd_reduce(Y, keep)).mean()
     assert value(f"svcca[keep={keep}]", X, Y) == pytest.approx(ref, abs=1e-8)
+
+
+def test_variance_cut_is_the_fewest_directions_reaching_keep():
+    var = torch.tensor([4.0, 3.0, 2.0, 1.0, 1e-30], dtype=torch.float64)  # last one below the rank cut
+    assert [variance_cut(var, 4, keep) for keep in (0.3, 0.4, 0.7, 0.71, 0.9, 1.0)] == [1, 1, 2, 3, 3, 4]
+    assert variance_cut(var, 2, 1.0) == 2
 
 
 def test_svcca_scores_wide_data_that_cca_refuses():

@@ -7,11 +7,11 @@ import pytest
 import torch
 from references import u_statistic_hsic
 from scipy.spatial.distance import cdist
-from simstress.metrics.cka import linear_cka_feature, linear_cka_gram
 
 from simstress import metrics
-from simstress.core.linalg import center
+from simstress.core.linalg import center, hsic1
 from simstress.core.selection import median_all, squared_distances
+from simstress.metrics.cka import linear_cka_feature, linear_cka_gram
 
 
 def correlated(n: int, p1: int, p2: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,6 +47,16 @@ def test_debiased_matches_direct_u_statistic(n: int, p1: int, p2: int) -> None:
     K, L = (X @ X.T).numpy(), (Y @ Y.T).numpy()
     expected = u_statistic_hsic(K, L) / math.sqrt(u_statistic_hsic(K, K) * u_statistic_hsic(L, L))
     assert abs(metrics.score("linear_cka_debiased", X, Y) - expected) < 1e-10
+
+
+def test_hsic1_from_kernel_parts_matches_u_statistic() -> None:
+    """The one HSIC₁ formula, fed the parts of arbitrary symmetric (uncentred) kernels, against the reference."""
+    rng = np.random.default_rng(7)
+    X, Y = rng.normal(size=(25, 3)), rng.normal(size=(25, 4))
+    K, L = np.exp(-cdist(X, X, "sqeuclidean")), (Y @ Y.T + 2.0) ** 2
+    Kh, Lh = K - np.diag(np.diag(K)), L - np.diag(np.diag(L))
+    parts = [torch.tensor(v) for v in ((Kh * Lh).sum(), Kh.sum(), Lh.sum(), Kh.sum(1) @ Lh.sum(1))]
+    assert abs(float(hsic1(*parts, 25)) - u_statistic_hsic(K, L)) < 1e-12 * abs(u_statistic_hsic(K, L))
 
 
 def test_debiased_is_near_zero_for_independent_highdim_where_biased_is_not() -> None:

@@ -1,5 +1,5 @@
 """The shared conformance suite, generated from the registry: every metric id (plugins included) gets every
-check that applies to its spec (metrics/conformance.py holds the checks; `simstress check` runs the same)."""
+check that applies to its spec (simstress/core/conformance.py holds the checks; `simstress check` runs the same)."""
 
 import pytest
 

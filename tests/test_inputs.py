@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from simstress.metrics import InputError
 
 from simstress import metrics
+from simstress.core.inputs import as_tensor
+from simstress.metrics import InputError
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(50, 6))
@@ -67,6 +68,17 @@ def test_dtypes() -> None:
         metrics.score("linear_cka", X.tolist(), Y)
     ints = rng.integers(0, 5, size=(50, 6))
     assert abs(metrics.score("linear_cka", ints, Y) - metrics.score("linear_cka", ints.astype(float), Y)) < 1e-15
+
+
+def test_as_tensor_without_dtype_keeps_precision_and_widens_half() -> None:
+    t = torch.from_numpy(X)
+    assert as_tensor(t, "X").dtype == torch.float64 and as_tensor(t.float(), "X").dtype == torch.float32
+    for half in (torch.float16, torch.bfloat16):
+        assert as_tensor(t.to(half), "X").dtype == torch.float32
+    assert as_tensor(X.astype(np.float16), "X").dtype == torch.float32
+    with pytest.raises(InputError, match="has dtype torch.int64; pass float32 or float64"):
+        as_tensor(t.long(), "X")
+    assert as_tensor(t.long(), "X", torch.float64).dtype == torch.float64
 
 
 def test_labels_missing_or_wrong() -> None:

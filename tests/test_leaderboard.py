@@ -12,6 +12,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+
 from simstress.benchmark.cli import main
 from simstress.benchmark.figures import draw
 from simstress.benchmark.leaderboard import HEATMAP, build_board, render, sweep_figure

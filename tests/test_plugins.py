@@ -45,7 +45,7 @@ class PlugNoise(tasks.Task):
 
     sizes = {"smoke": {"n": 40, "p": 5}}
 
-    def build(self, size, seed, device):
+    def build(self, size, seed, device, artifacts):
         g = torch.Generator().manual_seed(seed)
         X = torch.randn(size["n"], size["p"], generator=g, dtype=torch.float64)
         E = torch.randn(size["n"], size["p"], generator=g, dtype=torch.float64)
@@ -83,7 +83,7 @@ def fake_dist(root: Path, dist: str, group: str, entry: str, modules: dict[str, 
 
 def simstress(args: list[str], cwd: Path, path: list[Path]) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, path))}
-    return subprocess.run([sys.executable, "-m", "benchmark.cli", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "simstress.benchmark.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -101,7 +101,7 @@ def test_example_plugin_conforms_runs_only_its_cells_and_joins_the_leaderboard(t
                     "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
     fake_dist(tmp_path / "tasks_site", "simstress-test-tasks", "simstress.tasks", "plug_noise = plug_tasks",
               {"plug_tasks.py": TASK_PLUGIN})
-    path = [target, tmp_path / "tasks_site", REPO]
+    path = [target, tmp_path / "tasks_site"]
     results = tmp_path / "results"
     common = ["--scale", "smoke", "--results", str(results)]
 
@@ -136,11 +136,11 @@ def test_example_plugin_conforms_runs_only_its_cells_and_joins_the_leaderboard(t
 def test_a_broken_plugin_warns_and_strict_makes_it_fatal(tmp_path: Path) -> None:
     fake_dist(tmp_path, "simstress-broken-plugin", "simstress.metrics", "broken = broken_plugin",
               {"broken_plugin.py": "import a_dependency_that_is_not_installed\n"})
-    lax = simstress(["list", "metrics", "linear_cka"], tmp_path, [tmp_path, REPO])
+    lax = simstress(["list", "metrics", "linear_cka"], tmp_path, [tmp_path])
     assert lax.returncode == 0 and "linear_cka" in lax.stdout  # the rest runs
     assert lax.stderr.count("warning:") == 1
     assert "'simstress-broken-plugin'" in lax.stderr and "a_dependency_that_is_not_installed" in lax.stderr
-    strict = simstress(["--strict", "list", "metrics"], tmp_path, [tmp_path, REPO])
+    strict = simstress(["--strict", "list", "metrics"], tmp_path, [tmp_path])
     assert strict.returncode == 2 and strict.stdout == ""
     assert "error:" in strict.stderr and "'simstress-broken-plugin'" in strict.stderr
 
@@ -148,7 +148,7 @@ def test_a_broken_plugin_warns_and_strict_makes_it_fatal(tmp_path: Path) -> None
 def test_two_plugins_claiming_one_id_is_an_error_naming_both(tmp_path: Path) -> None:
     fake_dist(tmp_path, "simstress-dup-one", "simstress.metrics", "dup = dup_one", {"dup_one.py": DUP_METRIC})
     fake_dist(tmp_path, "simstress-dup-two", "simstress.metrics", "dup = dup_two", {"dup_two.py": DUP_METRIC})
-    out = simstress(["list", "metrics"], tmp_path, [tmp_path, REPO])
+    out = simstress(["list", "metrics"], tmp_path, [tmp_path])
     assert out.returncode == 2
     assert "'dup_metric' is registered twice" in out.stderr
     assert "dup_one.dup_metric" in out.stderr and "dup_two.dup_metric" in out.stderr

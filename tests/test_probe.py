@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from simstress.metrics import InputError, get_metric
-from simstress.metrics.probe import LinearProbe, fit_probe, stratified_split
 
 from simstress import metrics
+from simstress.metrics import InputError, get_metric
+from simstress.metrics.probe import LinearProbe, fit_probe, stratified_split
 
 
 def classes_data(n: int = 300, p: int = 12, C: int = 3, seed: int = 0, sep: float = 1.5):

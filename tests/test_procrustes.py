@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 from scipy.linalg import orthogonal_procrustes
-from simstress.metrics import get_metric
 
 from simstress import metrics
+from simstress.metrics import get_metric
 
 
 def pair(n: int, p1: int, p2: int, seed: int, noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from simstress.metrics import cka
-from simstress.metrics.cka import rbf_cka_tiled
 
 from simstress import metrics
 from simstress.core import selection
 from simstress.core.linalg import center, double_center, frobenius
 from simstress.core.selection import distance_tiles, median_all, median_sq_distance_tiled, squared_distances
+from simstress.metrics import cka
+from simstress.metrics.cka import rbf_cka_tiled
 
 SMALL_TILES = 40_000  # bytes: tens of tiles even at n = 300
 

@@ -17,10 +17,10 @@ def _table_ids(heading: str) -> set[str]:
 
 def test_every_metric_is_in_the_readme_table() -> None:
     specs = (metrics.get_metric(m).spec for m in metrics.list_metrics())
-    builtin = {s.name for s in specs if s.fn.__module__.startswith("metrics.")}
+    builtin = {s.name for s in specs if s.fn.__module__.startswith("simstress.metrics.")}
     assert _table_ids("Built-in metrics") == builtin
 
 
 def test_every_task_is_in_the_readme_table() -> None:
-    builtin = {n for n in tasks.list_tasks() if type(tasks.get_task(n)).__module__.startswith("tasks.")}
+    builtin = {n for n in tasks.list_tasks() if type(tasks.get_task(n)).__module__.startswith("simstress.tasks.")}
     assert _table_ids("Stress tasks") == builtin

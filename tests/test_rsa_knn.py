@@ -7,10 +7,10 @@ import pytest
 import torch
 from scipy.spatial.distance import pdist
 from scipy.stats import rankdata, spearmanr
-from simstress.metrics import InputError, get_metric
-from simstress.metrics.rsa import average_ranks
 
 from simstress import metrics
+from simstress.metrics import InputError, get_metric
+from simstress.metrics.rsa import average_ranks
 
 
 def pair(n: int, p1: int, p2: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,8 @@
 """The runner and result store: one record per cell, incremental reruns, staleness, errors, skips, crash safety.
 
 The tasks here are tiny real `tasks.Task` subclasses (a noise sweep on 30 × 4 data), so every record holds
-numbers the real evaluation path produced; they are handed to the runner directly, not registered.
+numbers the real evaluation path produced; each test registers the instances it runs (cells name their task, and
+the executor looks it up) and the fixture removes them afterwards.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ from typing import Iterator
 
 import pytest
 import torch
-from simstress.benchmark import records as records_mod
-from simstress.benchmark import runner
-from simstress.benchmark.records import ResultStore, metric_filename, metric_from_filename
-from simstress.benchmark.runner import conformance_entry, run, select_metrics
-from simstress.metrics.cka import linear_cka
 
 from simstress import metrics, tasks
+from simstress.benchmark import records as records_mod
+from simstress.benchmark import runner
+from simstress.benchmark.plan import select_metrics
+from simstress.benchmark.records import ResultStore, metric_filename, metric_from_filename
+from simstress.benchmark.runner import conformance_entry, refresh_conformance, run
 from simstress.core.conformance import Check, check_metric
 from simstress.core.scoring import positive_spearman
+from simstress.metrics.cka import linear_cka
 
 SEEDS = [0, 1]
 NOISE = (0.1, 1.0, 10.0)
@@ -47,18 +49,17 @@ class NoiseSweep(tasks.Task):
 
     def __init__(self, name: str = "noise_a", category: str = "sensitivity", version: int = 1,
                  labels: bool = True, fail: dict[str, BaseException] | None = None) -> None:
-        super().__init__()
         self.name, self.category, self.version = name, category, version
         self.sweep_name, self.log_x = "noise s", True
         self.labels, self.fail = labels, fail or {}
         self.calls: list[tuple[str, int]] = []
 
-    def build(self, size, seed, device) -> NoiseSetup:
+    def build(self, size, seed, device, artifacts) -> NoiseSetup:
         g = torch.Generator().manual_seed(seed)
         X = torch.randn(size["n"], size["p"], generator=g, dtype=torch.float64)
         E = torch.randn(size["n"], size["p"], generator=g, dtype=torch.float64)
         labels = torch.arange(size["n"]) % 2 if self.labels else None
-        return NoiseSetup(labels=labels, details={"n": size["n"], "dtype": "float64"}, X=X, noise=E)
+        return NoiseSetup(labels=labels, details={"n": size["n"], "seed": seed, "dtype": "float64"}, X=X, noise=E)
 
     def cases(self, s: NoiseSetup) -> Iterator[tasks.Case]:
         for level in NOISE:
@@ -67,11 +68,11 @@ class NoiseSweep(tasks.Task):
     def score(self, curve, setup) -> float:
         return positive_spearman(curve["x"], -curve["similarity"])
 
-    def evaluate(self, metric_id, scale="default", seed=0, device=None, progress=False):
-        self.calls.append((metric_id, seed))
-        if metric_id in self.fail:
-            raise self.fail[metric_id]
-        return super().evaluate(metric_id, scale=scale, seed=seed, device=device)
+    def evaluate(self, metric, setup):
+        self.calls.append((metric.id, setup.details["seed"]))
+        if metric.id in self.fail:
+            raise self.fail[metric.id]
+        return super().evaluate(metric, setup)
 
 
 def _register_tmp_metric(version: int, needs_labels: bool = False) -> None:
@@ -96,6 +97,15 @@ def fast_conformance(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "check_metric", fake_check)
 
 
+@pytest.fixture(autouse=True)
+def registered_tasks_are_removed() -> Iterator[None]:
+    """The fixture tasks a test registers leave the registry with the test."""
+    before = set(tasks.REGISTRY.names())
+    yield
+    for name in set(tasks.REGISTRY.names()) - before:
+        tasks.REGISTRY.remove(name)
+
+
 @pytest.fixture
 def tmp_metric() -> Iterator[None]:
     _register_tmp_metric(1)
@@ -103,9 +113,23 @@ def tmp_metric() -> Iterator[None]:
     metrics.REGISTRY.remove("tmp_runner_metric")
 
 
-def _run(root: Path, metric_ids: list[str], task_list: list[NoiseSweep], **kw):
+def register(task: NoiseSweep) -> NoiseSweep:
+    """Put a fixture task in the registry in place of any earlier one of the same name."""
+    tasks.REGISTRY.remove(task.name)
+    tasks.REGISTRY.add(task.name, task, "tests.test_runner")
+    return task
+
+
+def _run(root: Path, metric_ids: list[str], task_list: list[NoiseSweep], conformance: bool = True, **kw):
+    """The CLI's two steps: refresh the conformance reports, then compute the cells."""
     kw = {"scale": "smoke", "seeds": SEEDS, "device": "cpu", "quiet": True, **kw}
-    return run(ResultStore(root), metric_ids, task_list, **kw)
+    store = ResultStore(root)
+    for task in task_list:
+        register(task)
+    checked = refresh_conformance(store, metric_ids, force=kw.get("force", False), quiet=True) if conformance else 0
+    summary = run(store, metric_ids, [t.name for t in task_list], **kw)
+    summary.conformance = checked
+    return summary
 
 
 def _snapshot(root: Path) -> dict[Path, tuple[bytes, int]]:
@@ -127,7 +151,8 @@ def test_one_record_per_cell_with_provenance_and_real_values(tmp_path: Path) -> 
     assert {"torch", "numpy", "python", "simstress"} <= set(rec["packages"]) and rec["git_commit"]
     assert rec["device"] == "cpu" and rec["device_name"]
     # The stored numbers are the evaluation's own: recompute seed 1 through the task and compare.
-    again = NoiseSweep().evaluate("rbf_cka[sigma=0.5]", scale="smoke", seed=1)
+    fresh = NoiseSweep()
+    again = fresh.evaluate(metrics.get_metric("rbf_cka[sigma=0.5]"), fresh.setup("smoke", seed=1))
     run1 = rec["runs"][1]
     assert run1["seed"] == 1 and run1["score"] == again.score and run1["curve"]["similarity"] == list(
         again.curve["similarity"])

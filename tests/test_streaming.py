@@ -7,10 +7,10 @@ import pytest
 import torch
 from references import u_statistic_hsic
 from scipy.spatial.distance import cdist
-from simstress.metrics import InputError, streaming
 from torch.utils.data import DataLoader, TensorDataset
 
-from simstress import metrics
+from simstress import metrics, streaming
+from simstress.metrics import InputError
 
 EXACT_IDS = ["linear_cka", "procrustes", "cca_mean", "cca_r2", "svcca", "svcca[keep=0.9]", "pwcca"]
 
@@ -51,6 +51,22 @@ def test_streaming_accepts_numpy_and_float32_batches() -> None:
     assert abs(streaming.score("linear_cka", batches) - full) < 1e-10
     batches32 = ((X[i:i + 500].float(), Y[i:i + 500].float()) for i in range(0, 2000, 500))
     assert abs(streaming.score("procrustes", batches32) - metrics.score("procrustes", X, Y)) < 1e-5
+
+
+def test_half_precision_batches_are_widened_and_other_dtypes_refused() -> None:
+    X, Y = pair(400, 6, 5, seed=10)
+    mom = streaming.LinearMoments()
+    for i in range(0, 400, 100):
+        mom.update(X[i:i + 100].numpy().astype(np.float16), Y[i:i + 100].to(torch.bfloat16))
+    assert mom.dtype == torch.float32 and mom.xy.dtype == torch.float64
+    expected = metrics.score("linear_cka", X.half().double(), Y.to(torch.bfloat16).double())
+    assert abs(float(mom.linear_cka()) - expected) < 1e-5
+    with pytest.raises(InputError, match="boolean"):
+        streaming.score("linear_cka", [(X > 0, Y)])
+    with pytest.raises(InputError, match="complex"):
+        streaming.minibatch_cka([(X.numpy().astype(np.complex128), Y)])
+    with pytest.raises(InputError, match="numpy array or a torch tensor"):
+        streaming.cka_map([([X.tolist()], [Y])])
 
 
 def test_moments_equal_centred_products() -> None:

@@ -5,10 +5,11 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
-from simstress.tasks.robustness import translate
+from test_tasks import evaluate
 
 from simstress import metrics, tasks
 from simstress.core.linalg import center, double_center
+from simstress.tasks.robustness import translate
 
 
 @pytest.fixture
@@ -26,14 +27,14 @@ def gram_centred_cka() -> Iterator[str]:
 
 
 def test_paper_picture_at_smoke_scale() -> None:
-    outlier = tasks.get_task("outlier_shift").evaluate("linear_cka", scale="smoke").score
+    outlier = evaluate(tasks.get_task("outlier_shift"), "linear_cka").score
     subset = tasks.get_task("subset_translation")
     assert outlier < 0.5
-    assert subset.evaluate("linear_cka", scale="smoke").score < 0.5
-    assert subset.evaluate("cca_mean", scale="smoke").score > 0.95
+    assert evaluate(subset, "linear_cka").score < 0.5
+    assert evaluate(subset, "cca_mean").score > 0.95
     independent = tasks.get_task("independent_highdim")
-    assert (independent.evaluate("linear_cka", scale="smoke").score
-            < independent.evaluate("linear_cka_debiased", scale="smoke").score)
+    assert (evaluate(independent, "linear_cka").score
+            < evaluate(independent, "linear_cka_debiased").score)
 
 
 def test_class_translation_leaves_probe_predictions_identical() -> None:
@@ -48,7 +49,7 @@ def test_class_translation_leaves_probe_predictions_identical() -> None:
             Y = translate(s.X, rows, c * d)
             assert bool((Y >= 0).all())  # activations stay non-negative
             assert torch.equal(s.probe.predict(Y), before)
-    r = t.evaluate("linear_cka", scale="smoke")
+    r = evaluate(t, "linear_cka")
     assert (r.curve["predictions_changed"] == 0).all()
     assert (r.curve["probe_accuracy"] == r.details["probe_accuracy_before"]).all()
     assert r.details["probe_accuracy_before"] > 0.5  # the probe reads the 10 classes (chance 0.1)
@@ -62,22 +63,22 @@ def test_invertible_linear_maps_are_invertible_and_ccas_see_it() -> None:
         assert cond < t.max_condition
         assert cond == pytest.approx(float(torch.linalg.cond(M)), rel=1e-9)
         assert torch.allclose(torch.linalg.solve(M.T, (s.X @ M).T).T, s.X, atol=1e-8)  # X recovered from Y
-    assert t.evaluate("cca_mean", scale="smoke").score > 0.999  # invariant to invertible linear maps
-    assert t.evaluate("linear_cka", scale="smoke").score < 0.9  # not invariant (Fig. 4b)
+    assert evaluate(t, "cca_mean").score > 0.999  # invariant to invertible linear maps
+    assert evaluate(t, "linear_cka").score < 0.9  # not invariant (Fig. 4b)
 
 
 def test_global_translation_is_float32_and_catches_gram_side_centring(gram_centred_cka: str) -> None:
     t = tasks.get_task("global_translation")
     s = t.setup("smoke", 0)
     assert s.X.dtype == torch.float32 and s.direction.dtype == torch.float32
-    assert t.evaluate("linear_cka", scale="smoke").score > 0.99  # feature-side centring stays sound
-    r = t.evaluate(gram_centred_cka, scale="smoke")
+    assert evaluate(t, "linear_cka").score > 0.99  # feature-side centring stays sound
+    r = evaluate(t, gram_centred_cka)
     assert r.score < 0.5  # PAPER.md §3: ≈0.01 at c = 2e4
     assert r.curve["similarity"].iloc[0] > 0.99  # fine while c is small
 
 
 def test_noise_sweep_rewards_a_falling_metric() -> None:
-    r = tasks.get_task("noise_sweep").evaluate("linear_cka", scale="smoke")
+    r = evaluate(tasks.get_task("noise_sweep"), "linear_cka")
     s = r.curve["similarity"].to_numpy()
     assert s[0] == pytest.approx(1.0, abs=1e-12)  # ε = 0 is X itself
     assert np.all(np.diff(s) < 0) and s[-1] < 0.2
@@ -96,15 +97,15 @@ def test_pc_deletion_ground_truth() -> None:
         V = s.components[:, :k]
         assert float((center(Y) @ V).abs().max()) < 1e-10  # the top-k directions are gone
         assert torch.allclose(Y.mean(0), s.X.mean(0), atol=1e-12)
-    r = t.evaluate("linear_cka", scale="smoke")
+    r = evaluate(t, "linear_cka")
     assert r.score == pytest.approx(1.0)  # CKA falls as the label-carrying components go
 
 
 def test_independent_highdim_biased_cka_reads_p_over_p_plus_n() -> None:
-    r = tasks.get_task("independent_highdim").evaluate("linear_cka", scale="smoke")
+    r = evaluate(tasks.get_task("independent_highdim"), "linear_cka")
     n, p = r.details["n"], r.details["p"]
     assert r.curve["similarity"].iloc[0] == pytest.approx(p / (p + n), abs=0.03)
-    debiased = tasks.get_task("independent_highdim").evaluate("linear_cka_debiased", scale="smoke")
+    debiased = evaluate(tasks.get_task("independent_highdim"), "linear_cka_debiased")
     assert abs(debiased.curve["similarity"].iloc[0]) < 0.05
 
 
@@ -112,7 +113,7 @@ def test_matching_partners() -> None:
     t = tasks.get_task("matching")
     s = t.setup("smoke", 0)
     assert len(s.A) == len(s.B) == 8
-    r = t.evaluate("linear_cka", scale="smoke")
+    r = evaluate(t, "linear_cka")
     assert r.score == 1.0
     assert len(r.curve) == 64 and r.curve["partner"].sum() == 8
     # the shared component makes wrong partners far from dissimilar: the task is not trivial
@@ -126,8 +127,9 @@ def test_matching_partners() -> None:
 def test_tasks_agree_on_cuda() -> None:
     for name in tasks.list_tasks("*"):
         t = tasks.get_task(name)
-        cpu = t.evaluate("linear_cka", scale="smoke", device="cpu")
-        gpu = t.evaluate("linear_cka", scale="smoke", device="cuda")
+        m = metrics.get_metric("linear_cka")
+        cpu = t.evaluate(m, t.setup("smoke", device="cpu"))
+        gpu = t.evaluate(m, t.setup("smoke", device="cuda"))
         assert gpu.score == pytest.approx(cpu.score, abs=1e-6), name
 
 

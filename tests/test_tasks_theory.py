@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from simstress.tasks.robustness import translate
+from test_tasks import evaluate
 
 from simstress import metrics, tasks
 from simstress.core.synthetic import generator, unit_vector
@@ -16,6 +16,7 @@ from simstress.core.theory import (
     theorem1_cka,
     theorem1_limit,
 )
+from simstress.tasks.robustness import translate
 
 
 def direct_linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
@@ -86,7 +87,7 @@ def test_theory_refuses_improper_subsets() -> None:
 
 def test_subset_translation_curve_is_the_exact_finite_c_value() -> None:
     t = tasks.get_task("subset_translation")
-    r = t.evaluate("linear_cka", scale="smoke", seed=0)
+    r = evaluate(t, "linear_cka")
     assert np.abs(r.curve["similarity"] - r.curve["linear_cka_theory"]).max() < 1e-12
     s = t.setup("smoke", 0)
     X, rows = s.X.numpy(), s.groups[0].numpy()
@@ -114,7 +115,7 @@ def test_subset_translation_reaches_theorem1_limit_for_any_direction() -> None:
 
 def test_outlier_shift_reaches_corollary3_limit() -> None:
     t = tasks.get_task("outlier_shift")
-    r = t.evaluate("linear_cka", scale="smoke", seed=0)
+    r = evaluate(t, "linear_cka")
     assert np.abs(r.curve["similarity"] - r.curve["linear_cka_theory"]).max() < 1e-12
     s = t.setup("smoke", 0)
     limit = r.details["corollary3_limit"]
@@ -124,7 +125,7 @@ def test_outlier_shift_reaches_corollary3_limit() -> None:
 
 
 def test_class_translation_curve_follows_theorem1_per_class() -> None:
-    r = tasks.get_task("class_translation").evaluate("linear_cka", scale="smoke", seed=0)
+    r = evaluate("class_translation", "linear_cka")
     assert np.abs(r.curve["similarity"] - r.curve["linear_cka_theory"]).max() < 1e-12
     last = r.curve[r.curve["x"] == r.curve["x"].max()].sort_values("class")
     limits = np.array(r.details["theorem1_limits"])

@@ -43,8 +43,15 @@ def reduce_activations(A: torch.Tensor, reduce: Reduce | None, which: str) -> to
     raise InputError(f"unknown reduce={reduce!r}; use 'flatten', 'avgpool' or 'mean_tokens'")
 
 
-def as_tensor(A: Any, which: str, dtype: torch.dtype, device: torch.device | str | None) -> torch.Tensor:
-    """numpy or torch in, floating torch tensor of `dtype` on `device` out (integers converted; bool refused)."""
+def as_tensor(A: Any, which: str, dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+              ) -> torch.Tensor:
+    """numpy or torch in, floating torch tensor on `device` out; bool, complex and object arrays refused.
+
+    With `dtype` (metrics.score), integers and floats are converted to it. Without (streaming batches), the input's
+    own precision is the computation's: float32 and float64 pass as they are, float16, bfloat16 (and narrower
+    floats) are widened to float32, since with 11 or 8 significant bits sums of squares over a batch would keep too
+    few digits; integers are refused, since they name no precision.
+    """
     if isinstance(A, np.ndarray):
         if A.dtype == object:
             raise InputError(f"{which} is a numpy array of dtype object; pass a numeric array")
@@ -55,7 +62,11 @@ def as_tensor(A: Any, which: str, dtype: torch.dtype, device: torch.device | str
         raise InputError(f"{which} is boolean; convert it to float explicitly if 0/1 features are meant")
     if A.is_complex():
         raise InputError(f"{which} is complex ({A.dtype}); similarity metrics need real features")
-    if not dtype.is_floating_point:
+    if dtype is None:
+        if not A.is_floating_point():
+            raise InputError(f"{which} has dtype {A.dtype}; pass float32 or float64 activations")
+        dtype = A.dtype if A.dtype in (torch.float32, torch.float64) else torch.float32
+    elif not dtype.is_floating_point:
         raise InputError(f"dtype must be a floating type such as torch.float64, got {dtype}")
     return A.to(device=device if device is not None else A.device, dtype=dtype)
 

@@ -1,4 +1,5 @@
-"""Numerical building blocks shared by the metrics: centring, sums of squares, orthonormal bases, Gram products."""
+"""Numerical building blocks shared by the metrics: centring, sums of squares, orthonormal bases, Gram products,
+the unbiased HSIC₁."""
 
 from __future__ import annotations
 
@@ -9,16 +10,25 @@ _PANEL = 256
 _MAX_PANELS = 8
 
 
-def center(X: torch.Tensor) -> torch.Tensor:
-    """Column-centred copy X − 1·meanᵀ (the action of H = I − 11ᵀ/n without forming H).
+def center_with_mean(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column-centred copy X − 1·μᵀ (the action of H = I − 11ᵀ/n without forming H) and the mean μ (p,), float64.
 
     Centring features before any product is what keeps float32 sound under large translations (Davari et al.
     2023, §3: Gram-side centring loses everything by c = 2e4). A second pass removes the rounding left by the
     first mean, which matters when the offset dwarfs the spread; it runs in place, so one centred copy is all
-    that is ever allocated (autograd is unaffected: the mean and the subtraction save no values).
+    that is ever allocated (autograd is unaffected: the mean and the subtraction save no values). μ is the sum of
+    both passes' means, added in float64 so that a streaming merge of batch means keeps the second pass's digits.
     """
-    Xc = X - X.mean(dim=0, keepdim=True)
-    return Xc.sub_(Xc.mean(dim=0, keepdim=True))
+    m1 = X.mean(dim=0, keepdim=True)
+    Xc = X - m1
+    m2 = Xc.mean(dim=0, keepdim=True)
+    Xc.sub_(m2)
+    return Xc, (m1.double() + m2.double()).squeeze(0)
+
+
+def center(X: torch.Tensor) -> torch.Tensor:
+    """Column-centred copy of X, as `center_with_mean`."""
+    return center_with_mean(X)[0]
 
 
 def frobenius(A: torch.Tensor) -> torch.Tensor:
@@ -80,3 +90,15 @@ def double_center(K: torch.Tensor) -> torch.Tensor:
     row = K.mean(dim=0, keepdim=True)
     col = K.mean(dim=1, keepdim=True)
     return K - row - col + K.mean()
+
+
+def hsic1(trace_kl: torch.Tensor, sum_k: torch.Tensor, sum_l: torch.Tensor, rowsum_dot: torch.Tensor, n: int,
+          ) -> torch.Tensor:
+    """Unbiased HSIC₁ from its parts (Song et al. 2012, Feature Selection via Dependence Maximization, JMLR).
+
+    HSIC₁(K, L) = [tr(K̂L̂) + 1ᵀK̂1·1ᵀL̂1/((n−1)(n−2)) − 2/(n−2)·1ᵀK̂L̂1] / (n(n−3)), K̂ = K with zero diagonal,
+    with trace_kl = tr(K̂L̂), sum_k = 1ᵀK̂1, sum_l = 1ᵀL̂1, rowsum_dot = 1ᵀK̂L̂1 = (K̂1)ᵀ(L̂1) for n ≥ 4 samples.
+    Parts may be tensors of any broadcastable shapes (stacks of kernels); the callers differ only in how they get
+    them: from n×n kernels, or from centred features without any n×n matrix.
+    """
+    return (trace_kl + sum_k * sum_l / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * rowsum_dot) / (n * (n - 3))

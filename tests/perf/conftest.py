@@ -7,7 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
-from simstress.benchmark.perf import Config, build_cases, return_freed_memory_to_os
+
+from simstress.benchmark.perf.grid import Config, build_cases
+from simstress.benchmark.perf.measure import return_freed_memory_to_os
 
 CONFIG = Config.from_env()
 _SKIPPED: list[dict] = []

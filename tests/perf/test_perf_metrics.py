@@ -6,7 +6,9 @@ import gc
 
 import pytest
 import torch
-from simstress.benchmark.perf import Case, Config, make_inputs, run_case, skip_reason
+
+from simstress.benchmark.perf.grid import Case, Config, make_inputs, skip_reason
+from simstress.benchmark.perf.measure import run_case
 
 pytestmark = pytest.mark.perf
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from simstress.benchmark.perf import Config, PeakMemory, large_case_skip, make_inputs
-from simstress.metrics import cka
 
+from simstress.benchmark.perf.grid import Config, large_case_skip, make_inputs
+from simstress.benchmark.perf.measure import PeakMemory
 from simstress.core.linalg import double_center, frobenius
+from simstress.metrics import cka
 
 pytestmark = pytest.mark.perf
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from simstress.benchmark.perf import Config, PeakMemory, large_case_skip
 
 from simstress import streaming
+from simstress.benchmark.perf.grid import Config, large_case_skip
+from simstress.benchmark.perf.measure import PeakMemory
 
 pytestmark = pytest.mark.perf
 
@@ -53,6 +54,6 @@ def test_streaming_demo(benchmark, n: int, device: str) -> None:
     benchmark.pedantic(one_pass, rounds=1, iterations=1, warmup_rounds=0)
     t = benchmark.stats.stats.median
     benchmark.extra_info.update({"kind": "demo", "name": "streaming_demo", "n": n, "p": P, "dtype": "float32+float64",
-                                 "device": device, "flops": None, "value": None, "peak_bytes": results.pop("peak_bytes"),
-                                 "rows_per_s": n / t, "values": results})
+                                 "device": device, "flops": None, "value": None,
+                                 "peak_bytes": results.pop("peak_bytes"), "rows_per_s": n / t, "values": results})
     assert benchmark.extra_info["peak_bytes"] is None or benchmark.extra_info["peak_bytes"] < 2**30

@@ -5,6 +5,7 @@ this module, and `@metrics.register` below adds the metric to the registry.
 """
 
 import torch
+
 from simstress.metrics import register
 
 
