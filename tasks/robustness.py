@@ -68,7 +68,7 @@ class OutlierShift(Task):
     ((n−1)·σ̄²), dim_PR = ||X̃||_F⁴/||X̃ᵀX̃||²_F (details: `corollary3_limit`; curve: the exact finite-c linear
     CKA `linear_cka_theory`).
     Score: mean over the sweep of clip(similarity, 0, 1).
-    Source: Davari et al. 2023, Corollary 3 and Fig. 4c (single-point translation); PAPER.md §2.3.
+    Source: Davari et al. 2023 (ICLR), Corollary 3 and Fig. 4c (single-point translation).
     """
 
     sizes = {"smoke": {"n": 300, "p": 32}, "default": {"n": 1000, "p": 64}, "full": {"n": 10000, "p": 256}}
@@ -114,7 +114,7 @@ class SubsetTranslation(Task):
     tends to Theorem 1's limit n·ρ(1−ρ)·||μ_T − μ_U||²/||X̃ᵀX̃||_F, computed from the data (details:
     `theorem1_limit`; curve: the exact finite-c value `linear_cka_theory`).
     Score: mean over the sweep of clip(similarity, 0, 1).
-    Source: Davari et al. 2023, Theorem 1 and Fig. 4a; PAPER.md §2.2, §5.2.
+    Source: Davari et al. 2023 (ICLR), Theorem 1 and Fig. 4a (§4.2).
     """
 
     sizes = {"smoke": {"n_per_cube": 200, "p": 200}, "default": {"n_per_cube": 2000, "p": 200},
@@ -186,7 +186,7 @@ class ClassTranslation(Task):
     `probe_accuracy_before`, `probe_accuracy_after`), so the ideal similarity stays 1. Linear CKA tends to the
     Theorem 1 limit of each class (details: `theorem1_limits`; curve: `linear_cka_theory`).
     Score: mean over classes and sweep of clip(similarity, 0, 1).
-    Source: Davari et al. 2023, Corollary 4 and Fig. 4c (whole-class translation); PAPER.md §2.4, §5.2.
+    Source: Davari et al. 2023 (ICLR), Corollary 4 and Fig. 4c (whole-class translation, §4.2).
     """
 
     sizes = {"smoke": {"n": 500, "p": 32, "sweep": (1.0, 10.0, 100.0)},
@@ -250,7 +250,7 @@ class InvertibleLinear(Task):
     one of Y and back), so the ideal similarity stays 1. Linear CKA moves over roughly [0.05, 0.72] on the
     paper's cubes.
     Score: mean over the grid of clip(similarity, 0, 1).
-    Source: Davari et al. 2023, Fig. 4b; PAPER.md §5.2.
+    Source: Davari et al. 2023 (ICLR), Fig. 4b (§4.2).
     """
 
     sizes = {"smoke": {"n_per_cube": 150, "p": 16, "grid": (1.0, 10.0, 100.0)},
@@ -306,10 +306,10 @@ class GlobalTranslation(Task):
     metric sees float32 tensors (the only task that does). Class labels: the mixture's.
     Ground truth: a translation of all points changes nothing but the origin, so the ideal similarity stays 1
     for every c; a translation-invariant metric that falls here has lost precision (Gram-side centring in float32
-    reads ≈0.01 at c = 2e4 where feature-side centring reads 0.9998; PAPER.md §3).
+    reads ≈0.01 at c = 2e4 where feature-side centring reads 0.9998, n = 2000, p = 256).
     Score: minimum over the sweep of clip(similarity, 0, 1).
-    Source: Davari et al. 2023, workshop-version figure of an all-points translation and the authors' LinCKA2
-    fix (PAPER.md §3).
+    Source: Davari et al. 2023, the all-points translation of the workshop version's CIFAR figure and the
+    authors' fix (LinCKA2: centre features before forming Grams), reproduced at n = 2000, p = 256.
     """
 
     sizes = {"smoke": {"n": 500, "p": 64}, "default": {"n": 1000, "p": 128}, "full": {"n": 10000, "p": 512}}

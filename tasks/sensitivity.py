@@ -37,7 +37,8 @@ class NoiseSweep(Task):
     from 1 at ε = 0 to near 0 at ε = 10.
     Score: max(0, Spearman(similarity, −ε)) × clip(s(0) − s(ε_max), 0, 1): the right order times the size of
     the fall.
-    Source: simstress DESIGN.md §3 (sensitivity); a standard sanity check with no single paper behind it.
+    Source: a standard sanity check with no single paper behind it (e.g. Kornblith et al. 2019, ICML, and
+    Ding et al. 2021, NeurIPS, both add noise to representations to see similarity fall).
     """
 
     sizes = {"smoke": {"n": 300, "p": 32}, "default": {"n": 1000, "p": 64}, "full": {"n": 10000, "p": 256}}

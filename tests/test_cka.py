@@ -123,7 +123,7 @@ def test_theorem1_closed_forms(moved: tuple[int, ...], limit: float, angle: floa
 
 
 def test_theorem1_finite_c_expression() -> None:
-    """PAPER.md §2.2: CKA(c) = N(c) / (||A||_F √B2(c)) with A = X̃ᵀX̃, a = X̃ᵀu, u the centred indicator."""
+    """Davari et al. 2023, Theorem 1 (finite c, derived): CKA(c) = N(c) / (||A||_F √B2(c)) with A = X̃ᵀX̃, a = X̃ᵀu, u the centred indicator."""
     g = torch.Generator().manual_seed(7)
     X = torch.rand(120, 6, generator=g, dtype=torch.float64)
     T = torch.zeros(120, dtype=torch.float64)
@@ -143,7 +143,7 @@ def test_theorem1_finite_c_expression() -> None:
 
 
 def test_float32_global_translation_gram_trap_is_avoided() -> None:
-    """PAPER.md §3: Gram-side centring in float32 reads 0.0097 at c = 2e4; feature centring must stay ~1."""
+    """Davari et al. 2023 (the LinCKA2 fix): Gram-side centring in float32 reads 0.0097 at c = 2e4; feature centring must stay ~1."""
     g = torch.Generator().manual_seed(0)
     X = torch.relu(torch.randn(2000, 256, generator=g, dtype=torch.float64))
     v = torch.randn(256, generator=g, dtype=torch.float64)

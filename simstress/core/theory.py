@@ -1,6 +1,6 @@
 """Closed forms of Davari et al. 2023 (Theorem 1, Corollary 3) for linear CKA under subset translation.
 
-Setup (PAPER.md §2.2): X (n, p), a subset T of ρn rows (0 < ρ < 1) translated by c·v, ||v|| = 1, U the other
+Setup (Davari et al. 2023, ICLR, §3, Theorem 1): X (n, p), a subset T of ρn rows (0 < ρ < 1) translated by c·v, ||v|| = 1, U the other
 rows; X̃ the column-centred X, A = X̃ᵀX̃, u = 1_T − ρ1, s = uᵀu = nρ(1−ρ), a = X̃ᵀu = nρ(1−ρ)(μ_T − μ_U).
 
     CKA_lin(X, X + c·1_T vᵀ) = N(c) / (||A||_F · sqrt(B2(c)))                                  (exact, any c)
@@ -10,6 +10,7 @@ rows; X̃ the column-centred X, A = X̃ᵀX̃, u = 1_T − ρ1, s = uᵀu = nρ(
     one point x_o (ρ = 1/n): lim = sqrt(dim_PR(X))·||x_o − x̄||² / ((n−1)·σ̄²)                   (Corollary 3)
     dim_PR(X) = ||X̃||_F⁴ / ||X̃ᵀX̃||²_F,   σ̄² = (1/n)·Σᵢ ||xᵢ − x̄||²
 
+The exact finite-c forms follow from the definition of linear CKA (derived here); the limits are the paper's.
 Every quantity is computed from the data in float64 (never hard-coded), without forming A when p > n:
 ||X̃ᵀX̃||_F = ||X̃X̃ᵀ||_F and vᵀAw = (X̃v)·(X̃w).
 """
