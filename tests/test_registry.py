@@ -1,12 +1,13 @@
 """The metric registry: ids with parameters, wildcard listing, helpful errors, duplicate refusal."""
 
 import math
+import sys
 
 import pytest
 import torch
 
 from simstress import metrics
-from simstress.core.registry import DuplicateNameError, UnknownNameError, natural_key
+from simstress.core.registry import DuplicateNameError, PluginError, Registry, UnknownNameError, glob_match, natural_key
 
 
 def test_list_metrics_globs_in_natural_order() -> None:
@@ -75,3 +76,28 @@ def test_as_similarity_orients_distances() -> None:
         assert metrics.get_metric("linear_cka").spec.as_similarity(0.3) == 0.3
     finally:
         metrics.REGISTRY.remove("test_unbounded_distance")
+
+
+def test_in_repo_modules_follow_the_plugin_rule(tmp_path, monkeypatch) -> None:
+    """A module of the scanned package that fails to import warns (raises under strict), like an entry point."""
+    pkg = tmp_path / "scan_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "good.py").write_text("LOADED = True\n")
+    (pkg / "broken.py").write_text("raise RuntimeError('a typo in a metric module')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.warns(RuntimeWarning, match="module 'broken' of scan_pkg failed to import.*a typo"):
+        Registry("metric", "scan_pkg", "simstress.test_no_group").ensure_loaded()
+    assert sys.modules["scan_pkg.good"].LOADED
+    with pytest.raises(PluginError, match="module 'broken' of scan_pkg"):
+        Registry("metric", "scan_pkg", "simstress.test_no_group").ensure_loaded(strict=True)
+
+
+def test_glob_match_takes_brackets_literally_and_excludes() -> None:
+    names = ["rbf_cka", "rbf_cka[sigma=0.2]", "rbf_cka[sigma=0.5]", "linear_cka"]
+    assert glob_match(names, "rbf_cka[*") == ["rbf_cka[sigma=0.2]", "rbf_cka[sigma=0.5]"]
+    assert glob_match(names, "rbf_cka[sigma=0.5]") == ["rbf_cka[sigma=0.5]"]
+    assert glob_match(names, "*cka*", exclude="rbf_cka[*, linear*") == ["rbf_cka"]
+    assert metrics.list_metrics("*cka*", exclude="rbf*", differentiable=True) == ["linear_cka", "linear_cka_debiased"]
+    with pytest.raises(ValueError, match="no field"):
+        metrics.list_metrics(colour="red")
