@@ -123,7 +123,8 @@ def test_theorem1_closed_forms(moved: tuple[int, ...], limit: float, angle: floa
 
 
 def test_theorem1_finite_c_expression() -> None:
-    """Davari et al. 2023, Theorem 1 (finite c, derived): CKA(c) = N(c) / (||A||_F √B2(c)) with A = X̃ᵀX̃, a = X̃ᵀu, u the centred indicator."""
+    """Davari et al. 2023, Theorem 1 (finite c, derived): CKA(c) = N(c) / (||A||_F √B2(c)) with A = X̃ᵀX̃,
+    a = X̃ᵀu, u the centred indicator."""
     g = torch.Generator().manual_seed(7)
     X = torch.rand(120, 6, generator=g, dtype=torch.float64)
     T = torch.zeros(120, dtype=torch.float64)
@@ -136,14 +137,16 @@ def test_theorem1_finite_c_expression() -> None:
     nA = float(torch.linalg.matrix_norm(A))
     for c in (0.5, 3.0, 40.0, 1e3):
         N = nA**2 + 2 * c * float(v @ A @ a) + c**2 * float(a @ a)
-        B2 = (nA**2 + 4 * c * float(v @ A @ a) + c**2 * (2 * float(a @ a) + 2 * float(a @ v) ** 2 + 2 * s * float(v @ A @ v))
+        B2 = (nA**2 + 4 * c * float(v @ A @ a)
+              + c**2 * (2 * float(a @ a) + 2 * float(a @ v) ** 2 + 2 * s * float(v @ A @ v))
               + 4 * c**3 * s * float(a @ v) + c**4 * s**2)
         expected = N / (nA * math.sqrt(B2))
         assert abs(metrics.score("linear_cka", X, X + c * T[:, None] * v) - expected) < 1e-12
 
 
 def test_float32_global_translation_gram_trap_is_avoided() -> None:
-    """Davari et al. 2023 (the LinCKA2 fix): Gram-side centring in float32 reads 0.0097 at c = 2e4; feature centring must stay ~1."""
+    """Davari et al. 2023 (the LinCKA2 fix): Gram-side centring in float32 reads 0.0097 at c = 2e4; feature
+    centring must stay ~1."""
     g = torch.Generator().manual_seed(0)
     X = torch.relu(torch.randn(2000, 256, generator=g, dtype=torch.float64))
     v = torch.randn(256, generator=g, dtype=torch.float64)

@@ -83,8 +83,8 @@ def fake_dist(root: Path, dist: str, group: str, entry: str, modules: dict[str, 
 
 def simstress(args: list[str], cwd: Path, path: list[Path]) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, path))}
-    return subprocess.run([sys.executable, "-m", "simstress.benchmark.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "simstress.benchmark.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:

@@ -45,8 +45,8 @@ def render_table(docs: list[dict]) -> str:
                 f"{_fmt(r.get('roofline_ratio'), '.2f')} | {_fmt(r.get('floor_ratio'), '.2f')} | "
                 f"{_fmt(r.get('f32_error'), '.1e')} |")
         if demos:
-            lines += ["", "Exact streaming (`simstress.streaming.LinearMoments`, batches of 10000 rows made on the fly; "
-                      "float64 values, and |float32 − float64| of the same batches):", "",
+            lines += ["", "Exact streaming (`simstress.streaming.LinearMoments`, batches of 10000 rows made on the "
+                      "fly; float64 values, and |float32 − float64| of the same batches):", "",
                       "| rows × p | time s | rows/s | peak MiB | linear_cka | procrustes | cca_mean |",
                       "|---|---:|---:|---:|---|---|---|"]
             for r in demos:

@@ -1,7 +1,8 @@
 """Closed forms of Davari et al. 2023 (Theorem 1, Corollary 3) for linear CKA under subset translation.
 
-Setup (Davari et al. 2023, ICLR, §3, Theorem 1): X (n, p), a subset T of ρn rows (0 < ρ < 1) translated by c·v, ||v|| = 1, U the other
-rows; X̃ the column-centred X, A = X̃ᵀX̃, u = 1_T − ρ1, s = uᵀu = nρ(1−ρ), a = X̃ᵀu = nρ(1−ρ)(μ_T − μ_U).
+Setup (Davari et al. 2023, ICLR, Theorem 1): X (n, p), a subset T of ρn rows (0 < ρ < 1) translated by c·v,
+||v|| = 1, U the other rows; X̃ the column-centred X, A = X̃ᵀX̃, u = 1_T − ρ1, s = uᵀu = nρ(1−ρ),
+a = X̃ᵀu = nρ(1−ρ)(μ_T − μ_U).
 
     CKA_lin(X, X + c·1_T vᵀ) = N(c) / (||A||_F · sqrt(B2(c)))                                  (exact, any c)
     N(c)  = ||A||² + 2c·vᵀAa + c²·||a||²
