@@ -10,17 +10,11 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-from simstress import metrics, tasks
-from simstress.core.conformance import check_metric
-from simstress.core.files import write_atomic
-from simstress.core.provenance import resolve_device
+from simstress.core.constants import SCALES
 from simstress.core.registry import DuplicateNameError, PluginError, UnknownNameError
-from simstress.core.task import SCALES
 
-from . import runner
-from .leaderboard import HEATMAP, build_board, render, sweep_figure
-from .plan import select_metrics, select_tasks
-from .records import RecordError, ResultStore
+# Everything that imports torch, pandas or matplotlib is imported inside the command that needs it, so that
+# `simstress --help` and argument errors answer at once.
 
 EXIT_FAILED = 1       # the command ran and found a problem: cells recorded as errors, a stale page, ...
 EXIT_ERROR = 2        # the command could not run: unknown id, broken plugin under --strict, bad records, ...
@@ -39,6 +33,8 @@ def _warn(message: str) -> None:
 
 def load_plugins(strict: bool) -> None:
     """Import in-repo modules and entry-point plugins of both registries; each broken plugin is warned once."""
+    from simstress import metrics, tasks
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         metrics.load_plugins(strict)
@@ -60,6 +56,8 @@ def _yes(flag: bool) -> str:
 # ------------------------------------------------------------------------------------------------------ list
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from simstress import metrics, tasks
+
     load_plugins(args.strict)
     if args.what == "metrics":
         rows = []
@@ -107,6 +105,8 @@ def _import_file(path: Path) -> ModuleType:
 
 def check_targets(target: str) -> list[str]:
     """Metric ids named by a metric id, a module path or a .py file (all metrics the module registered)."""
+    from simstress import metrics
+
     if target.endswith(".py") or Path(target).is_file():
         module = _import_file(Path(target))
     else:
@@ -129,6 +129,8 @@ def check_targets(target: str) -> list[str]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from simstress.core.conformance import check_metric
+
     load_plugins(args.strict)
     failed = []
     for mid in check_targets(args.target):
@@ -154,26 +156,51 @@ def cmd_check(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------------- run
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from simstress.core.provenance import resolve_device
+
+    from . import runner
+    from .plan import select_metrics, select_tasks
+    from .records import ResultStore
+
     load_plugins(args.strict)
     device = resolve_device(args.device)
     store = ResultStore(args.results)
+    store.check_writable()
     metric_ids, task_names = select_metrics(args.metrics), select_tasks(args.tasks)
     checked = runner.refresh_conformance(store, metric_ids, force=args.force, quiet=args.quiet)
     summary = runner.run(store, metric_ids, task_names, scale=args.scale, seeds=list(range(args.seeds)),
-                         device=device, force=args.force, quiet=args.quiet)
+                         device=device, force=args.force, quiet=args.quiet, timeout_s=args.timeout)
     _say(f"conformance: {checked} report(s) refreshed in {store.root / 'conformance'}", *summary.lines())
     if summary.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if summary.errors else 0
+    if summary.unsaved:
+        return EXIT_ERROR
+    return EXIT_FAILED if summary.failures else 0
 
 
 # ----------------------------------------------------------------------------------------------- leaderboard
 
+def installed(metric_id: str) -> bool:
+    """Whether a recorded metric id still names a registered metric (with these exact parameters)."""
+    from simstress import metrics
+
+    try:
+        return metrics.get_metric(metric_id).id == metric_id
+    except (LookupError, ValueError):
+        return False
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from simstress.core.files import write_atomic
+
+    from .leaderboard import HEATMAP, build_board, render, sweep_figure
+    from .records import ResultStore
+
+    load_plugins(args.strict)
     store = ResultStore(args.results)
     records = store.records(args.scale)
     conformance = {m: store.load_conformance(m) for m in sorted({r["metric"] for r in records})}
-    board = build_board(args.scale, records, conformance)
+    board = build_board(args.scale, records, conformance, installed)
     output = Path(args.output)
     figures_rel = Path(os.path.relpath(store.figures_dir.resolve(), output.resolve().parent)).as_posix()
     text = render(board, figures_rel)
@@ -190,6 +217,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if missing:
             _say(f"figures missing from {store.figures_dir}: {', '.join(missing)}; rerun `simstress leaderboard`")
             return EXIT_FAILED
+        fixable = [r for r in board.apart if any(w.startswith(("incomplete", "not installed")) for w in r.apart)]
+        if fixable:
+            _say(f"{output} is up to date, but {len(fixable)} row(s) are not ranked for want of records or of the "
+                 f"metric itself (`simstress run --scale {args.scale}` computes missing cells, `simstress prune` "
+                 f"removes records of uninstalled metrics):",
+                 *(f"  {r.metric}: {'; '.join(r.apart)}" for r in fixable))
+            return EXIT_FAILED
         _say(f"{output} is up to date with {len(records)} records")
         return 0
     from .figures import draw  # matplotlib/seaborn only when drawing
@@ -198,6 +232,22 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     write_atomic(output, text)
     _say(f"wrote {output} ({len(board.metrics)} metrics × {len(board.tasks)} tasks) and "
          f"{len(written)} figures in {store.figures_dir}")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from simstress import tasks
+
+    from .records import ResultStore
+
+    load_plugins(args.strict)
+    registered = set(tasks.list_tasks())
+    paths = ResultStore(args.results).unknown(installed, registered.__contains__)
+    for path in paths:
+        if not args.dry_run:
+            path.unlink()
+    verb = "would remove" if args.dry_run else "removed"
+    _say(*(f"{verb} {p}" for p in paths), f"{verb} {len(paths)} file(s) of metrics or tasks that are not installed")
     return 0
 
 
@@ -255,8 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "error and the run goes on; a metric that does not apply to a task is recorded "
                                    "as skipped. Also caches each metric's conformance report in "
                                    "RESULTS/conformance/.",
-                       epilog="Exit code: 0 all cells ok or skipped; 1 some cells are recorded as errors; "
-                              "2 the run could not start; 130 interrupted (rerun to resume).")
+                       epilog="Exit code: 0 all cells ok, skipped, or refused by design (the metric raised "
+                              "InputError: it cannot score that input); 1 some cells failed otherwise; 2 the run "
+                              "could not start, or a record could not be written; 130 interrupted (rerun to resume).")
     p.add_argument("--metrics", default="*", metavar="GLOB",
                    help="metric ids or globs, comma-separated (default: all registered, variants included)")
     p.add_argument("--tasks", default="*", metavar="GLOB", help="task names or globs, comma-separated (default: all)")
@@ -268,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, metavar="cpu|cuda",
                    help="torch device for the metrics (default: cuda when available, else cpu)")
     p.add_argument("--force", action="store_true", help="recompute the selected cells even when current")
+    p.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
+                   help="time limit per cell (all its seeds); a cell past it is recorded as an error and the run "
+                        "goes on (default: the task's limit for the scale: 5 min smoke, 30 min default, 6 h full)")
     p.add_argument("--results", default="results", metavar="DIR", help="results root (default: %(default)s)")
     p.set_defaults(func=cmd_run)
 
@@ -282,9 +336,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write nothing; exit 1 when FILE differs from what the records give or a figure is missing")
     p.set_defaults(func=cmd_leaderboard)
 
+    p = sub.add_parser("prune", parents=[common], help="remove records of metrics or tasks no longer installed",
+                       description="Delete the records (every scale) and conformance reports whose metric id or "
+                                   "task is not registered (e.g. a plugin that was uninstalled), so the leaderboard "
+                                   "no longer lists them.")
+    p.add_argument("--results", default="results", metavar="DIR", help="results root (default: %(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    p.set_defaults(func=cmd_prune)
+
     p = sub.add_parser("perf", add_help=False, help="speed benchmarks of the metrics (`simstress perf --help`)")
     p.set_defaults(func=cmd_perf)
     return parser
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -304,12 +373,15 @@ def main(argv: list[str] | None = None) -> int:
         args.perf_args = forwarded
     try:
         return args.func(args)
-    except (PluginError, DuplicateNameError, UnknownNameError, RecordError, ValueError) as exc:
+    except (PluginError, DuplicateNameError, UnknownNameError, ValueError) as exc:  # RecordError is a ValueError
         print(f"simstress: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("simstress: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (`simstress leaderboard --check | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -4,7 +4,12 @@ Scoring (stated on the page as well): a task score in [0, 1] is the task's own r
 cell's score is its mean over seeds; a category score is the mean of the metric's task scores in that category;
 overall is the mean of the category scores. An error cell counts as 0 (a metric that cannot handle a case pays
 for it); a skipped cell (not applicable) is left out. The spread is the standard deviation over seeds of the
-overall score computed seed by seed. Ranks compare overall scores rounded as printed, so ties share a rank.
+overall score computed seed by seed. Ranks compare the unrounded overall scores; only equal values share a rank.
+
+Only a row that can be trusted is ranked: a metric with a current record on every task of the page, whose
+conformance report passed at the version of its records, and (when the caller says which ids are installed) that
+is still installed. Every other row is listed apart with the reasons. The ranking's stability is shown beside it:
+the ranks under equal task weights and with each category left out, with Kendall's τ against the headline.
 
 The page is a pure function of the records and the cached conformance reports: no clock, no environment, sorted
 everything, fixed number formats.
@@ -12,17 +17,23 @@ everything, fixed number formats.
 
 from __future__ import annotations
 
+import html
+import re
 import statistics
+from urllib.parse import quote
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from simstress.core.registry import natural_key
-from simstress.core.task import CATEGORIES
+from simstress.core.constants import CATEGORIES
+
+from scipy import stats
 
 from .records import RecordError
 
 SHORT = {"robustness": "rob.", "sensitivity": "sens.", "specificity": "spec."}
+SATURATED = 0.99  # a task on which the median ranked metric scores at least this separates few metrics
 DIGITS = 3
 HEATMAP = "scores_heatmap.png"
 
@@ -37,6 +48,7 @@ class Cell:
 
     metric: str
     task: str
+    version: int                        # the task version of the record
     status: str
     score: float | None                 # mean over seeds, None unless ok
     seed_scores: dict[int, float]
@@ -68,7 +80,16 @@ class Row:
     categories: dict[str, float | None]
     overall: float | None
     spread: float | None
-    rank: int | None
+    rank: int | None                    # None for a row listed apart
+    apart: tuple[str, ...] = ()         # why the row is not ranked
+
+
+@dataclass(frozen=True)
+class Stability:
+    """Ranks of the ranked rows under alternative weightings, and Kendall's τ of each against the headline."""
+
+    ranks: dict[str, dict[str, int]]    # weighting -> metric -> rank
+    tau: dict[str, float | None]        # weighting -> τ against the headline (None with fewer than two rows)
 
 
 @dataclass(frozen=True)
@@ -77,14 +98,24 @@ class Board:
 
     scale: str
     tasks: list[Task]                   # by category, then name
-    rows: list[Row]                     # by rank, then metric id
+    rows: list[Row]                     # ranked rows by rank, then the rows listed apart
     cells: dict[tuple[str, str], Cell]  # (metric, task)
     records: list[dict[str, Any]]
     conformance: dict[str, dict[str, Any] | None]
+    saturated: frozenset[str]           # task names
+    stability: Stability
 
     @property
     def metrics(self) -> list[str]:
         return [r.metric for r in self.rows]
+
+    @property
+    def ranked(self) -> list[Row]:
+        return [r for r in self.rows if r.rank is not None]
+
+    @property
+    def apart(self) -> list[Row]:
+        return [r for r in self.rows if r.rank is None]
 
     def sweep_tasks(self) -> list[Task]:
         """Tasks with a sweep variable and at least one recorded curve: each gets a figure."""
@@ -115,7 +146,7 @@ def _cell(rec: dict[str, Any]) -> Cell:
     elif rec["status"] == "skipped":
         message = rec["reason"]
     seed_scores = {r["seed"]: r["score"] for r in rec["runs"]} if rec["status"] == "ok" else {}
-    return Cell(rec["metric"], rec["task"], rec["status"], rec["score"], seed_scores,
+    return Cell(rec["metric"], rec["task"], rec["task_version"], rec["status"], rec["score"], seed_scores,
                 tuple(r["runtime_s"] for r in rec["runs"]), message)
 
 
@@ -137,8 +168,44 @@ def _tasks(records: list[dict[str, Any]]) -> list[Task]:
     return sorted(found, key=lambda t: (order.index(t.category), natural_key(t.name)))
 
 
-def build_board(scale: str, records: list[dict[str, Any]], conformance: dict[str, dict[str, Any] | None]) -> Board:
-    """Aggregate the records of one scale: cells, category and overall scores, spread and ranks."""
+def _ranks(scores: dict[str, float]) -> dict[str, int]:
+    """Competition ranks (1, 2, 2, 4) by descending score; only equal values tie."""
+    order = sorted(scores, key=lambda m: (-scores[m], natural_key(m)))
+    ranks: dict[str, int] = {}
+    for i, m in enumerate(order):
+        ranks[m] = ranks[order[i - 1]] if i and scores[order[i - 1]] == scores[m] else i + 1
+    return ranks
+
+
+def _reasons(metric: str, mcells: list[Cell], tasks: list[Task], metric_versions: set[int],
+             conf: dict[str, Any] | None, installed: Callable[[str], bool] | None) -> list[str]:
+    """Why a metric's row cannot be ranked (empty when it can)."""
+    out = []
+    current = {(c.task, c.version) for c in mcells}
+    missing = [t.name for t in tasks if (t.name, t.version) not in current]
+    if missing:
+        out.append(f"incomplete: no current record on {', '.join(missing)}")
+    if installed is not None and not installed(metric):
+        out.append("not installed: no registered metric has this id (`simstress prune` removes its records)")
+    if conf is None:
+        out.append("not checked: no conformance report (`simstress run` makes one)")
+    elif {conf.get("metric_version")} != metric_versions:
+        out.append(f"not checked at the version of its records (report: version {conf.get('metric_version')}; "
+                   f"`simstress run` refreshes it)")
+    elif not conf.get("passed"):
+        failed = [c[0] for c in conf["checks"] if not c[1]]
+        out.append("does not conform: fails " + ", ".join(failed))
+    if all(c.counted is None for c in mcells):
+        out.append("no task applies to it")
+    return out
+
+
+def build_board(scale: str, records: list[dict[str, Any]], conformance: dict[str, dict[str, Any] | None],
+                installed: Callable[[str], bool] | None = None) -> Board:
+    """Aggregate the records of one scale: cells, category and overall scores, spread, ranks and stability.
+
+    `installed(metric_id)` says whether an id is still registered; without it nothing is marked uninstalled.
+    """
     if not records:
         raise RecordError(f"no records for scale {scale!r}; run `simstress run --scale {scale}` first")
     task_list = _tasks(records)
@@ -148,34 +215,79 @@ def build_board(scale: str, records: list[dict[str, Any]], conformance: dict[str
     for cell in cells.values():
         by_metric[cell.metric].append(cell)
 
-    unranked = []
+    computed = {}
     for metric, mcells in by_metric.items():
         cats, overall = _overall({c.task: c.counted for c in mcells}, category)
         ok_seeds = [set(c.seed_scores) for c in mcells if c.status == "ok"]
         seeds = sorted(set.intersection(*ok_seeds)) if ok_seeds else []
         per_seed = [_overall({c.task: c.at_seed(s) for c in mcells}, category)[1] for s in seeds]
         spread = statistics.stdev(per_seed) if len(per_seed) >= 2 else None
-        unranked.append((metric, cats, overall, spread))
+        computed[metric] = (cats, overall, spread,
+                            _reasons(metric, mcells, task_list, {r["metric_version"] for r in records
+                                                                 if r["metric"] == metric},
+                                     conformance.get(metric), installed))
 
-    def key(item: tuple) -> tuple:  # ties are judged on the printed value
-        metric, _, overall, _ = item
-        return (overall is None, -float(_num(overall)) if overall is not None else 0.0, natural_key(metric))
+    headline = {m: v[1] for m, v in computed.items() if not v[3]}
+    ranks = _ranks(headline)
+    rows = [Row(m, computed[m][0], computed[m][1], computed[m][2], ranks[m]) for m in sorted(ranks, key=ranks.get)]
+    rows += [Row(m, v[0], v[1], v[2], None, tuple(v[3])) for m, v in sorted(computed.items(),
+                                                                              key=lambda kv: natural_key(kv[0]))
+             if v[3]]
+    ranked_cells = {m: {c.task: c.counted for c in by_metric[m]} for m in headline}
+    saturated = frozenset(
+        t.name for t in task_list
+        if (vals := [v[t.name] for v in ranked_cells.values() if v.get(t.name) is not None])
+        and statistics.median(vals) >= SATURATED
+    )
+    return Board(scale, task_list, rows, cells, records, {m: conformance.get(m) for m in by_metric}, saturated,
+                 _stability(headline, ranked_cells, category))
 
-    rows: list[Row] = []
-    for i, (metric, cats, overall, spread) in enumerate(sorted(unranked, key=key)):
-        rank = None
-        if overall is not None:
-            tied = bool(rows) and _num(rows[-1].overall) == _num(overall)
-            rank = rows[-1].rank if tied else i + 1
-        rows.append(Row(metric, cats, overall, spread, rank))
-    return Board(scale, task_list, rows, cells, records, {m: conformance.get(m) for m in by_metric})
+
+def _stability(headline: dict[str, float], values: dict[str, dict[str, float | None]],
+               category: dict[str, str]) -> Stability:
+    """Ranks under equal task weights and with each category left out; Kendall's τ of each against the headline."""
+    alternatives = {"equal tasks": {m: _mean([v for v in vals.values() if v is not None]) for m, vals in
+                                    values.items()}}
+    for left_out in CATEGORIES:
+        scores = {m: _mean([c for cat, c in _overall(vals, category)[0].items() if cat != left_out and c is not None])
+                  for m, vals in values.items()}
+        alternatives[f"without {left_out}"] = scores
+    ranks = {"equal categories": _ranks(headline)}
+    tau: dict[str, float | None] = {}
+    for name, scores in alternatives.items():
+        kept = {m: s for m, s in scores.items() if s is not None}
+        ranks[name] = _ranks(kept)
+        common = sorted(set(kept) & set(headline), key=natural_key)
+        t = stats.kendalltau([headline[m] for m in common], [kept[m] for m in common]).statistic \
+            if len(common) >= 2 else None
+        tau[name] = None if t is None or t != t else float(t)
+    return Stability(ranks, tau)
 
 
 # ---------------------------------------------------------------------------------------------------- rendering
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
 def _md(text: str) -> str:
-    """Plain text safe inside a table cell or a footnote: one line, no HTML, no column breaks."""
-    return " ".join(text.split()).replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    """Text from records or plugins, inert in markdown and HTML: one line, HTML escaped, markdown punctuation
+    backslash-escaped (no emphasis, code, link, image or column break can start)."""
+    one_line = " ".join(str(text).split())
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
+
+
+def _url(folder: str, name: str) -> str:
+    """A relative link to a figure, percent-encoded so that no name can end the link or start another."""
+    return quote(f"{folder}/{name}", safe="/._-")
+
+
+def _code(text: str) -> str:
+    """An id as inline code that nothing inside can end or break: a fence longer than any backtick run in it,
+    `|` escaped (GitHub splits table cells on it even in code), HTML left inert by the code span itself."""
+    one_line = " ".join(str(text).split()).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", one_line)), default=0) + 1)
+    pad = " " if one_line.startswith("`") or one_line.endswith("`") else ""
+    return f"{fence}{pad}{one_line}{pad}{fence}"
 
 
 def format_duration(seconds: float) -> str:
@@ -197,10 +309,14 @@ def _table(header: list[str], align: list[str], rows: list[list[str]]) -> list[s
 
 def _ranking(board: Board) -> list[str]:
     header = ["Rank", "Metric", *[c.capitalize() for c in CATEGORIES], "Overall", "± seeds"]
-    rows = [[str(r.rank) if r.rank is not None else "–", f"`{r.metric}`", *[_num(r.categories[c]) for c in CATEGORIES],
-             f"**{_num(r.overall)}**", _num(r.spread)] for r in board.rows]
+    rows = [[str(r.rank), _code(r.metric), *[_num(r.categories[c]) for c in CATEGORIES], f"**{_num(r.overall)}**",
+             _num(r.spread)] for r in board.ranked]
     present = {t.category for t in board.tasks}
     lines = _table(header, ["---:", ":---", *["---:"] * len(CATEGORIES), "---:", "---:"], rows)
+    if board.apart:
+        lines += ["", "**Not ranked** — a row is ranked only when it is complete, conforms and is installed:", ""]
+        lines += _table(["Metric", "Overall (as recorded)", "Why not ranked"], [":---", "---:", ":---"],
+                        [[_code(r.metric), _num(r.overall), _md("; ".join(r.apart))] for r in board.apart])
     lines += ["", "How to read it:", ""]
     for cat, text in CATEGORIES.items():
         n = sum(t.category == cat for t in board.tasks)
@@ -212,20 +328,37 @@ def _ranking(board: Board) -> list[str]:
         + ("" if present == set(CATEGORIES) else " present (a category without tasks is left out)") + ".",
         "- **± seeds** is the standard deviation over seeds of the overall score computed seed by seed.",
         "- ✗ marks a cell where the metric raised an error: it counts as 0. – marks a cell that does not apply "
-        "(e.g. the metric needs labels the task lacks): it is left out of the means. Ties share a rank.",
+        "(e.g. the metric needs labels the task lacks): it is left out of the means. Only equal unrounded "
+        "scores share a rank.",
     ]
+    if board.saturated:
+        names = ", ".join(_code(t) for t in sorted(board.saturated, key=natural_key))
+        lines.append(f"- ⚠ Saturated (the median ranked metric scores ≥ {SATURATED}, so it separates few metrics): "
+                     f"{names}. See the rank stability below for what the weighting does to the order.")
     return lines
+
+
+def _stability_table(board: Board) -> list[str]:
+    st = board.stability
+    names = list(st.ranks)
+    rows = [[_code(r.metric), *[str(st.ranks[n].get(r.metric, "–")) for n in names]] for r in board.ranked]
+    lines = ["The headline ranking weighs each category equally. The same ranked metrics under other weightings "
+             "(rank 1 = best):", ""]
+    lines += _table(["Metric", *names], [":---", *["---:"] * len(names)], rows)
+    taus = "; ".join(f"{n} {'–' if t is None else f'{t:.2f}'}" for n, t in st.tau.items())
+    return lines + ["", f"Kendall's τ against the headline order: {taus} (1 = the same order)."]
 
 
 def _per_task(board: Board, figures: str, footnotes: list[str]) -> list[str]:
     sweeps = {t.name for t in board.sweep_tasks()}
     header = ["Metric"] + [
-        (f"[{t.name}]({figures}/{sweep_figure(t.name)})" if t.name in sweeps else t.name) + f" ({SHORT[t.category]})"
+        (f"[{_md(t.name)}]({_url(figures, sweep_figure(t.name))})" if t.name in sweeps else _md(t.name))
+        + f" ({SHORT[t.category]})"
         for t in board.tasks
     ]
     rows = []
     for metric in board.metrics:
-        row = [f"`{metric}`"]
+        row = [_code(metric)]
         for t in board.tasks:
             cell = board.cells.get((metric, t.name))
             if cell is None:
@@ -234,12 +367,12 @@ def _per_task(board: Board, figures: str, footnotes: list[str]) -> list[str]:
                 vals = list(cell.seed_scores.values())
                 row.append(_num(cell.score) + (f" ±{statistics.stdev(vals):.{DIGITS}f}" if len(vals) >= 2 else ""))
             elif cell.status == "error":
-                footnotes.append(f"`{metric}` × `{t.name}`: {_md(cell.message or '')}")
+                footnotes.append(f"{_code(metric)} × {_code(t.name)}: {_md(cell.message or '')}")
                 row.append(f"✗[^{len(footnotes)}]")
             else:
                 row.append("–")
         rows.append(row)
-    lines = [f"![metric × task scores]({figures}/{HEATMAP})", ""]
+    lines = [f"![metric × task scores]({_url(figures, HEATMAP)})", ""]
     lines += _table(header, [":---"] + ["---:"] * len(board.tasks), rows)
     lines += ["", "± is the standard deviation over seeds; an empty cell has no record."]
     skipped: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -250,7 +383,8 @@ def _per_task(board: Board, figures: str, footnotes: list[str]) -> list[str]:
                 skipped[(metric, cell.message or "")].append(t.name)
     if skipped:
         lines += ["", "Not applicable (–):", ""]
-        lines += [f"- `{m}` on {', '.join(f'`{t}`' for t in ts)}: {_md(reason)}" for (m, reason), ts in skipped.items()]
+        lines += [f"- {_code(m)} on {', '.join(_code(t) for t in ts)}: {_md(reason)}" for (m, reason), ts in
+                  skipped.items()]
     return lines
 
 
@@ -260,8 +394,9 @@ def _tasks_table(board: Board, figures: str) -> list[str]:
     for t in board.tasks:
         sweep = _md(t.sweep_name) or "–"
         if t.name in sweeps:
-            sweep = f"[{sweep}]({figures}/{sweep_figure(t.name)})"
-        rows.append([f"`{t.name}`", t.category, str(t.version), sweep, _md(t.summary)])
+            sweep = f"[{sweep}]({_url(figures, sweep_figure(t.name))})"
+        note = f" ⚠ saturated (median ranked score ≥ {SATURATED})" if t.name in board.saturated else ""
+        rows.append([_code(t.name), t.category, str(t.version), sweep, _md(t.summary) + note])
     return _table(["Task", "Category", "Version", "Sweep", "What it tests"], [":---"] * 5, rows)
 
 
@@ -270,7 +405,7 @@ def _invariances(board: Board) -> list[str]:
     for metric in board.metrics:
         conf = board.conformance.get(metric)
         if conf is None:
-            rows.append([f"`{metric}`", "not checked", "", "", "run `simstress run` to check"])
+            rows.append([_code(metric), "not checked", "", "", "run `simstress run` to check"])
             continue
         declared, observed = set(conf["declared"]), set(conf["observed"])
         notes = []
@@ -282,9 +417,9 @@ def _invariances(board: Board) -> list[str]:
         if versions != {conf["metric_version"]}:
             notes.append(f"⚠ checked at version {conf['metric_version']}, records at {sorted(versions)}")
         failed = [c[0] for c in conf["checks"] if not c[1]]
-        status = "pass" if conf["passed"] else "**fail**: " + ", ".join(failed)
-        rows.append([f"`{metric}`", status, ", ".join(sorted(declared)) or "none",
-                     ", ".join(sorted(observed)) or "none", "; ".join(notes) or "match"])
+        status = "pass" if conf["passed"] else "**fail**: " + _md(", ".join(failed))
+        rows.append([_code(metric), status, _md(", ".join(sorted(declared)) or "none"),
+                     _md(", ".join(sorted(observed)) or "none"), _md("; ".join(notes) or "match")])
     lines = _table(["Metric", "Conformance", "Declared", "Observed", "Mismatch"], [":---"] * 5, rows)
     return lines + ["", "Observed = the invariance holds to 1e-6 on the conformance data (`simstress check ID` "
                     "shows every check)."]
@@ -294,7 +429,7 @@ def _runtime(board: Board) -> list[str]:
     rows = []
     for metric in board.metrics:
         times = [t for (m, _), c in board.cells.items() if m == metric for t in c.runtimes]
-        rows.append([f"`{metric}`", format_duration(statistics.median(times)) if times else "–", str(len(times))])
+        rows.append([_code(metric), format_duration(statistics.median(times)) if times else "–", str(len(times))])
     devices = sorted({f"{r['device']} ({r['device_name']})" for r in board.records})
     return _table(["Metric", "Median cell runtime", "Timed cells"], [":---", "---:", "---:"], rows) + [
         "", "A timed cell is one seed of one task: every case scored, plus building the task's data when the "
@@ -309,7 +444,7 @@ def _provenance(board: Board) -> list[str]:
         for name, ver in r["packages"].items():
             packages[name].add(ver)
     lines = [
-        f"- Scale: `{board.scale}`; seeds: " + "; ".join(", ".join(map(str, s)) for s in seeds)
+        f"- Scale: {_code(board.scale)}; seeds: " + "; ".join(", ".join(map(str, s)) for s in seeds)
         + f"; {len(board.records)} records ({len(board.metrics)} metrics × {len(board.tasks)} tasks).",
         "- Packages: " + ", ".join(f"{n} {' / '.join(sorted(v))}" for n, v in sorted(packages.items())) + ".",
     ]
@@ -317,13 +452,14 @@ def _provenance(board: Board) -> list[str]:
         versions: dict[str, set[int]] = defaultdict(set)
         for r in board.records:
             versions[r[kind]].add(r[key])
-        lines += [f"- ⚠ {kind} `{n}` has records at versions {sorted(v)}: rerun `simstress run --{kind}s '{n}'`."
+        lines += [f"- ⚠ {kind} {_code(n)} has records at versions {sorted(v)}: rerun "
+                  f"{_code(f'simstress run --{kind}s {n!r}')}."
                   for n, v in sorted(versions.items()) if len(v) > 1]
     missing = [(m, t.name) for m in board.metrics for t in board.tasks if (m, t.name) not in board.cells]
     if missing:
-        shown = ", ".join(f"`{m}` × `{t}`" for m, t in missing[:5]) + (", ..." if len(missing) > 5 else "")
-        lines.append(f"- ⚠ {len(missing)} metric × task cells have no record ({shown}); those metrics are ranked "
-                     f"on fewer tasks. Rerun `simstress run --scale {board.scale}`.")
+        shown = ", ".join(f"{_code(m)} × {_code(t)}" for m, t in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        lines.append(f"- ⚠ {len(missing)} metric × task cells have no record ({shown}); those metrics are not "
+                     f"ranked. Rerun `simstress run --scale {_md(board.scale)}`.")
     if len(seeds) > 1:
         lines.append("- ⚠ records use different seed lists; rerun with one `--seeds` to compare like with like.")
     return lines
@@ -344,6 +480,10 @@ def render(board: Board, figures: str) -> str:
         "## Ranking",
         "",
         *_ranking(board),
+        "",
+        "## Rank stability",
+        "",
+        *_stability_table(board),
         "",
         "## Scores per task",
         "",
@@ -367,7 +507,7 @@ def render(board: Board, figures: str) -> str:
         lines += ["## Sweeps", "", "Similarity against each task's sweep variable, one line per metric (mean over "
                   "seeds, band ± one standard deviation).", ""]
         for t in sweeps:
-            lines += [f"### {t.name}", "", f"![{t.name}]({figures}/{sweep_figure(t.name)})", ""]
+            lines += [f"### {_md(t.name)}", "", f"![{_md(t.name)}]({_url(figures, sweep_figure(t.name))})", ""]
     lines += ["## Built from", "", *_provenance(board), ""]
     if footnotes:
         lines += [f"[^{i}]: {text}" for i, text in enumerate(footnotes, 1)] + [""]

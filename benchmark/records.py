@@ -17,9 +17,11 @@ JSON has no NaN: non-finite floats are written as null.
 from __future__ import annotations
 
 import json
+import math
 import os
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote, unquote
 
 import pandas as pd
@@ -67,6 +69,61 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _is_int(v: Any, low: int = 0) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _is_score(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0.0 <= v <= 1.0
+
+
+def problems(rec: dict[str, Any]) -> list[str]:
+    """Everything wrong with a record's content (empty when it is valid): schema, types, a status from the closed
+    set, finite scores in [0, 1] that agree with the runs, versions present."""
+    out = []
+    if rec.get("schema") != SCHEMA:
+        out.append(f"schema {rec.get('schema')!r}, expected {SCHEMA}")
+    for key in ("metric", "task", "scale"):
+        if not isinstance(rec.get(key), str) or not rec.get(key):
+            out.append(f"{key} must be a non-empty string, got {rec.get(key)!r}")
+    for key in ("metric_version", "task_version"):
+        if not _is_int(rec.get(key), 1):
+            out.append(f"{key} must be an integer >= 1, got {rec.get(key)!r}")
+    seeds = rec.get("seeds")
+    if not (isinstance(seeds, list) and seeds and all(_is_int(s) for s in seeds)):
+        out.append(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    info = rec.get("task_info")
+    if not (isinstance(info, dict) and {"category", "summary", "sweep_name", "log_x"} <= set(info)):
+        out.append("task_info must hold category, summary, sweep_name and log_x")
+    status, runs = rec.get("status"), rec.get("runs")
+    if status not in STATUSES:
+        out.append(f"status {status!r} is not one of {', '.join(STATUSES)}")
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and _is_score(r.get("score")) and
+                                             _is_int(r.get("seed")) for r in runs):
+        out.append("runs must be a list of {seed, score in [0, 1], ...}")
+        runs = None
+    if status == "ok":
+        if not _is_score(rec.get("score")):
+            out.append(f"score {rec.get('score')!r} is not a finite number in [0, 1]")
+        if runs is not None and isinstance(seeds, list):
+            if [r["seed"] for r in runs] != seeds:
+                out.append(f"runs cover seeds {[r['seed'] for r in runs]}, the record says {seeds}")
+            elif rec.get("seed_scores") != [r["score"] for r in runs]:
+                out.append("seed_scores differ from the runs' scores")
+            elif _is_score(rec.get("score")) and abs(rec["score"] - sum(rec["seed_scores"]) / len(runs)) > 1e-12:
+                out.append(f"score {rec['score']!r} is not the mean of the seed scores")
+    elif status in ("error", "skipped"):
+        if rec.get("score") is not None or runs:
+            out.append(f"a {status} record holds no score and no runs")
+        err = rec.get("error")
+        if status == "error" and not (isinstance(err, dict) and isinstance(err.get("type"), str)
+                                      and isinstance(err.get("message"), str)):
+            out.append("an error record needs error.type and error.message strings")
+        if status == "skipped" and not isinstance(rec.get("reason"), str):
+            out.append("a skipped record needs its reason")
+    return out
+
+
 def is_current(record: dict[str, Any], metric_version: int, task_version: int, seeds: list[int],
                artifacts: list[dict[str, Any]]) -> bool:
     """True when the record answers exactly this question: same versions, seeds and artifact contents."""
@@ -84,6 +141,16 @@ class ResultStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
+    def check_writable(self) -> None:
+        """Fail early, with a message saying which folder and why, when records cannot be written."""
+        folder = self.root / "records"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as exc:
+            raise RecordError(f"cannot write records in {folder}: {exc.strerror or exc}; pass --results DIR with a "
+                              f"folder you can write to") from None
+
     @property
     def figures_dir(self) -> Path:
         return self.root / "figures"
@@ -96,11 +163,14 @@ class ResultStore:
 
     @staticmethod
     def _read_record(path: Path, scale: str, task: str, metric_id: str) -> dict[str, Any]:
+        """The record at `path`, validated; RecordError lists everything wrong with it."""
         rec = read_json(path)
+        found = problems(rec)
         where = (rec.get("scale"), rec.get("task"), rec.get("metric"))
-        if rec.get("schema") != SCHEMA or where != (scale, task, metric_id):
-            raise RecordError(f"{path} is not a schema-{SCHEMA} record of cell {(scale, task, metric_id)}; "
-                              f"`simstress run --scale {scale}` replaces it")
+        if where != (scale, task, metric_id):
+            found.append(f"it describes cell {where}, but its path is that of {(scale, task, metric_id)}")
+        if found:
+            raise RecordError(f"{path}: " + "; ".join(found) + f". `simstress run --scale {scale}` recomputes it")
         return rec
 
     def load_record(self, scale: str, task: str, metric_id: str) -> dict[str, Any] | None:
@@ -116,9 +186,23 @@ class ResultStore:
         return path
 
     def records(self, scale: str) -> list[dict[str, Any]]:
-        """Every record of a scale, in path order; RecordError names a file that does not belong."""
-        return [self._read_record(path, scale, path.parent.name, metric_from_filename(path.name))
-                for path in sorted((self.root / "records" / scale).glob("*/*.json"))]
+        """Every record of a scale, in path order; one RecordError naming every invalid file, with its problems."""
+        found, bad = [], []
+        for path in sorted((self.root / "records" / scale).glob("*/*.json")):
+            try:
+                found.append(self._read_record(path, scale, path.parent.name, metric_from_filename(path.name)))
+            except RecordError as exc:
+                bad.append(str(exc))
+        if bad:
+            raise RecordError(f"{len(bad)} invalid record(s):\n" + "\n".join(f"  {b}" for b in bad))
+        return found
+
+    def unknown(self, metric_known: Callable[[str], bool], task_known: Callable[[str], bool]) -> list[Path]:
+        """Record files (every scale) and conformance reports of metric ids or tasks that are not registered."""
+        found = [p for p in sorted((self.root / "records").glob("*/*/*.json"))
+                 if not (metric_known(metric_from_filename(p.name)) and task_known(p.parent.name))]
+        return found + [p for p in sorted((self.root / "conformance").glob("*.json"))
+                        if not metric_known(metric_from_filename(p.name))]
 
     def load_conformance(self, metric_id: str) -> dict[str, Any] | None:
         path = self.conformance_path(metric_id)

@@ -12,8 +12,12 @@ Conformance reports (`refresh_conformance`) are a step of their own: `simstress 
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +64,72 @@ def refresh_conformance(store: ResultStore, metric_ids: list[str], force: bool =
     return len(todo)
 
 
+class CellTimeout(BaseException):
+    """A cell ran past its time limit. A BaseException, so that no `except Exception` in a cell swallows it."""
+
+
+class Guard:
+    """Runs a cell under a time limit and tells a real Ctrl-C apart from a KeyboardInterrupt the cell raises.
+
+    The limit is a SIGALRM timer: its handler raises `CellTimeout` in the cell's Python code, so a metric stuck
+    in one long native call (a single huge matrix product) is cut off when that call returns. Signals exist only
+    in the main thread; elsewhere cells run without a limit.
+    """
+
+    def __init__(self) -> None:
+        self.sigint = False
+
+    @contextmanager
+    def limit(self, seconds: float | None) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_alarm(signum: int, frame: Any) -> None:
+            raise CellTimeout(seconds)
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            self.sigint = True
+            raise KeyboardInterrupt
+
+        old = signal.signal(signal.SIGALRM, on_alarm), signal.signal(signal.SIGINT, on_sigint)
+        if seconds:
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old[0])
+            signal.signal(signal.SIGINT, old[1])
+
+
+def failed_record(cell: Cell, exc: BaseException) -> dict[str, Any]:
+    """The error record of a cell that did not return one (a build failure, a timeout, an exit)."""
+    task = get_task(cell.task)
+    return finish({**empty_record(cell, get_metric(cell.metric).spec.version, task), **error_fields(exc, None)})
+
+
+def guarded_execute(cell: Cell, setups: SetupCache, timeout_s: float | None) -> dict[str, Any]:
+    """`execute` under a time limit; a timeout, sys.exit or a KeyboardInterrupt raised by the cell itself become
+    error records, while a real Ctrl-C propagates."""
+    guard = Guard()
+    try:
+        with guard.limit(timeout_s):
+            return execute(cell, setups)
+    except CellTimeout:
+        return failed_record(cell, TimeoutError(
+            f"the cell ran past its time limit of {timeout_s:g} s; the record keeps the next run from waiting on it "
+            f"again (bump the metric's version or pass --force to retry, --timeout to allow more)"))
+    except SystemExit as exc:
+        return failed_record(cell, RuntimeError(
+            f"the cell called sys.exit({exc.code!r}); metric and task code must raise an exception, never exit"))
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) and guard.sigint:
+            raise
+        return failed_record(cell, RuntimeError(
+            f"the cell raised {type(exc).__name__}({exc}), which stops programs, not cells; raise an Exception"))
+
+
 @dataclass
 class RunSummary:
     """What a run did: cells computed by status, cells already current, error cells of the selection."""
@@ -70,6 +140,7 @@ class RunSummary:
     current: int = 0
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # (metric, task, "Type: message")
     artifacts: int = 0
+    unsaved: str | None = None  # the cell whose record could not be written, and why (the run stopped there)
     interrupted: bool = False
     elapsed_s: float = 0.0
 
@@ -86,10 +157,26 @@ class RunSummary:
         out = [head]
         if self.interrupted:
             out.append("finished records are saved; rerun the same command to resume")
-        if self.errors:
-            out.append(f"{len(self.errors)} cell(s) failed:")
-            out += [f"  {m} × {t}: {msg}" for m, t, msg in self.errors]
+        if self.unsaved:
+            out.append(f"stopped: the record of {self.unsaved} could not be written; fix the results folder and "
+                       f"rerun (finished records are saved)")
+        refusals = [e for e in self.errors if _is_refusal(e[2])]
+        if refusals:
+            out.append(f"{len(refusals)} cell(s) refused their input by design (InputError, shown ✗ and counted 0):")
+            out += [f"  {m} × {t}: {msg}" for m, t, msg in refusals]
+        if self.failures:
+            out.append(f"{len(self.failures)} cell(s) failed:")
+            out += [f"  {m} × {t}: {msg}" for m, t, msg in self.failures]
         return out
+
+    @property
+    def failures(self) -> list[tuple[str, str, str]]:
+        """Error cells other than a metric's deliberate refusal of its input (`InputError`)."""
+        return [e for e in self.errors if not _is_refusal(e[2])]
+
+
+def _is_refusal(line: str) -> bool:
+    return line.split(":", 1)[0].endswith("InputError")
 
 
 def _error_line(record: dict[str, Any]) -> str:
@@ -118,13 +205,17 @@ def _blocked_record(cell: Cell, failed: dict[str, str]) -> dict[str, Any]:
     task = get_task(cell.task)
     reasons = sorted({msg for spec in (s for seed in cell.seeds for s in task.artifacts(cell.scale, seed).values())
                       if (msg := failed.get(spec.key))})
-    exc = RuntimeError("an artifact this cell needs failed to build: " + "; ".join(reasons or ["unknown cause"]))
-    return finish({**empty_record(cell, get_metric(cell.metric).spec.version, task), **error_fields(exc, None)})
+    return failed_record(cell, RuntimeError("an artifact this cell needs failed to build: "
+                                            + "; ".join(reasons or ["unknown cause"])))
 
 
 def run(results: ResultStore, metric_ids: list[str], task_names: list[str], *, scale: str, seeds: list[int],
-        device: str, force: bool = False, quiet: bool = False) -> RunSummary:
-    """Compute every missing or stale cell of metric_ids × task_names at `scale`, then return the summary."""
+        device: str, force: bool = False, quiet: bool = False, timeout_s: float | None = None) -> RunSummary:
+    """Compute every missing or stale cell of metric_ids × task_names at `scale`, then return the summary.
+
+    Each cell runs under `timeout_s` seconds, by default its task's limit for the scale (`Task.timeout_s`).
+    A record that cannot be written stops the run (`RunSummary.unsaved` says which cell and why).
+    """
     start = time.perf_counter()
     summary = RunSummary(scale, list(seeds))
     try:
@@ -140,8 +231,16 @@ def run(results: ResultStore, metric_ids: list[str], task_names: list[str], *, s
         with tqdm(total=len(work), unit="cell", disable=quiet or not work, dynamic_ncols=True) as bar:
             for cell in work:
                 bar.set_postfix_str(f"{cell.metric} × {cell.task}", refresh=True)
-                record = _blocked_record(cell, failed) if cell in p.blocked else execute(cell, setups)
-                results.save_record(record)
+                if cell in p.blocked:
+                    record = _blocked_record(cell, failed)
+                else:
+                    limit = timeout_s if timeout_s is not None else get_task(cell.task).timeout_s.get(scale)
+                    record = guarded_execute(cell, setups, limit)
+                try:
+                    results.save_record(record)
+                except OSError as exc:
+                    summary.unsaved = f"{cell.metric} × {cell.task}: {exc}"
+                    break
                 bar.update(1)
                 summary.computed[record["status"]] += 1
                 if record["status"] == "error":

@@ -8,11 +8,23 @@
 
 The repository's folders `metrics/`, `tasks/` and `benchmark/` are installed as `simstress.metrics`,
 `simstress.tasks` and `simstress.benchmark`, so a user's own `metrics.py` cannot shadow them; `simstress.core`
-holds what they build on.
+holds what they build on. The API below loads on first use (torch takes seconds to import; `simstress --help`
+should not wait for it).
 """
 
-from simstress.core.inputs import InputError
-from simstress.core.metric import get_metric, list_metrics, register, score
-from simstress.core.task import get_task, list_tasks, register_task
+import importlib
+from typing import Any
 
-__all__ = ["InputError", "get_metric", "get_task", "list_metrics", "list_tasks", "register", "register_task", "score"]
+_API = {
+    "InputError": "simstress.core.inputs",
+    "get_metric": "simstress.core.metric", "list_metrics": "simstress.core.metric",
+    "register": "simstress.core.metric", "score": "simstress.core.metric",
+    "get_task": "simstress.core.task", "list_tasks": "simstress.core.task", "register_task": "simstress.core.task",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'simstress' has no attribute {name!r}")

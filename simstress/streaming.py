@@ -20,13 +20,18 @@ batches' first-order (Hájek) terms equal the full batch's, so what remains fall
 
 Layer maps. `cka_map` takes batches of (layers of network A, layers of network B) and returns the whole
 La×Lb linear-CKA map from one pass; each layer's self-term is accumulated once, not once per pair.
+
+Validation, as `simstress.score`: shapes are checked per batch from shapes alone (no device sync); NaN, Inf and
+zero variance once, at the end, from the accumulators (one host sync).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -40,12 +45,60 @@ from simstress.metrics.procrustes import nuclear_similarity
 
 Batch = tuple[Any, Any]
 
+_XY_PAIRS = ("(X_batch, Y_batch) of the same inputs, as zip(X_batches, Y_batches) or a DataLoader over "
+             "TensorDataset(X, Y) yields")
+_LAYER_PAIRS = "(layers_a, layers_b), each a list of layer activations of the same inputs"
+_NO_BATCHES = "no batches were given: the iterable was empty (a generator is used up after one pass; make a new one)"
+
+
+def _pair(batch: Any, index: int, what: str) -> tuple[Any, Any]:
+    """The two items of a batch. Only a tuple or list of two is one: unpacking a bare array would split its rows,
+    silently when it has two (or a leading axis of 2)."""
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise InputError(f"batch {index} is {_describe(batch)}; each batch must be a pair {what}")
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, (tuple, list)):
+        return f"a {type(obj).__name__} of {len(obj)} items"
+    shape = f" of shape {tuple(obj.shape)}" if isinstance(obj, (torch.Tensor, np.ndarray)) else ""
+    return f"a {type(obj).__name__}{shape}"
+
+
+def _check_batch(index: int, named: Sequence[tuple[str, torch.Tensor]], widths: list[int] | None) -> list[int]:
+    """Shape checks of one batch, no device sync: every array holds the same m ≥ 1 rows and has the feature count
+    it had in the first batch (`widths`; None for the first batch). Returns the feature counts."""
+    rows = [A.shape[0] for _, A in named]
+    if len(set(rows)) > 1:
+        got = ", ".join(f"{name} has {A.shape[0]}" for name, A in named)
+        raise InputError(f"batch {index}: {got} rows; the arrays of a batch must hold the same inputs row by row "
+                         f"(check that the loader yields aligned batches)")
+    if rows[0] == 0:
+        raise InputError(f"batch {index} has 0 rows; leave empty batches out")
+    got = [A.shape[1] for _, A in named]
+    if widths is not None and got != widths:
+        changed = "; ".join(f"{name} has {w}, was {w0}" for (name, _), w, w0 in zip(named, got, widths) if w != w0)
+        raise InputError(f"batch {index}: feature counts changed ({changed}); every batch must hold the same "
+                         f"features as the first")
+    return got
+
 
 def _as_batch(A: Any, which: str, device: torch.device | str | None, reduce: Reduce | None = None,
               ) -> torch.Tensor:
     """numpy or torch batch → (m, p) tensor on `device` in its own precision (`as_tensor` without a dtype:
     float16/bfloat16 widened to float32, integers refused), conv maps and sequences reduced by `reduce`."""
     return reduce_activations(as_tensor(A, which, None, device), reduce, which)
+
+
+def _layers(side: Any, index: int, net: str, device: torch.device | str | None, reduce: Reduce | None,
+            ) -> list[tuple[str, torch.Tensor]]:
+    """One network's layers in a batch, named "layer i of A" for errors."""
+    if not isinstance(side, (tuple, list)) or not side:
+        raise InputError(f"batch {index}: the layers of {net} must be a list of activations, one per layer; got "
+                         f"{_describe(side)}. For one layer pass [activations]")
+    names = [f"layer {i} of {net}" for i in range(len(side))]
+    return [(name, _as_batch(t, name, device, reduce)) for name, t in zip(names, side)]
 
 
 def _edges(sizes: Sequence[int]) -> list[slice]:
@@ -63,15 +116,19 @@ class LinearMoments:
     block i of X (`x_blocks`, default one block of all columns), `yy[j]` likewise, `xy` = X̃ᵀỸ (p1, p2), with X̃
     centred on the mean of all n rows. Merging a batch of m rows with batch mean μ_b into n rows with mean μ:
     M ← M + M_b + (n·m/(n + m))·(μ_b − μ)(μ_b − μ)ᵀ (Chan, Golub & LeVeque 1979). Batch products run in the
-    batch's dtype (pass float64 batches for full float64), on the batch's device; no host sync per batch.
+    batch's dtype (pass float64 batches for full float64; X and Y in the wider of theirs), on the batch's device;
+    no host sync per batch. `names` label the blocks of X and of Y in error messages (default "X", or
+    "columns a:b of X" per block).
     """
 
     def __init__(self, x_blocks: Sequence[int] | None = None, y_blocks: Sequence[int] | None = None,
-                 device: torch.device | str | None = None) -> None:
-        self.n = 0
+                 device: torch.device | str | None = None,
+                 names: tuple[Sequence[str], Sequence[str]] | None = None) -> None:
+        self.n = self.batches = 0
         self.device = device
         self._x_blocks = list(x_blocks) if x_blocks is not None else None
         self._y_blocks = list(y_blocks) if y_blocks is not None else None
+        self._names = names
         self.mean_x = self.mean_y = self.xy = None
         self.xx: list[torch.Tensor] = []
         self.yy: list[torch.Tensor] = []
@@ -80,15 +137,11 @@ class LinearMoments:
     def update(self, X: Any, Y: Any) -> LinearMoments:
         """Add a batch: X (m, p1), Y (m, p2), the same m inputs row by row (numpy or torch)."""
         X, Y = _as_batch(X, "X", self.device), _as_batch(Y, "Y", self.device)
-        if X.shape[0] != Y.shape[0]:
-            raise InputError(f"X and Y batches must hold the same inputs; got {X.shape[0]} and {Y.shape[0]} rows")
-        if Y.device != X.device:
-            Y = Y.to(X.device)
+        _check_batch(self.batches, [("X", X), ("Y", Y)], None if self.xy is None else list(self.xy.shape))
+        dtype = torch.promote_types(X.dtype, Y.dtype)
+        X, Y = X.to(dtype), Y.to(X.device, dtype)
         if self.xy is None:
             self._start(X, Y)
-        elif (X.shape[1], Y.shape[1]) != tuple(self.xy.shape):
-            raise InputError(f"batch widths changed: got ({X.shape[1]}, {Y.shape[1]}) features after "
-                             f"{tuple(self.xy.shape)}; every batch must have the same features")
         m = X.shape[0]
         Xc, mx = center_with_mean(X)
         Yc, my = center_with_mean(Y)
@@ -103,6 +156,7 @@ class LinearMoments:
         self.mean_x += dx * (m / (self.n + m))
         self.mean_y += dy * (m / (self.n + m))
         self.n += m
+        self.batches += 1
         self.dtype = torch.promote_types(self.dtype, X.dtype) if self.dtype else X.dtype
         return self
 
@@ -113,7 +167,15 @@ class LinearMoments:
                 raise InputError(f"{which}_blocks {blocks} sum to {sum(blocks)} but the batches have {p} columns")
         self._x_slices = _edges(self._x_blocks or [p1])
         self._y_slices = _edges(self._y_blocks or [p2])
-        f64 = dict(dtype=torch.float64, device=X.device)
+        names = self._names or [
+            [side] if len(slices) == 1 else [f"columns {s.start}:{s.stop} of {side}" for s in slices]
+            for side, slices in (("X", self._x_slices), ("Y", self._y_slices))
+        ]
+        if [len(names[0]), len(names[1])] != [len(self._x_slices), len(self._y_slices)]:
+            raise InputError(f"names has {len(names[0])} and {len(names[1])} labels for {len(self._x_slices)} and "
+                             f"{len(self._y_slices)} blocks; give one label per block")
+        self._block_names = [*names[0], *names[1]]
+        f64 = {"dtype": torch.float64, "device": X.device}
         self.mean_x, self.mean_y = torch.zeros(p1, **f64), torch.zeros(p2, **f64)
         self.xx = [torch.zeros(s.stop - s.start, s.stop - s.start, **f64) for s in self._x_slices]
         self.yy = [torch.zeros(s.stop - s.start, s.stop - s.start, **f64) for s in self._y_slices]
@@ -121,12 +183,32 @@ class LinearMoments:
 
     # ------------------------------------------------------------------------------------------ results
     def _ready(self, min_samples: int, single: bool = True) -> None:
-        if self.xy is None or self.n < min_samples:
-            raise InputError(f"needs at least {min_samples} rows in all; got {self.n}")
+        if self.xy is None:
+            raise InputError(_NO_BATCHES)
+        if self.n < min_samples:
+            raise InputError(f"needs at least {min_samples} rows in all; got {self.n}: stream more rows")
         if single and (len(self.xx) > 1 or len(self.yy) > 1):
             raise InputError("this result needs one block per side; use cka_matrix() for layer blocks")
-        if not bool(torch.isfinite(self.xy).all()) or not all(bool(torch.isfinite(M).all()) for M in self.xx + self.yy):
-            raise InputError("the batches contained NaN or Inf values; remove or impute them first")
+        self._check_values()
+
+    def _check_values(self) -> None:
+        """`check_values` on the accumulators: one host sync for all blocks, none per batch.
+
+        NaN or ±Inf in a batch (±Inf alone or cancelling) makes its column's batch mean NaN or ±Inf, so centring
+        puts NaN in that column of X̃ and on the diagonal of its block, and the NaN persists through every later
+        merge. Finite traces bound the cross moments too, (X̃ᵀỸ)ᵢⱼ² ≤ (X̃ᵀX̃)ᵢᵢ(ỸᵀỸ)ⱼⱼ. A trace is exactly 0 when
+        every row of the block is the same: two-pass centring of a constant column leaves exact zeros, and each
+        batch's mean is then the constant itself, so the merge corrections vanish too.
+        """
+        traces = torch.stack([M.diagonal().sum() for M in self.xx + self.yy]).tolist()
+        for name, t in zip(self._block_names, traces):
+            if not math.isfinite(t):
+                raise InputError(f"{name} contains NaN or Inf values, or values too large for {self.dtype} "
+                                 f"arithmetic; remove or impute them first, or rescale the activations")
+        for name, t in zip(self._block_names, traces):
+            if t == 0:
+                raise InputError(f"{name} has zero variance (all {self.n} rows identical); similarity to it is "
+                                 f"undefined: check that the batches hold the activations you meant")
 
     def linear_cka(self) -> torch.Tensor:
         """||X̃ᵀỸ||²_F / (||X̃ᵀX̃||_F ||ỸᵀỸ||_F), as metrics `linear_cka` (Kornblith et al. 2019)."""
@@ -243,8 +325,8 @@ def score(metric_id: str, batches: Iterable[Batch], device: torch.device | str |
         raise InputError(f"{metric_id} has no exact streaming form; streamable: {', '.join(_EXACT)}. "
                          f"For kernel or debiased CKA over minibatches use simstress.streaming.minibatch_cka")
     mom = LinearMoments(device=device)
-    for X, Y in _progress(batches, metric_id):
-        mom.update(X, Y)
+    for index, batch in enumerate(_progress(batches, metric_id)):
+        mom.update(*_pair(batch, index, _XY_PAIRS))
     return float(_EXACT[spec.name](mom, params))
 
 
@@ -290,24 +372,25 @@ def _kernels(layers: list[torch.Tensor], kernel: Kernel, sigma: float, scale: li
 
 
 class _MinibatchHSIC:
-    """Running sums of HSIC₁ over minibatches for layer stacks A (La) and B (Lb): cross (La, Lb) and selves."""
+    """Running sums of HSIC₁ over minibatches for layer stacks A (La) and B (Lb): cross (La, Lb) and selves.
 
-    def __init__(self, kernel: Kernel, sigma: float, device: torch.device | str | None) -> None:
+    Batches reach `update` shape-checked (`_check_batch`); `names` label A's and B's layers in errors."""
+
+    def __init__(self, kernel: Kernel, sigma: float, names: Sequence[str],
+                 device: torch.device | str | None) -> None:
         if kernel not in ("linear", "rbf"):
             raise InputError(f"kernel must be 'linear' or 'rbf', got {kernel!r}")
         if not sigma > 0:
             raise InputError(f"sigma must be > 0, got {sigma}")
-        self.kernel, self.sigma, self.device = kernel, sigma, device
+        self.kernel, self.sigma, self.names, self.device = kernel, sigma, list(names), device
         self.batches = 0
         self.scale_a = self.scale_b = None
         self.ab = self.aa = self.bb = None
 
     def update(self, A: list[torch.Tensor], B: list[torch.Tensor]) -> None:
         m = A[0].shape[0]
-        if any(t.shape[0] != m for t in A + B):
-            raise InputError(f"every activation in a batch must have the same rows; got {[t.shape[0] for t in A + B]}")
         if m < 4:
-            raise InputError(f"the unbiased HSIC needs batches of at least 4 rows; got one of {m} "
+            raise InputError(f"the unbiased HSIC needs batches of at least 4 rows; batch {self.batches} has {m} "
                              f"(use drop_last=True in the DataLoader)")
         Ka, self.scale_a = _kernels(A, self.kernel, self.sigma, self.scale_a)
         Kb, self.scale_b = _kernels(B, self.kernel, self.sigma, self.scale_b)
@@ -321,8 +404,33 @@ class _MinibatchHSIC:
 
     def cka(self) -> torch.Tensor:
         if self.batches == 0:
-            raise InputError("no batches were given")
+            raise InputError(_NO_BATCHES)
+        self._check_values()
         return self.ab / torch.sqrt(self.aa[:, None] * self.bb[None, :])
+
+    def _check_values(self) -> None:
+        """NaN, Inf and no variance from the summed self-terms and the RBF scales: one host sync, none per batch.
+
+        NaN or ±Inf in a batch makes a column of its centred rows NaN (or ±Inf), and with it every off-diagonal
+        kernel entry, so the layer's summed self-HSIC is NaN or ±Inf. A batch of identical rows contributes
+        exactly 0 (zero centred rows; RBF needs the first batch's scale, > 0, for any other batch).
+        """
+        selves = torch.cat([self.aa, self.bb])
+        scales = torch.stack(self.scale_a + self.scale_b) if self.kernel == "rbf" else torch.ones_like(selves)
+        scales, selves = torch.stack([scales, selves]).tolist()
+        for name, s in zip(self.names, scales):
+            if s == 0:  # exp(−D/0) would be NaN: said here, before the NaN it causes is reported as bad input
+                raise InputError(f"{name}: the RBF bandwidth is zero, since the median squared distance between "
+                                 f"the rows of the first batch is 0 (most rows identical); shuffle the data so the "
+                                 f"first batch mixes inputs, or make it larger")
+        for name, h in zip(self.names, selves):
+            if not math.isfinite(h):
+                raise InputError(f"{name} contains NaN or Inf values; remove or impute them first")
+        for name, h in zip(self.names, selves):
+            if h <= 0:
+                raise InputError(f"{name} has no variance within the batches: its HSIC with itself summed over "
+                                 f"batches is {h:.3g}, as when the rows of every batch are identical; shuffle so "
+                                 f"each batch mixes inputs, or use larger batches")
 
 
 def minibatch_cka(batches: Iterable[Batch], kernel: Kernel = "linear", sigma: float = 1.0,
@@ -335,9 +443,12 @@ def minibatch_cka(batches: Iterable[Batch], kernel: Kernel = "linear", sigma: fl
     `linear_cka_debiased` (linear), and the deviation from it shrinks as the batch grows (numbers in the
     module docstring). Batches need ≥ 4 rows; kernels are m×m in float64.
     """
-    acc = _MinibatchHSIC(kernel, sigma, device)
-    for X, Y in _progress(batches, "minibatch cka"):
-        acc.update([_as_batch(X, "X", device)], [_as_batch(Y, "Y", device)])
+    acc = _MinibatchHSIC(kernel, sigma, ["X", "Y"], device)
+    widths = None
+    for index, batch in enumerate(_progress(batches, "minibatch cka")):
+        X, Y = (_as_batch(A, which, device) for A, which in zip(_pair(batch, index, _XY_PAIRS), "XY"))
+        widths = _check_batch(index, [("X", X), ("Y", Y)], widths)
+        acc.update([X], [Y])
     return float(acc.cka()[0, 0])
 
 
@@ -359,15 +470,24 @@ def cka_map(batches: Iterable[tuple[Sequence[Any], Sequence[Any]]], estimator: L
     if estimator == "exact" and kernel != "linear":
         raise InputError("the exact map is linear CKA only; use estimator='minibatch' for kernel='rbf'")
     acc: LinearMoments | _MinibatchHSIC | None = None
-    for layers_a, layers_b in _progress(batches, "cka map"):
-        A = [_as_batch(t, f"layer {i} of A", device, reduce) for i, t in enumerate(layers_a)]
-        B = [_as_batch(t, f"layer {j} of B", device, reduce) for j, t in enumerate(layers_b)]
+    widths = counts = None
+    for index, batch in enumerate(_progress(batches, "cka map")):
+        named_a, named_b = (_layers(side, index, net, device, reduce)
+                            for side, net in zip(_pair(batch, index, _LAYER_PAIRS), "AB"))
+        if counts is not None and (len(named_a), len(named_b)) != counts:
+            raise InputError(f"batch {index} has {len(named_a)} layers of A and {len(named_b)} of B; the first batch "
+                             f"had {counts[0]} and {counts[1]}: every batch must hold the same layers")
+        counts = len(named_a), len(named_b)
+        widths = _check_batch(index, named_a + named_b, widths)
+        names = [name for name, _ in named_a + named_b]
+        A, B = [t for _, t in named_a], [t for _, t in named_b]
         if estimator == "minibatch":
-            acc = acc or _MinibatchHSIC(kernel, sigma, device)
+            acc = acc or _MinibatchHSIC(kernel, sigma, names, device)
             acc.update(A, B)
         else:
-            acc = acc or LinearMoments([t.shape[1] for t in A], [t.shape[1] for t in B], device)
+            la = len(A)
+            acc = acc or LinearMoments(widths[:la], widths[la:], device, (names[:la], names[la:]))
             acc.update(torch.cat(A, dim=1), torch.cat(B, dim=1))
     if acc is None:
-        raise InputError("no batches were given")
+        raise InputError(_NO_BATCHES)
     return acc.cka() if estimator == "minibatch" else acc.cka_matrix()

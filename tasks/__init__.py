@@ -15,12 +15,12 @@ rules, synthetic data, the paper's closed forms) lives in `simstress.core`.
 """
 
 from simstress.core.registry import DuplicateNameError, PluginError, UnknownNameError
+from simstress.core.constants import CATEGORIES, SCALES
 from simstress.core.task import (
-    CATEGORIES,
     REGISTRY,
-    SCALES,
     Built,
     Case,
+    NonFiniteOutput,
     NotApplicable,
     Setup,
     Task,
@@ -37,6 +37,7 @@ def load_plugins(strict: bool = False) -> None:
 
 
 __all__ = [
-    "CATEGORIES", "REGISTRY", "SCALES", "Built", "Case", "DuplicateNameError", "NotApplicable", "PluginError", "Setup",
-    "Task", "TaskResult", "UnknownNameError", "get_task", "list_tasks", "load_plugins", "register_task",
+    "CATEGORIES", "REGISTRY", "SCALES", "Built", "Case", "DuplicateNameError", "NonFiniteOutput", "NotApplicable",
+    "PluginError", "Setup", "Task", "TaskResult", "UnknownNameError", "get_task", "list_tasks", "load_plugins",
+    "register_task",
 ]

@@ -16,6 +16,7 @@ import torch
 from scipy.optimize import lsq_linear
 
 from simstress.core.linalg import orthonormal_basis
+from simstress.core.metric import Metric
 from simstress.core.scoring import clip01, mean_clipped
 from simstress.core.synthetic import CUBE_SHIFT, gaussian_mixture, generator, two_cubes, unit_vector
 from simstress.core.task import Built, Case, Setup, Task, register_task
@@ -297,13 +298,15 @@ class GlobalSetup(Setup):
 
 
 @register_task(name="global_translation", category="robustness", sweep_name="c (translation of every point)",
-               log_x=True)
+               log_x=True, version=2)
 class GlobalTranslation(Task):
-    """Every point translated by c·v, c up to 2e4, in float32: a test of numerical soundness.
+    """Every point translated by c·v, c up to 2e4, in float32: numerical soundness of translation invariance.
 
     Construction: X = ReLU'd 10-class Gaussian mixture (`data.gaussian_mixture`, unit-scale features), cast to
     float32; Y = X + c·v computed in float32, v a random unit vector, c ∈ {10, 100, 1e3, 5e3, 1e4, 2e4}. The
-    metric sees float32 tensors (the only task that does). Class labels: the mixture's.
+    metric sees float32 tensors (the only task that does). Class labels: the mixture's. Only metrics that declare
+    translation invariance are scored: for the others a translation is a real change (e.g. rsa, mutual_knn), and
+    whether the invariance holds at all is the conformance check's job (the leaderboard's invariance table).
     Ground truth: a translation of all points changes nothing but the origin, so the ideal similarity stays 1
     for every c; a translation-invariant metric that falls here has lost precision (Gram-side centring in float32
     reads ≈0.01 at c = 2e4 where feature-side centring reads 0.9998, n = 2000, p = 256).
@@ -314,6 +317,12 @@ class GlobalTranslation(Task):
 
     sizes = {"smoke": {"n": 500, "p": 64}, "default": {"n": 1000, "p": 128}, "full": {"n": 10000, "p": 512}}
     sweep = (10.0, 100.0, 1e3, 5e3, 1e4, 2e4)
+
+    def not_applicable(self, metric: Metric, setup: Setup) -> str | None:
+        if "translation" not in metric.spec.invariances:
+            return (f"{metric.id} does not declare translation invariance, so a global translation is a real "
+                    f"change for it; this task tests the numerical soundness of that invariance")
+        return super().not_applicable(metric, setup)
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
               artifacts: Built) -> GlobalSetup:

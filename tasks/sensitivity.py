@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from simstress.core.linalg import center
-from simstress.core.scoring import clip01, positive_spearman
+from simstress.core.scoring import clip01, effect_weight, positive_spearman
 from simstress.core.synthetic import correlated_gaussian, gaussian_mixture, generator, random_rotation
 from simstress.core.task import Built, Case, Setup, Task, register_task
 from simstress.core.theory import rms_radius
@@ -71,7 +71,8 @@ class DeletionSetup(Setup):
     centred: torch.Tensor  # X̃
 
 
-@register_task(name="pc_deletion", category="sensitivity", sweep_name="k (top principal components removed)")
+@register_task(name="pc_deletion", category="sensitivity", sweep_name="k (top principal components removed)",
+               version=2)
 class PCDeletion(Task):
     """Remove the top-k principal components when the labels live in them; truth = a probe's accuracy.
 
@@ -83,7 +84,12 @@ class PCDeletion(Task):
     Ground truth: the held-out accuracy of a linear probe (`metrics.probe.fit_probe`, l2 = 1e-3) fitted on Y_k
     (seeded 50/50 stratified split), which falls from near 1 toward chance (1/4) as k grows (curve:
     `probe_accuracy`; details: the accuracies).
-    Score: max(0, Spearman(similarity to X, probe accuracy)).
+    Score: max(0, Spearman(similarity to X, probe accuracy)) × min(1, range of similarity / 0.1): the right order,
+    earned in full only by a metric whose similarity moves by at least a tenth of its self-similarity over the
+    sweep (`scoring.effect_weight`; a metric that moves by 1e-3 has no effect, only rounding-level order).
+    Convention: the CCA family averages over min(rank X̃, rank Ỹ) canonical correlations, and deleting directions
+    from Y lowers its rank while every remaining correlation stays 1, so mean CCA stays flat here and scores 0 by
+    that convention; `cca_mean[normalize=width]` divides Σρ by min(p1, p2) instead and sees the deletion.
     Source: Ding, Denain & Steinhardt 2021, Grounding Representation Similarity with Statistical Testing
     (NeurIPS), principal-component deletion.
     """
@@ -132,40 +138,50 @@ class PCDeletion(Task):
                               "variance_removed": setup.details["variance_removed"][i]})
 
     def score(self, curve: pd.DataFrame, setup: DeletionSetup) -> float:
-        return positive_spearman(curve["similarity"].to_numpy(), curve["probe_accuracy"].to_numpy())
+        s = curve["similarity"].to_numpy()
+        return positive_spearman(s, curve["probe_accuracy"].to_numpy()) * effect_weight(s)
 
 
 @dataclass
 class IndependentSetup(Setup):
-    X: torch.Tensor
+    X: torch.Tensor  # (n, p_max); the case with ratio r uses the first r·n columns of X and of Y
     Y: torch.Tensor
+    ratios: list[float]
 
 
-@register_task(name="independent_highdim", category="sensitivity", sweep_name="p (features)", log_x=True)
+@register_task(name="independent_highdim", category="sensitivity", sweep_name="p / n (features per sample)",
+               log_x=True, version=2)
 class IndependentHighDim(Task):
-    """X and Y independent Gaussian with many more features than samples: nothing in common.
+    """X and Y independent Gaussian, from fewer to many more features than samples: nothing in common.
 
-    Construction: X, Y (n, p) with i.i.d. N(0, 1) entries, drawn independently; smoke n = 100, p = 1000; default
-    n = 500, p = 5000; full n = 1000, p = 10000. Computed in float64. No class structure, so label-based
-    metrics are not applicable.
-    Ground truth: X and Y are unrelated; the ideal similarity is 0. (Biased linear CKA reads ≈ p/(p + n) here,
-    0.91 at the default size, as <K, L> and ||K||² are dominated by the diagonals; the debiased estimator,
-    built on the unbiased HSIC, reads ≈ 0.)
-    Score: 1 − clip(similarity, 0, 1).
+    Construction: X, Y (n, p) with i.i.d. N(0, 1) entries, drawn independently, for p/n ∈ {0.1, 0.5, 1, 2, 5, 10}
+    (the first p columns of one draw of n × 10n each); n = 100 (smoke), 500 (default), 1000 (full). Computed in
+    float64. No class structure, so label-based metrics are not applicable.
+    Ground truth: X and Y are unrelated at every p/n; the ideal similarity is 0. Biased linear CKA reads
+    ≈ p/(p + n) (0.09 at p/n = 0.1, 0.91 at 10), as <K, L> and ||K||² are dominated by the diagonals; the
+    debiased estimator, built on the unbiased HSIC, reads ≈ 0 throughout. CCA refuses p ≥ n − 1 (every canonical
+    correlation is 1 there): a refused case counts as the worst (similarity 1).
+    Score: mean over the sweep of 1 − clip(similarity, 0, 1), a refused case counting 0.
     Source: Song et al. 2012 (JMLR), unbiased HSIC; Nguyen, Raghu & Kornblith 2021 (ICLR), its use in CKA.
     """
 
-    sizes = {"smoke": {"n": 100, "p": 1000}, "default": {"n": 500, "p": 5000}, "full": {"n": 1000, "p": 10000}}
+    sizes = {"smoke": {"n": 100}, "default": {"n": 500}, "full": {"n": 1000}}
+    ratios = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
               artifacts: Built) -> IndependentSetup:
-        n, p = size["n"], size["p"]
+        n = size["n"]
+        p = int(max(self.ratios) * n)
         X = torch.randn(n, p, generator=generator(seed, 0), dtype=torch.float64)
         Y = torch.randn(n, p, generator=generator(seed, 1), dtype=torch.float64)
-        return IndependentSetup(labels=None, details={"n": n, "p": p}, X=X.to(device), Y=Y.to(device))
+        return IndependentSetup(labels=None, details={"n": n, "p_max": p}, X=X.to(device), Y=Y.to(device),
+                                ratios=list(self.ratios))
 
     def cases(self, setup: IndependentSetup) -> Iterator[Case]:
-        yield Case(x=setup.X.shape[1], reference=setup.X, other=setup.Y, ref_key=0, truth={"n": setup.X.shape[0]})
+        n = setup.X.shape[0]
+        for r in setup.ratios:
+            p = round(r * n)
+            yield Case(x=r, reference=setup.X[:, :p], other=setup.Y[:, :p], ref_key=p, truth={"n": n, "p": p})
 
     def score(self, curve: pd.DataFrame, setup: IndependentSetup) -> float:
-        return 1.0 - float(clip01(curve["similarity"]).mean())
+        return 1.0 - float(clip01(curve["similarity"], nonfinite=1.0).mean())

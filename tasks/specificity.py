@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from simstress.core.scoring import resolved
+from simstress.core.scoring import EFFECT_FLOOR
 from simstress.core.synthetic import correlated_gaussian, gaussian_mixture, generator, random_rotation
 from simstress.core.task import Built, Case, Setup, Task, register_task
 from simstress.core.theory import rms_radius
@@ -24,7 +24,7 @@ class MatchingSetup(Setup):
     B: list[torch.Tensor]
 
 
-@register_task(name="matching", category="specificity", sweep_name="candidate partner j")
+@register_task(name="matching", category="specificity", sweep_name="candidate partner j", version=2)
 class Matching(Task):
     """K = 8 representations with a shared component; each must pick its own rotated, rescaled, noisy copy.
 
@@ -35,8 +35,8 @@ class Matching(Task):
     pair is compared (x = j). Computed in float64. Class labels: the common mixture's (shared by all).
     Ground truth: Bᵢ is Aᵢ up to a rotation, a scale and moderate noise, while Bⱼ (j ≠ i) shares only the
     common component; the ideal metric rates Bᵢ strictly above every Bⱼ.
-    Score: fraction of i with sim(Aᵢ, Bᵢ) > max_{j≠i} sim(Aᵢ, Bⱼ) (a tie at `scoring.RESOLUTION`, or a
-    non-finite similarity, loses).
+    Score: fraction of i with sim(Aᵢ, Bᵢ) ≥ max_{j≠i} sim(Aᵢ, Bⱼ) + 0.01 (`scoring.EFFECT_FLOOR`: a win needs a
+    margin of 1% of the self-similarity, above the metric's noise; a non-finite similarity loses).
     Source: the sanity check of Kornblith et al. 2019 (ICML) that a layer is most similar to the corresponding
     layer of a network trained from another initialisation, and the specificity tests of Ding et al. 2021
     (NeurIPS), reduced to synthetic data with a known correspondence.
@@ -75,8 +75,8 @@ class Matching(Task):
         K = self.n_representations
         sims = np.full((K, K), -np.inf)
         finite = np.isfinite(curve["similarity"].to_numpy())
-        sims[curve["i"][finite], curve["j"][finite]] = resolved(curve["similarity"][finite])
+        sims[curve["i"][finite], curve["j"][finite]] = curve["similarity"][finite]
         own = np.diag(sims).copy()
         np.fill_diagonal(sims, -np.inf)
-        wins = np.isfinite(own) & (own > sims.max(axis=1))
+        wins = np.isfinite(own) & (own >= sims.max(axis=1) + EFFECT_FLOOR)
         return float(wins.mean())

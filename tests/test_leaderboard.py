@@ -6,13 +6,16 @@ below is worked out from the scores in the records, not read back from the code.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import statistics
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from simstress import metrics
 from simstress.benchmark.cli import main
 from simstress.benchmark.figures import draw
 from simstress.benchmark.leaderboard import HEATMAP, build_board, render, sweep_figure
@@ -56,13 +59,17 @@ def grid() -> list[dict]:
     return recs
 
 
+def passed(metric: str) -> dict:
+    return {"metric": metric, "metric_version": 1, "passed": True, "declared": ["translation"],
+            "observed": ["translation"], "checks": [["invariance:translation", True, ""]]}
+
+
 def conformance() -> dict:
     return {
         "metric_a": {"metric": "metric_a", "metric_version": 1, "passed": False,
                      "declared": ["orthogonal", "translation"], "observed": ["permutation", "translation"],
                      "checks": [["finite_scalar", True, ""], ["invariance:orthogonal", False, "max change 0.3"]]},
-        "metric_c": {"metric": "metric_c", "metric_version": 1, "passed": True, "declared": ["translation"],
-                     "observed": ["translation"], "checks": [["invariance:translation", True, ""]]},
+        "metric_b": passed("metric_b"), "metric_c": passed("metric_c"), "metric_d": passed("metric_d"),
     }
 
 
@@ -78,18 +85,20 @@ def test_scores_ranks_ties_errors_and_skips() -> None:
     b = rows["metric_b"]  # the error counts 0: robustness (0 + 1)/2; the skipped sensitivity is left out
     assert b.categories == pytest.approx({"robustness": 0.5, "sensitivity": None, "specificity": 0.6})
     assert b.overall == pytest.approx(0.55) and b.spread == pytest.approx(0.0)
-    assert rows["metric_d"].overall is None and rows["metric_d"].rank is None
-    assert [(r.metric, r.rank) for r in board.rows] == [("metric_a", 1), ("metric_c", 1), ("metric_b", 3),
+    assert rows["metric_d"].overall is None and rows["metric_d"].apart == ("no task applies to it",)
+    # metric_a scores as metric_c does but fails its conformance check: listed apart, never ranked
+    assert [(r.metric, r.rank) for r in board.rows] == [("metric_c", 1), ("metric_b", 2), ("metric_a", None),
                                                          ("metric_d", None)]
+    assert rows["metric_a"].apart == ("does not conform: fails invariance:orthogonal",)
     assert [t.name for t in board.tasks] == ["r1", "r2", "s1", "p1"]
 
 
 def test_page_shows_every_section() -> None:
     page = render(build_board("smoke", grid(), conformance()), "results/figures")
-    assert "| 1 | `metric_a` | 0.750 | 0.600 | 0.900 | **0.750** | 0.024 |" in page
-    assert "| 1 | `metric_c` |" in page
-    assert "| 3 | `metric_b` | 0.500 | – | 0.600 | **0.550** | 0.000 |" in page
-    assert "| – | `metric_d` | – | – | – | **–** | – |" in page
+    assert "| 1 | `metric_c` | 0.750 | 0.600 | 0.900 | **0.750** | 0.024 |" in page
+    assert "| 2 | `metric_b` | 0.500 | – | 0.600 | **0.550** | 0.000 |" in page
+    assert "| `metric_a` | 0.750 | does not conform: fails invariance:orthogonal |" in page
+    assert "| `metric_d` | – | no task applies to it |" in page
     assert f"[r1](results/figures/{sweep_figure('r1')}) (rob.)" in page and f"results/figures/{HEATMAP}" in page
     assert "| `metric_a` | 0.900 ±0.141 | 0.600 ±0.000 | 0.600 ±0.141 | 0.900 ±0.000 |" in page
     assert "| `metric_b` | ✗[^1] | 1.000 ±0.000 | – | 0.600 ±0.000 |" in page
@@ -100,7 +109,6 @@ def test_page_shows_every_section() -> None:
     assert ("| `metric_a` | **fail**: invariance:orthogonal | orthogonal, translation | permutation, translation | "
             "⚠ declared, not observed: orthogonal; holds, not declared: permutation |") in inv
     assert "| `metric_c` | pass | translation | translation | match |" in inv
-    assert "| `metric_b` | not checked |" in inv
     assert "| `metric_a` | 250 ms | 8 |" in page and "| `metric_d` | – | 0 |" in page
     assert "Scale: `smoke`; seeds: 0, 1; 16 records (4 metrics × 4 tasks)." in page
     assert "Packages: python 3.11.7, torch 2.0." in page
@@ -114,18 +122,94 @@ def test_rendering_is_deterministic_whatever_the_record_order() -> None:
     assert render(build_board("smoke", recs, conformance()), "results/figures") == first
 
 
-def test_incomplete_or_mixed_records_are_flagged() -> None:
+def test_incomplete_or_mixed_records_are_flagged_and_never_ranked() -> None:
     recs = [r for r in grid() if (r["metric"], r["task"]) != ("metric_c", "p1")]
     recs[0] = make_record("metric_a", "r1", [1.0, 0.8], task_version=2)
-    page = render(build_board("smoke", recs, conformance()), "figs")
+    board = build_board("smoke", recs, conformance())
+    page = render(board, "figs")
     assert "⚠ 1 metric × task cells have no record (`metric_c` × `p1`)" in page
     assert "⚠ task `r1` has records at versions [1, 2]: rerun `simstress run --tasks 'r1'`." in page
+    # one cell deleted (metric_c) or one stale cell (the others' r1 is at version 1): nothing ranks above a
+    # complete row by losing a poor cell
+    apart = {r.metric: r.apart for r in board.apart}
+    assert apart["metric_c"][0] == "incomplete: no current record on r1, p1"
+    assert apart["metric_b"] == ("incomplete: no current record on r1",)
+    assert board.ranked == []
 
 
-def test_rounding_ties_share_a_rank() -> None:
-    recs = [make_record("m1", "r1", [0.5, 0.5]), make_record("m2", "r1", [0.50004, 0.50004]),
-            make_record("m3", "r1", [0.4, 0.4])]
-    assert [(r.metric, r.rank) for r in build_board("smoke", recs, {}).rows] == [("m1", 1), ("m2", 1), ("m3", 3)]
+def test_one_cell_never_ranks_first() -> None:
+    recs = grid() + [make_record("lucky", "r2", [1.0, 1.0])]
+    board = build_board("smoke", recs, {**conformance(), "lucky": passed("lucky")})
+    assert [r.metric for r in board.ranked] == ["metric_c", "metric_b"]
+    assert dict((r.metric, r.apart) for r in board.apart)["lucky"] == ("incomplete: no current record on r1, s1, p1",)
+
+
+def test_only_equal_unrounded_scores_tie() -> None:
+    recs = [make_record(m, "r1", s) for m, s in (("m1", [0.5, 0.5]), ("m2", [0.50004, 0.50004]),
+                                                ("m3", [0.4, 0.4]), ("m4", [0.4, 0.4]))]
+    board = build_board("smoke", recs, {m: passed(m) for m in ("m1", "m2", "m3", "m4")})
+    assert [(r.metric, r.rank) for r in board.rows] == [("m2", 1), ("m1", 2), ("m3", 3), ("m4", 3)]
+
+
+def test_uninstalled_unchecked_and_stale_reports_are_listed_apart() -> None:
+    conf = {**conformance(), "metric_b": {**passed("metric_b"), "metric_version": 2}}
+    del conf["metric_d"]
+    board = build_board("smoke", grid(), conf, installed=lambda m: m != "metric_c")
+    apart = {r.metric: r.apart for r in board.apart}
+    assert apart["metric_c"] == ("not installed: no registered metric has this id (`simstress prune` removes its "
+                                 "records)",)
+    assert apart["metric_b"][0].startswith("not checked at the version of its records (report: version 2")
+    assert apart["metric_d"][0].startswith("not checked: no conformance report")
+    assert board.ranked == []
+
+
+def test_saturation_and_rank_stability() -> None:
+    scores = {"m1": {"r1": 1.0, "r2": 1.0, "s1": 0.2, "p1": 1.0}, "m2": {"r1": 0.5, "r2": 0.5, "s1": 0.9, "p1": 1.0},
+              "m3": {"r1": 0.9, "r2": 0.7, "s1": 0.3, "p1": 1.0}}
+    recs = [make_record(m, t, [v, v]) for m, row in scores.items() for t, v in row.items()]
+    board = build_board("smoke", recs, {m: passed(m) for m in scores})
+    assert board.saturated == {"p1"}  # every metric 1.0 there; r2's median is 0.7
+    # headline (equal categories): m1 (1 + 0.2 + 1)/3 = 0.733, m2 (0.5 + 0.9 + 1)/3 = 0.8, m3 (0.8 + 0.3 + 1)/3 = 0.7
+    assert board.stability.ranks["equal categories"] == {"m2": 1, "m1": 2, "m3": 3}
+    # equal tasks: m1 3.2/4 = 0.8, m2 2.9/4 = 0.725, m3 2.9/4 = 0.725 (a tie)
+    assert board.stability.ranks["equal tasks"] == {"m1": 1, "m2": 2, "m3": 2}
+    assert board.stability.ranks["without sensitivity"] == {"m1": 1, "m3": 2, "m2": 3}
+    assert board.stability.tau["without specificity"] == pytest.approx(1.0)  # p1 is the same for all
+    assert board.stability.tau["without sensitivity"] == pytest.approx(-1 / 3)
+    page = render(board, "figs")
+    assert "⚠ Saturated" in page and "⚠ saturated (median ranked score ≥ 0.99)" in page
+    assert "| `m2` | 1 | 2 | 1 | 3 | 1 |" in page  # equal categories, equal tasks, without rob./sens./spec.
+
+
+def test_text_from_records_cannot_break_or_inject_the_page() -> None:
+    hostile = "x|y`z<script>alert(1)</script>[click](http://evil)"
+    recs = [make_record(hostile, t, [0.5, 0.5]) for t in CATS]
+    recs[0] = make_record(hostile, "r1", status="error", message="**bold** | `code` <img src=x> [a](b)")
+    for rec in recs:
+        rec["task_info"]["summary"] = "summary with | and <b>html</b> and [link](http://evil)"
+    page = render(build_board("smoke", recs, {hostile: passed(hostile)}), "figs")
+    outside_code = re.sub(r"(`+)(?!`).*?(?<!`)\1(?!`)", "", page)  # a code span shows its text literally
+    assert "<script>" not in outside_code and "<img" not in outside_code and "<b>" not in outside_code
+    assert "](http" not in outside_code  # no live link
+    table = [line for line in page.splitlines() if line.startswith("| ") and "x\\|y" in line]
+    assert table and all(len(re.findall(r"(?<!\\)\|", line)) == len(re.findall(r"(?<!\\)\|", table[0]))
+                         for line in table if line.count("0.500") == 4)
+    assert "``x\\|y`z<script>alert(1)</script>[click](http://evil)``" in page  # the id, intact, in code
+
+
+@pytest.fixture
+def grid_metrics() -> Iterator[None]:
+    """The grid's metric ids registered (as throw-away metrics), so the CLI sees them installed."""
+    for name in ("metric_a", "metric_b", "metric_c", "metric_d"):
+        metrics.register(name=name, cost="O(1)", reference="test only")(_one)
+    yield
+    for name in ("metric_a", "metric_b", "metric_c", "metric_d"):
+        metrics.REGISTRY.remove(name)
+
+
+def _one(X, Y):
+    """1 (test fixture)."""
+    return X.new_ones(())
 
 
 def _store(tmp_path: Path) -> ResultStore:
@@ -137,7 +221,8 @@ def _store(tmp_path: Path) -> ResultStore:
     return store
 
 
-def test_cli_renders_page_and_figures_and_check_catches_staleness(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_cli_renders_page_and_figures_and_check_catches_staleness(tmp_path: Path, monkeypatch, capsys,
+                                                                  grid_metrics: None) -> None:
     store = _store(tmp_path)
     monkeypatch.chdir(tmp_path)
     assert main(["leaderboard", "--scale", "smoke", "--check"]) == 1  # no page yet
@@ -169,6 +254,54 @@ def test_cli_renders_page_and_figures_and_check_catches_staleness(tmp_path: Path
     (store.figures_dir / sweep_figure("s1")).unlink()
     assert main(["leaderboard", "--scale", "smoke", "--check"]) == 1
     assert "figures missing" in capsys.readouterr().out
+
+
+def test_check_fails_on_rows_that_want_records_or_an_installed_metric(tmp_path: Path, monkeypatch, capsys,
+                                                                      grid_metrics: None) -> None:
+    store = _store(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    store.record_path("smoke", "p1", "metric_c").unlink()
+    assert main(["leaderboard", "--scale", "smoke"]) == 0
+    assert main(["leaderboard", "--scale", "smoke", "--check"]) == 1
+    assert "metric_c: incomplete: no current record on p1" in capsys.readouterr().out
+    metrics.REGISTRY.remove("metric_b")  # as if its plugin were uninstalled
+    assert main(["leaderboard", "--scale", "smoke"]) == 0
+    assert main(["leaderboard", "--scale", "smoke", "--check"]) == 1
+    assert "metric_b: not installed" in capsys.readouterr().out
+    assert "| `metric_b` | 0.550 | not installed" in Path("leaderboard.md").read_text()
+
+
+def test_prune_removes_records_of_what_is_not_installed(tmp_path: Path, capsys) -> None:
+    store = ResultStore(tmp_path / "results")
+    for metric in ("linear_cka", "gone_metric"):
+        rec = make_record(metric, "s1", [0.5, 0.5])
+        rec["task"] = "noise_sweep"
+        store.save_record(rec)
+        store.save_conformance(passed(metric))
+    rec = make_record("linear_cka", "s1", [0.5, 0.5])
+    rec["task"] = "gone_task"
+    store.save_record(rec)
+    assert main(["prune", "--results", str(store.root), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would remove 3 file(s)" in out and "gone_metric.json" in out and "gone_task" in out
+    assert len(list(store.root.rglob("*.json"))) == 5
+    assert main(["prune", "--results", str(store.root)]) == 0
+    left = sorted(p.relative_to(store.root).as_posix() for p in store.root.rglob("*.json"))
+    assert left == ["conformance/linear_cka.json", "records/smoke/noise_sweep/linear_cka.json"]
+
+
+@pytest.mark.parametrize("bad", [1.7, -5, None, "abc", float("nan")])
+def test_a_hand_edited_score_is_caught_not_ranked(tmp_path: Path, capsys, bad) -> None:
+    store = _store(tmp_path)
+    for metric, task in (("metric_a", "r1"), ("metric_c", "s1")):
+        path = store.record_path("smoke", task, metric)
+        rec = json.loads(path.read_text())
+        rec["score"] = bad
+        path.write_text(json.dumps(rec))  # NaN is written as the non-JSON token NaN, as an editor might
+    assert main(["leaderboard", "--scale", "smoke", "--results", str(store.root)]) == 2
+    err = capsys.readouterr().err
+    assert "2 invalid record(s)" in err and "r1/metric_a.json" in err and "s1/metric_c.json" in err
+    assert "is not a finite number in [0, 1]" in err or "unreadable record" in err
 
 
 def test_output_and_results_paths_are_configurable(tmp_path: Path, capsys) -> None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 import torch
@@ -48,7 +51,7 @@ class NoiseSweep(tasks.Task):
     sizes = {"smoke": {"n": 30, "p": 4}, "default": {"n": 30, "p": 4}}
 
     def __init__(self, name: str = "noise_a", category: str = "sensitivity", version: int = 1,
-                 labels: bool = True, fail: dict[str, BaseException] | None = None) -> None:
+                 labels: bool = True, fail: dict[str, BaseException | Callable[[], object]] | None = None) -> None:
         self.name, self.category, self.version = name, category, version
         self.sweep_name, self.log_x = "noise s", True
         self.labels, self.fail = labels, fail or {}
@@ -70,8 +73,11 @@ class NoiseSweep(tasks.Task):
 
     def evaluate(self, metric, setup):
         self.calls.append((metric.id, setup.details["seed"]))
-        if metric.id in self.fail:
-            raise self.fail[metric.id]
+        failure = self.fail.get(metric.id)
+        if isinstance(failure, BaseException):
+            raise failure
+        if failure is not None:
+            failure()  # e.g. a real Ctrl-C, a sleep, sys.exit
         return super().evaluate(metric, setup)
 
 
@@ -248,7 +254,7 @@ def test_a_task_without_the_scale_is_skipped(tmp_path: Path) -> None:
 
 def test_ctrl_c_keeps_finished_records_and_the_next_run_resumes(tmp_path: Path) -> None:
     ids = ["linear_cka", "procrustes", "rsa"]
-    summary = _run(tmp_path, ids, [NoiseSweep(fail={"procrustes": KeyboardInterrupt()})])
+    summary = _run(tmp_path, ids, [NoiseSweep(fail={"procrustes": lambda: os.kill(os.getpid(), signal.SIGINT)})])
     assert summary.interrupted and summary.computed == {"ok": 1}
     folder = tmp_path / "records/smoke/noise_a"
     assert sorted(p.name for p in folder.iterdir()) == ["linear_cka.json"]  # no temporary file left
@@ -256,6 +262,62 @@ def test_ctrl_c_keeps_finished_records_and_the_next_run_resumes(tmp_path: Path) 
     resumed = NoiseSweep()
     assert _run(tmp_path, ids, [resumed]).computed == {"ok": 2}
     assert [m for m, _ in resumed.calls] == ["procrustes", "procrustes", "rsa", "rsa"]
+
+
+def test_a_hanging_cell_is_cut_off_recorded_and_not_waited_on_again(tmp_path: Path) -> None:
+    ids = ["linear_cka", "procrustes", "rsa"]
+    hang = NoiseSweep(fail={"procrustes": lambda: time.sleep(60)})
+    start = time.perf_counter()
+    summary = _run(tmp_path, ids, [hang], timeout_s=0.5)
+    assert time.perf_counter() - start < 30 and summary.computed == {"ok": 2, "error": 1}
+    rec = json.loads((tmp_path / "records/smoke/noise_a/procrustes.json").read_text())
+    assert rec["error"]["type"] == "TimeoutError" and "time limit of 0.5 s" in rec["error"]["message"]
+    again = NoiseSweep(fail={"procrustes": lambda: time.sleep(60)})
+    assert sum(_run(tmp_path, ids, [again], timeout_s=0.5).computed.values()) == 0 and again.calls == []
+
+
+@pytest.mark.parametrize(("failure", "message"), [
+    (lambda: sys.exit(3), "called sys.exit(3)"),
+    (KeyboardInterrupt("from the plugin"), "raised KeyboardInterrupt(from the plugin)"),
+    (GeneratorExit(), "raised GeneratorExit"),
+])
+def test_a_cell_that_exits_or_raises_a_base_exception_is_an_error(tmp_path: Path, failure, message: str) -> None:
+    summary = _run(tmp_path, ["linear_cka", "procrustes"], [NoiseSweep(fail={"procrustes": failure})])
+    assert not summary.interrupted and summary.computed == {"ok": 1, "error": 1}
+    assert message in json.loads((tmp_path / "records/smoke/noise_a/procrustes.json").read_text())["error"]["message"]
+
+
+def test_a_record_that_cannot_be_written_stops_the_run_and_says_which(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(self, record):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ResultStore, "save_record", disk_full)
+    summary = _run(tmp_path, ["linear_cka", "procrustes"], [NoiseSweep()])
+    assert summary.unsaved == "linear_cka × noise_a: [Errno 28] No space left on device"
+    assert any("could not be written" in line for line in summary.lines())
+
+
+def test_invalid_records_are_recomputed(tmp_path: Path) -> None:
+    _run(tmp_path, ["linear_cka", "procrustes"], [NoiseSweep()])
+    path = tmp_path / "records/smoke/noise_a/procrustes.json"
+    rec = json.loads(path.read_text())
+    rec["score"] = 1.7
+    path.write_text(json.dumps(rec))
+    summary = _run(tmp_path, ["linear_cka", "procrustes"], [NoiseSweep()])
+    assert summary.computed == {"ok": 1} and summary.current == 1
+    assert json.loads(path.read_text())["score"] <= 1.0
+
+
+def test_force_recomputes_every_value_to_the_last_bit(tmp_path: Path) -> None:
+    ids = metrics.list_metrics()
+    _run(tmp_path, ids, [NoiseSweep()], conformance=False)
+    first = {p.name: json.loads(p.read_text()) for p in (tmp_path / "records/smoke/noise_a").glob("*.json")}
+    _run(tmp_path, ids, [NoiseSweep()], conformance=False, force=True)
+    for name, rec in first.items():
+        again = json.loads((tmp_path / "records/smoke/noise_a" / name).read_text())
+        assert [r["curve"] for r in again["runs"]] == [r["curve"] for r in rec["runs"]], name
+        assert again["score"] == rec["score"], name
 
 
 def test_a_crash_while_writing_leaves_the_old_record_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -301,8 +363,9 @@ def test_metric_ids_map_to_reversible_file_names() -> None:
 def test_select_metrics_takes_exact_ids_globs_and_names_the_closest() -> None:
     assert select_metrics("rbf_cka[sigma=0.5]") == ["rbf_cka[sigma=0.5]"]
     assert select_metrics("rbf_cka[sigma=2.0]") == ["rbf_cka[sigma=2]"]  # any parameters, canonical id
-    assert select_metrics("rbf_cka*,linear_cka") == ["rbf_cka", "rbf_cka[sigma=0.2]", "rbf_cka[sigma=0.5]",
-                                                      "linear_cka"]
+    rbf = metrics.list_metrics("rbf_cka*")
+    assert rbf[0] == "rbf_cka" and {"rbf_cka[sigma=0.2]", "rbf_cka[sigma=0.5]"} <= set(rbf)
+    assert select_metrics("rbf_cka*,linear_cka") == [*rbf, "linear_cka"]
     with pytest.raises(metrics.UnknownNameError, match="closest: linear_cka"):
         select_metrics("linear_ckaa")
     with pytest.raises(metrics.UnknownNameError, match="no metric matches"):

@@ -16,7 +16,8 @@ import torch
 
 from simstress import metrics, tasks
 from simstress.core.artifacts import ArtifactSpec, ArtifactStore
-from simstress.core.task import CATEGORIES, DOC_SECTIONS, SCALES
+from simstress.core.constants import CATEGORIES, SCALES
+from simstress.core.task import DOC_SECTIONS
 
 NAMES = tasks.list_tasks()
 
@@ -34,9 +35,10 @@ def case_tensors(t: tasks.Task, setup: tasks.Setup) -> list[torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def constant_metric() -> Iterator[metrics.Metric]:
-    @metrics.register(name="test_constant_task_suite", cost="O(1)", reference="test only")
+    @metrics.register(name="test_constant_task_suite", cost="O(1)", reference="test only",
+                      invariances=metrics.INVARIANCES)
     def constant(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-        """Always 0.7, whatever the inputs."""
+        """Always 0.7, whatever the inputs (so invariant to everything)."""
         return torch.tensor(0.7, dtype=X.dtype, device=X.device)
 
     yield metrics.get_metric("test_constant_task_suite")

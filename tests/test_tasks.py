@@ -41,7 +41,7 @@ def random_metric() -> Iterator[str]:
         """Uniform noise in [0, 1), independent of the inputs (self-comparison included)."""
         return torch.rand((), generator=gen, dtype=torch.float64).to(X.device, X.dtype)
 
-    yield from registered("test_random", random)
+    yield from registered("test_random", random, invariances=metrics.INVARIANCES)  # input-independent
 
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -156,9 +156,34 @@ def test_label_metrics_are_not_applicable_without_labels() -> None:
     with pytest.raises(tasks.NotApplicable, match="needs class labels"):
         evaluate(t, "probe_accuracy")
     assert not issubclass(tasks.NotApplicable, ValueError)  # distinct from a metric's InputError
-    # a metric failing on the data is an error cell, not a skip: CCA refuses p >= n
-    with pytest.raises(metrics.InputError):
-        evaluate(t, "cca_mean")
+
+
+def test_a_refused_case_counts_as_the_worst_and_refusing_everything_is_an_error() -> None:
+    r = evaluate("independent_highdim", "cca_mean")  # CCA refuses p >= n − 1: p/n = 1, 2, 5, 10 of the sweep
+    refused = r.curve["refused"].notna()
+    assert r.details["n_refused"] == 4 and list(r.curve["x"][refused]) == [1.0, 2.0, 5.0, 10.0]
+    assert r.curve["refused"][refused].str.contains("every canonical correlation is 1").all()
+    kept = r.curve["similarity"][~refused]
+    assert r.score == pytest.approx((1 - kept.clip(0, 1)).sum() / 6) and r.score <= 2 / 6
+
+    def refuses(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        """Refuses every input."""
+        raise metrics.InputError("this metric refuses everything")
+
+    for name in registered("test_refuses", refuses):
+        with pytest.raises(metrics.InputError, match="refuses everything"):
+            evaluate("noise_sweep", name)
+
+
+def test_a_nonfinite_value_is_an_error_never_a_score() -> None:
+    def nan_metric(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        """NaN whatever the inputs."""
+        return torch.full((), math.nan, dtype=X.dtype)
+
+    for name in registered("test_nan", nan_metric, invariances=metrics.INVARIANCES):
+        for task in BATTERY:  # on independent_highdim a NaN clipped to 0 used to score a perfect 1 − 0
+            with pytest.raises(tasks.NonFiniteOutput, match="returned nan"):
+                evaluate(task, name)
 
 
 def test_labels_reach_label_metrics() -> None:

@@ -42,13 +42,25 @@ def git_commit() -> str:
     return f"{head}-dirty" if dirty else head
 
 
+def available_devices() -> list[str]:
+    """The devices torch can compute on here: cpu, then cuda:0, cuda:1, ..."""
+    return ["cpu", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+
+
 def resolve_device(device: str | None) -> str:
-    """`None` picks CUDA when present, else CPU; an explicit "cuda" without CUDA is a clear error."""
+    """`None` picks CUDA when present, else CPU; an unknown name or a missing GPU is a clear error."""
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} asked for, but torch sees no CUDA device; use --device cpu")
-    torch.device(device)  # raises on a malformed name such as "gpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; available here: {', '.join(available_devices())}") from None
+    if parsed.type == "cuda" and (not torch.cuda.is_available()
+                                  or (parsed.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"--device {device} asked for, but torch sees no such CUDA device; available here: "
+                         f"{', '.join(available_devices())}")
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not supported; available here: {', '.join(available_devices())}")
     return device
 
 

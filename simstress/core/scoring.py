@@ -1,9 +1,12 @@
 """Score formulas shared by the tasks; each maps oriented, self-normalised similarities to [0, 1].
 
-A non-finite similarity (the metric returned NaN/Inf, or its self-similarity on the reference was not positive)
-counts as the worst behaviour for the task: 0 where higher is better, a failed comparison elsewhere. Orders and
-wins are read at RESOLUTION: a metric that is constant up to rounding noise (e.g. mean CCA after deleting
-principal components, 1 − 1e-15 against 1) has no order and wins nothing.
+A non-finite similarity (the metric refused the case, or its self-similarity on the reference was not positive)
+counts as the worst behaviour for the task: 0 where higher is better, 1 where lower is better, a failed
+comparison elsewhere. (A metric that returns NaN or Inf never reaches a score: `Task.evaluate` makes that an
+error cell.) Orders are read at RESOLUTION, so rounding noise is no order; but an order is not an effect either:
+a score that rewards a change of similarity requires one larger than the metric's own noise. A win needs a margin
+of at least EFFECT_FLOOR (1% of the self-similarity), and a sweep's order earns full credit only once the
+similarity moves by FULL_EFFECT (10% of it) across the sweep, pro rata below (`effect_weight`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import numpy as np
 from scipy import stats
 
 RESOLUTION = 1e-9  # similarities are normalised to ~[0, 1]; float64 rounding noise in metrics stays far below
+EFFECT_FLOOR = 0.01  # the smallest margin of similarity that counts as a win
+FULL_EFFECT = 0.1  # the range of similarity over a sweep that earns an order full credit
 
 
 def resolved(s: np.ndarray) -> np.ndarray:
@@ -21,10 +26,10 @@ def resolved(s: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(s, dtype=np.float64) / RESOLUTION) * RESOLUTION
 
 
-def clip01(s: np.ndarray) -> np.ndarray:
-    """clip(s, 0, 1) with non-finite values mapped to 0."""
+def clip01(s: np.ndarray, nonfinite: float = 0.0) -> np.ndarray:
+    """clip(s, 0, 1) with non-finite values mapped to `nonfinite` (the worst value: 0 where higher is better)."""
     s = np.asarray(s, dtype=np.float64)
-    return np.clip(np.where(np.isfinite(s), s, 0.0), 0.0, 1.0)
+    return np.clip(np.where(np.isfinite(s), s, nonfinite), 0.0, 1.0)
 
 
 def mean_clipped(s: np.ndarray) -> float:
@@ -41,3 +46,14 @@ def positive_spearman(a: np.ndarray, b: np.ndarray) -> float:
         warnings.simplefilter("ignore", stats.ConstantInputWarning)
         rho = stats.spearmanr(a, b).statistic
     return float(max(0.0, rho)) if np.isfinite(rho) else 0.0
+
+
+def effect_weight(s: np.ndarray) -> float:
+    """min(1, (max s − min s) / FULL_EFFECT): how much of an order's credit the size of the change earns.
+
+    0 when a similarity is non-finite (the worst outcome).
+    """
+    s = np.asarray(s, dtype=np.float64)
+    if not np.isfinite(s).all():
+        return 0.0
+    return float(min(1.0, (s.max() - s.min()) / FULL_EFFECT))

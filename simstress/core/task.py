@@ -23,22 +23,17 @@ import pandas as pd
 import torch
 
 from .artifacts import Artifact, ArtifactSpec
+from .inputs import InputError
 from .metric import Metric
+from .constants import CATEGORIES, SCALES
 from .registry import Registry
 
-# The three categories, in display order, with what the ideal metric does in each (shown on the leaderboard).
-CATEGORIES = {
-    "robustness": "the task applies a change that preserves what the network computes (outlier shift, "
-                  "separable class translation, invertible linear map, ...); the ideal metric keeps the "
-                  "similarity at self-similarity",
-    "sensitivity": "the task applies a change that alters what the network computes (noise, principal-component "
-                   "deletion, independent data, ...); the ideal metric's similarity falls, in the order of the "
-                   "damage",
-    "specificity": "the right pair must win (e.g. the corresponding layer across seeds or training recipes)",
-}
-SCALES = ("smoke", "default", "full")
 DOC_SECTIONS = ("Construction:", "Ground truth:", "Score:", "Source:")
 Built = Mapping[str, Artifact]  # the built artifacts a set-up is made from, by the names `Task.artifacts` gives
+
+
+class NonFiniteOutput(RuntimeError):
+    """A metric returned NaN or Inf: a silent failure, recorded as an error cell, never scored."""
 
 
 class NotApplicable(Exception):
@@ -100,6 +95,8 @@ class Task:
     sweep_name: ClassVar[str]
     log_x: ClassVar[bool]
     sizes: ClassVar[Mapping[str, Mapping[str, Any]]]
+    # Seconds one cell (a metric on every seed of a scale) may take before the runner records it as an error.
+    timeout_s: ClassVar[Mapping[str, float]] = {"smoke": 300.0, "default": 1800.0, "full": 6 * 3600.0}
 
     def __repr__(self) -> str:
         return f"<task {self.name} ({self.category}, v{self.version})>"
@@ -132,6 +129,13 @@ class Task:
         """The task's score in [0, 1] from the curve (column `similarity` plus the ground-truth columns)."""
         raise NotImplementedError
 
+    def not_applicable(self, metric: Metric, setup: Setup) -> str | None:
+        """Why this task cannot score `metric` at all (recorded as a skip), or None; by default only a metric
+        that needs class labels on data without them."""
+        if metric.spec.needs_labels and setup.labels is None:
+            return f"{metric.id} needs class labels; task {self.name!r} has none (its data carry no class structure)"
+        return None
+
     def setup(self, scale: str = "default", seed: int = 0, device: torch.device | str | None = None,
               artifacts: Built | None = None) -> Setup:
         """Build the seeded data of (scale, seed) on `device`, from the built `artifacts` the task declares.
@@ -155,36 +159,56 @@ class Task:
     def evaluate(self, metric: Metric, setup: Setup) -> TaskResult:
         """Score one metric on one set-up: its self-normalised, oriented similarity on every case, then the score.
 
-        Raises `NotApplicable` when the metric needs labels and the task has none; any error of the metric itself
-        propagates.
+        A case the metric refuses with `InputError` (e.g. CCA when p ≥ n) is kept with a NaN similarity, which
+        every score counts as the worst outcome, and the refusal in the curve's `refused` column; when it refuses
+        every case, the error propagates (an error cell). A non-finite value is never scored: it raises
+        `NonFiniteOutput` (an error cell), since a metric must return a number or refuse. Raises `NotApplicable`
+        when the metric needs labels and the task has none; any other error of the metric propagates.
         """
         if not isinstance(metric, Metric):
             raise TypeError(f"evaluate takes a Metric (simstress.get_metric(id)), got {type(metric).__name__}")
-        if metric.spec.needs_labels and setup.labels is None:
-            raise NotApplicable(f"{metric.id} needs class labels; task {self.name!r} has none (its data carry no "
-                                f"class structure)")
+        reason = self.not_applicable(metric, setup)
+        if reason:
+            raise NotApplicable(reason)
 
-        def oriented(X: torch.Tensor, Y: torch.Tensor) -> tuple[float, float]:
-            raw = float(metric(X, Y, labels=setup.labels))
+        def oriented(case: Case, other: torch.Tensor) -> tuple[float, float]:
+            raw = float(metric(case.reference, other, labels=setup.labels))
+            if not math.isfinite(raw):
+                raise NonFiniteOutput(f"{metric.id} returned {raw} on case x = {case.x:g} of task {self.name!r} "
+                                      f"(reference {case.ref_key!r}); a metric must return a finite value, or raise "
+                                      f"InputError for input it cannot score")
             return raw, float(metric.as_similarity(raw))
 
-        self_sims: dict[Hashable, float] = {}
-        rows = []
+        self_sims: dict[Hashable, float | InputError] = {}
+        rows, refusals = [], []
         with torch.no_grad():
             for case in self.cases(setup):
                 if case.ref_key not in self_sims:
-                    self_sims[case.ref_key] = oriented(case.reference, case.reference)[1]
+                    try:
+                        self_sims[case.ref_key] = oriented(case, case.reference)[1]
+                    except InputError as exc:
+                        self_sims[case.ref_key] = exc
                 ref = self_sims[case.ref_key]
-                raw, sim = oriented(case.reference, case.other)
-                norm = sim / ref if math.isfinite(ref) and ref > 0 else math.nan
-                rows.append({"x": float(case.x), "similarity": norm, "raw": raw, "self_similarity": ref,
-                             **case.truth})
+                try:
+                    if isinstance(ref, InputError):
+                        raise ref
+                    raw, sim = oriented(case, case.other)
+                    norm, refused = (sim / ref if math.isfinite(ref) and ref > 0 else math.nan), None
+                except InputError as exc:
+                    raw, norm, refused = math.nan, math.nan, str(exc)
+                    refusals.append(exc)
+                rows.append({"x": float(case.x), "similarity": norm, "raw": raw,
+                             "self_similarity": ref if isinstance(ref, float) else math.nan, **case.truth,
+                             **({"refused": refused} if refused else {})})
+        if refusals and len(refusals) == len(rows):
+            raise refusals[0]
         curve = pd.DataFrame(rows)
         score = float(self.score(curve, setup))
         if not 0.0 <= score <= 1.0:
             raise RuntimeError(f"task {self.name!r} computed score {score!r} outside [0, 1]: a bug in the task")
         n_bad = int((~curve["similarity"].map(math.isfinite)).sum())
-        details = {**setup.details, "n_cases": len(curve), "n_nonfinite": n_bad}
+        details = {**setup.details, "n_cases": len(curve), "n_nonfinite": n_bad,
+                   **({"n_refused": len(refusals)} if refusals else {})}
         return TaskResult(self.name, metric.id, score, curve, details)
 
 
