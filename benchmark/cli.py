@@ -156,14 +156,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------------- run
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from simstress.core.provenance import resolve_device
+    from simstress.core.provenance import run_device
 
     from . import runner
     from .plan import select_metrics, select_tasks
     from .records import ResultStore
 
     load_plugins(args.strict)
-    device = resolve_device(args.device)
+    device = run_device(args.device)
     store = ResultStore(args.results)
     store.check_writable()
     metric_ids, task_names = select_metrics(args.metrics), select_tasks(args.tasks)
@@ -193,7 +193,7 @@ def installed(metric_id: str) -> bool:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from simstress.core.files import write_atomic
 
-    from .leaderboard import HEATMAP, build_board, render, sweep_figure
+    from .leaderboard import build_board, render
     from .records import ResultStore
 
     load_plugins(args.strict)
@@ -212,8 +212,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             _say(f"{output} is stale: it differs from what the records give. Rerun `simstress leaderboard`.",
                  *diff[:60], *(["..."] if len(diff) > 60 else []))
             return EXIT_FAILED
-        names = [HEATMAP, *(sweep_figure(t.name) for t in board.sweep_tasks())]
-        missing = [n for n in names if not (store.figures_dir / n).is_file()]
+        missing = [n for n in board.figures() if not (store.figures_dir / n).is_file()]
         if missing:
             _say(f"figures missing from {store.figures_dir}: {', '.join(missing)}; rerun `simstress leaderboard`")
             return EXIT_FAILED

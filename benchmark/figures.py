@@ -22,7 +22,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from simstress.core.files import write_atomic  # noqa: E402
 
-from .leaderboard import HEATMAP, Board, Task, sweep_figure  # noqa: E402
+from .leaderboard import HEATMAP, RBF_FIGURE, RBF_TASK, Board, Task, rbf_variant, sweep_figure  # noqa: E402
 
 DPI = 100
 
@@ -99,6 +99,25 @@ def sweep_png(board: Board, task: Task, palette: dict[str, tuple]) -> bytes:
     return _png(fig)
 
 
+def rbf_conventions_png(board: Board) -> bytes:
+    """Similarity on RBF_TASK against c: colour = σ, solid = ordinary median, dashed = lower median."""
+    task = next(t for t in board.tasks if t.name == RBF_TASK)
+    data = curves(board, task)
+    data = data[data["metric"].isin(board.rbf_conventions())]
+    variants = {m: rbf_variant(m) for m in set(data["metric"])}
+    data = data.assign(sigma=data["metric"].map(lambda m: f"σ = {variants[m][0]:g}"),
+                       median=data["metric"].map(lambda m: f"{variants[m][1]} median"))
+    fig = Figure(figsize=(7.0, 4.5))
+    ax = fig.add_subplot()
+    sns.lineplot(data, x="x", y="similarity", hue="sigma", style="median", style_order=["ordinary median",
+                 "lower median"], errorbar="sd", markers=True, ax=ax)
+    ax.set_xlabel(task.sweep_name)
+    ax.set_ylabel("RBF CKA similarity")
+    ax.set_title(f"{RBF_TASK}: the bandwidth convention decides the curve")
+    ax.legend(bbox_to_anchor=(1.02, 1.0), loc="upper left", fontsize="small", frameon=False)
+    return _png(fig)
+
+
 def draw(board: Board, out_dir: Path) -> list[Path]:
     """Write every figure of the board into out_dir and delete sweep figures there that it no longer makes."""
     with matplotlib.style.context("default"), sns.plotting_context("notebook"):
@@ -107,9 +126,11 @@ def draw(board: Board, out_dir: Path) -> list[Path]:
         with sns.axes_style("whitegrid"):
             palette = _palette(board)
             pngs.update({sweep_figure(t.name): sweep_png(board, t, palette) for t in board.sweep_tasks()})
+            if board.rbf_conventions():
+                pngs[RBF_FIGURE] = rbf_conventions_png(board)
     for name, png in pngs.items():
         write_atomic(out_dir / name, png)
-    for old in out_dir.glob(sweep_figure("*")):  # only the board's own kind: perf plots live here too
-        if old.name not in pngs:
+    for old in [*out_dir.glob(sweep_figure("*")), out_dir / RBF_FIGURE]:  # the board's own: perf plots live here too
+        if old.name not in pngs and old.exists():
             old.unlink()
     return [out_dir / name for name in sorted(pngs)]

@@ -20,15 +20,15 @@ from __future__ import annotations
 import html
 import re
 import statistics
-from urllib.parse import quote
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable
-
-from simstress.core.registry import natural_key
-from simstress.core.constants import CATEGORIES
+from urllib.parse import quote
 
 from scipy import stats
+
+from simstress.core.constants import CATEGORIES
+from simstress.core.registry import natural_key
 
 from .records import RecordError
 
@@ -36,6 +36,23 @@ SHORT = {"robustness": "rob.", "sensitivity": "sens.", "specificity": "spec."}
 SATURATED = 0.99  # a task on which the median ranked metric scores at least this separates few metrics
 DIGITS = 3
 HEATMAP = "scores_heatmap.png"
+# Davari et al. 2023 (Fig. 4a) take the lower median of the pairwise distances as the RBF bandwidth, Kornblith et
+# al.'s code the ordinary median; with two equal cubes the median sits on the boundary between within- and
+# between-cube distances, so the convention decides the curve. This figure shows both where the records have both.
+RBF_TASK, RBF_FIGURE = "subset_translation", "rbf_bandwidth_subset_translation.png"
+_RBF_ID = re.compile(r"^rbf_cka(?:\[(.*)\])?$")
+
+
+def rbf_variant(metric_id: str) -> tuple[float, str] | None:
+    """(sigma, median convention) of an rbf_cka id, None for any other id."""
+    m = _RBF_ID.match(metric_id)
+    if not m:
+        return None
+    params = dict(p.split("=", 1) for p in m.group(1).split(",")) if m.group(1) else {}
+    try:
+        return float(params.get("sigma", 1.0)), params.get("median", "ordinary")
+    except ValueError:
+        return None
 
 
 def sweep_figure(task: str) -> str:
@@ -116,6 +133,17 @@ class Board:
     @property
     def apart(self) -> list[Row]:
         return [r for r in self.rows if r.rank is None]
+
+    def rbf_conventions(self) -> list[str]:
+        """The rbf_cka ids with curves on RBF_TASK, when both median conventions are among them (else empty)."""
+        ids = sorted({r["metric"] for r in self.records if r["task"] == RBF_TASK and r["status"] == "ok"
+                      and rbf_variant(r["metric"]) is not None}, key=natural_key)
+        return ids if len({rbf_variant(m)[1] for m in ids}) > 1 else []
+
+    def figures(self) -> list[str]:
+        """The figure files the page links to."""
+        return [HEATMAP, *(sweep_figure(t.name) for t in self.sweep_tasks()),
+                *([RBF_FIGURE] if self.rbf_conventions() else [])]
 
     def sweep_tasks(self) -> list[Task]:
         """Tasks with a sweep variable and at least one recorded curve: each gets a figure."""
@@ -508,6 +536,13 @@ def render(board: Board, figures: str) -> str:
                   "seeds, band ± one standard deviation).", ""]
         for t in sweeps:
             lines += [f"### {_md(t.name)}", "", f"![{_md(t.name)}]({_url(figures, sweep_figure(t.name))})", ""]
+    if board.rbf_conventions():
+        lines += ["## RBF bandwidth: ordinary or lower median", "",
+                  f"RBF CKA's bandwidth is σ times a median of the pairwise distances. Kornblith et al. 2019's code "
+                  f"takes the ordinary median; Davari et al. 2023's Fig. 4 code takes the lower median. On "
+                  f"`{RBF_TASK}` (two equal cubes) the median sits exactly on the boundary between within-cube and "
+                  f"between-cube distances, so the convention alone decides the curve at small σ:", "",
+                  f"![RBF bandwidth conventions]({_url(figures, RBF_FIGURE)})", ""]
     lines += ["## Built from", "", *_provenance(board), ""]
     if footnotes:
         lines += [f"[^{i}]: {text}" for i, text in enumerate(footnotes, 1)] + [""]

@@ -10,7 +10,8 @@ import math
 
 import torch
 
-from simstress.core.linalg import center, double_center, feature_gram, frobenius, gram, hsic1
+from simstress.core.inputs import InputError
+from simstress.core.linalg import center_rescaled, double_center, feature_gram, frobenius, gram, hsic1
 from simstress.core.metric import register
 from simstress.core.selection import (
     TILE_BYTES,
@@ -56,18 +57,21 @@ def linear_cka_gram(Xc: torch.Tensor, Yc: torch.Tensor) -> torch.Tensor:
     min_samples=2,
     cost="O(n·min(p², n·p))",
     reference="Kornblith et al. 2019, Similarity of Neural Network Representations Revisited (ICML)",
+    version=2,  # 2: rounding past 1 clamped (float32 read 1 + 2e-7)
 )
 def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """Linear CKA: ||ỸᵀX̃||²_F / (||X̃ᵀX̃||_F ||ỸᵀỸ||_F) on column-centred X̃, Ỹ (biased HSIC).
 
     Takes the feature route (p×p products, O(n·p²)) or the Gram route (n×n products, O(n²·p)), whichever costs
     fewer multiply-adds; both give the same value. Features are centred before any product (float32-sound),
-    with one centred copy per input; memory O(n·p + p²) on the feature route.
+    then scaled by a power of two (exact; no overflow of the fourth powers at any scale), with one centred copy
+    per input; memory O(n·p + p²) on the feature route. Rounding past 1 (the two routes of numerator and norms
+    differ) is clamped.
     """
-    Xc, Yc = center(X), center(Y)
+    Xc, Yc = center_rescaled(X), center_rescaled(Y)
     if _feature_route_cheaper(X.shape[0], X.shape[1], Y.shape[1]):
-        return linear_cka_feature(Xc, Yc)
-    return linear_cka_gram(Xc, Yc)
+        return linear_cka_feature(Xc, Yc).clamp(0.0, 1.0)
+    return linear_cka_gram(Xc, Yc).clamp(0.0, 1.0)
 
 
 def _alignment(Xc: torch.Tensor, Yc: torch.Tensor) -> torch.Tensor:
@@ -96,6 +100,7 @@ def _linear_hsic1(Xc: torch.Tensor, Yc: torch.Tensor) -> torch.Tensor:
     min_samples=4,
     value_range=(-1.0, 1.0),
     cost="O(n·min(p², n·p))",
+    version=2,  # 2: rounding past ±1 clamped; a numerically zero self-HSIC₁ refused
     reference="Song et al. 2012, Feature Selection via Dependence Maximization (JMLR); "
     "Kornblith et al. 2019 (debiased=True)",
 )
@@ -104,40 +109,98 @@ def linear_cka_debiased(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
 
     HSIC₁(K, L) = [tr(K̂L̂) + 1ᵀK̂1·1ᵀL̂1/((n−1)(n−2)) − 2/(n−2)·1ᵀK̂L̂1] / (n(n−3)), K̂ = K with zero
     diagonal (Song et al. 2012). Near 0 for independent data even when p ≫ n; may be slightly negative, and
-    is reported as is (never clipped). Needs n ≥ 4.
+    is reported as is (never clipped, except rounding past ±1). Needs n ≥ 4.
+
+    HSIC₁ is an inner product of U-centred kernels (Székely & Rizzo 2014, Partial distance correlation with
+    methods for dissimilarities, Ann. Statist.), so HSIC₁(K, K) ≥ 0, with 0 when the U-centred K vanishes (a
+    single distinct row, refused by every metric). A self-term within 16 rounding errors of the size of its parts,
+    (tr K)²/(n(n−3)), is numerically that 0 and refused: the ratio would be rounding noise.
     """
-    Xc, Yc = center(X), center(Y)
-    return _linear_hsic1(Xc, Yc) / torch.sqrt(_linear_hsic1(Xc, Xc) * _linear_hsic1(Yc, Yc))
+    Xc, Yc = center_rescaled(X), center_rescaled(Y)
+    n = X.shape[0]
+    selves = []
+    for which, A in (("X", Xc), ("Y", Yc)):
+        h = _linear_hsic1(A, A)
+        floor = 16.0 * torch.finfo(A.dtype).eps * A.square().sum() ** 2 / (n * (n - 3))
+        if not bool(h > floor):
+            raise InputError(f"linear_cka_debiased: the unbiased HSIC₁ of {which} with itself is {float(h):.3g}, "
+                             f"zero to rounding ({float(floor):.3g}), so the ratio is undefined: {which} is (nearly) "
+                             f"a single sample set apart from identical others; use linear_cka or more varied data")
+        selves.append(h)
+    return (_linear_hsic1(Xc, Yc) / torch.sqrt(selves[0] * selves[1])).clamp(-1.0, 1.0)
 
 
-def rbf_kernel(X: torch.Tensor, sigma: float) -> torch.Tensor:
-    """k(a, b) = exp(−||a − b||² / (2·sigma²·m)), m = median of all n² squared distances (diagonal included)."""
-    D = squared_distances(center(X))
-    return torch.exp(D / (-2.0 * sigma * sigma * median_all(D).detach()))
+SIGMA_RANGE = (0.01, 100.0)
+MEDIANS = ("ordinary", "lower")
+# exp(−γ·D) below 2⁻²⁴ for the closest pair: beside the diagonal's 1 the kernel holds nothing float32 resolves
+_IDENTITY_EXPONENT = 24.0 * math.log(2.0)
+
+
+def _gamma(m: torch.Tensor, sigma: float, which: str) -> torch.Tensor:
+    """γ = 1/(2σ²m) for the kernel exp(−γ·D), m the median squared distance; a zero median is refused."""
+    if not bool(m > 0):
+        raise InputError(f"rbf_cka: the median squared distance of {which} is 0 (at least half of the n² pairs are "
+                         f"identical rows), so the median bandwidth is 0; drop duplicated samples or use linear_cka")
+    return 0.5 / (sigma * sigma * m)
+
+
+def _check_not_identity(gamma: torch.Tensor, closest: torch.Tensor, sigma: float, which: str) -> None:
+    """Refuse exp(−γ·D_min) < 2⁻²⁴, D_min the smallest squared distance between two rows (0 for duplicates)."""
+    if bool(gamma * closest > _IDENTITY_EXPONENT):
+        raise InputError(f"rbf_cka[sigma={sigma:g}]: the kernel of {which} is numerically the identity (even its "
+                         f"closest pair has k < 2⁻²⁴), so the value would not depend on {which}; use a larger sigma")
+
+
+def rbf_kernel(X: torch.Tensor, sigma: float, median: str = "ordinary", which: str = "X") -> torch.Tensor:
+    """K − 11ᵀ = expm1(−||a − b||² / (2·sigma²·m)), m = median of all n² squared distances (diagonal included).
+
+    The constant 11ᵀ vanishes under centring (H·11ᵀ = 0), so HKH is unchanged, and expm1 keeps K − 1 to full
+    relative precision where exp would keep only ε·2σ² of it (1e-3 in float32 at σ = 100). `median` picks the
+    ordinary or the lower median (`median_all`). A zero median and an identity kernel are refused.
+    """
+    D = squared_distances(center_rescaled(X))
+    Dd = D.detach()
+    gamma = _gamma(median_all(Dd, median == "lower"), sigma, which)
+    closest = Dd.topk(2, dim=1, largest=False).values[:, 1].amin()  # each row's smallest beside its own 0
+    _check_not_identity(gamma, closest, sigma, which)
+    return torch.expm1(D * -gamma)
+
+
+def _closest_in_tile(D: torch.Tensor, b: int) -> torch.Tensor:
+    """Smallest off-diagonal entry of a `distance_tiles` tile whose first b columns are the diagonal block."""
+    parts = [D[:, b:].amin()] if D.shape[1] > b else []
+    if b > 1:
+        parts.append(D[:, :b].topk(2, dim=1, largest=False).values[:, 1].amin())
+    return torch.stack(parts).amin() if parts else D.new_tensor(math.inf)
 
 
 # Above this size of one n×n matrix rbf_cka switches to row tiles (the untiled path holds about six of them).
 RBF_UNTILED_MAX_BYTES = 2**27
 
 
-def _centred_alignment(X: torch.Tensor, Y: torch.Tensor, sigma: float, tile_bytes: int) -> torch.Tensor:
+def _centred_alignment(X: torch.Tensor, Y: torch.Tensor, sigma: float, tile_bytes: int, median: str,
+                       ) -> torch.Tensor:
     """<HKH, HLH>_F / (||HKH||_F ||HLH||_F) from row tiles, float64 accumulators.
 
     <HAH, HBH> = <A, B> − (2/n)·(A1)ᵀ(B1) + (1ᵀA1)(1ᵀB1)/n² for symmetric A, B. The kernels are shifted by
-    their value at the median distance, e^(−1/(2σ²)), first: H(K − c11ᵀ)H = HKH, and the shift leaves small
-    terms, so the expansion cancels little.
+    their value at the median distance, e^(−1/(2σ²)), first, as expm1(−γD) − expm1(−1/(2σ²)) (see `rbf_kernel`):
+    H(K − c11ᵀ)H = HKH, and the shift leaves small terms, so the expansion cancels little. The identity-kernel
+    check needs the closest pair, gathered in the same pass and checked before the value is returned.
     """
     n = X.shape[0]
-    Xc, Yc = center(X), center(Y)
-    gx = -0.5 / (sigma * sigma * median_sq_distance_tiled(Xc, tile_bytes))
-    gy = -0.5 / (sigma * sigma * median_sq_distance_tiled(Yc, tile_bytes))
-    c = math.exp(-0.5 / (sigma * sigma))
-    f64 = dict(dtype=torch.float64, device=X.device)
+    Xc, Yc = center_rescaled(X), center_rescaled(Y)
+    gammas = [_gamma(median_sq_distance_tiled(A, tile_bytes, median == "lower"), sigma, which)
+              for A, which in ((Xc, "X"), (Yc, "Y"))]
+    closest = [torch.tensor(math.inf, dtype=Xc.dtype, device=X.device) for _ in gammas]
+    gx, gy = (-g for g in gammas)
+    c1 = math.expm1(-0.5 / (sigma * sigma))
+    f64 = {"dtype": torch.float64, "device": X.device}
     rows = {"K": torch.zeros(n, **f64), "L": torch.zeros(n, **f64)}
     dots = {"KL": torch.zeros((), **f64), "KK": torch.zeros((), **f64), "LL": torch.zeros((), **f64)}
     for (i0, i1, K), (_, _, L) in zip(distance_tiles(Xc, tile_bytes), distance_tiles(Yc, tile_bytes)):
         b = i1 - i0
-        tile = {"K": K.mul_(gx).exp_().sub_(c), "L": L.mul_(gy).exp_().sub_(c)}
+        closest = [torch.minimum(c, _closest_in_tile(D, b)) for c, D in zip(closest, (K, L))]
+        tile = {"K": K.mul_(gx).expm1_().sub_(c1), "L": L.mul_(gy).expm1_().sub_(c1)}
         for name, A in tile.items():
             rows[name][i0:i1] += A.sum(1)
             rows[name][i1:] += A[:, b:].sum(0)
@@ -146,25 +209,34 @@ def _centred_alignment(X: torch.Tensor, Y: torch.Tensor, sigma: float, tile_byte
             dots[name] += 2.0 * P.sum().double() - P[:, :b].sum().double()
     sums = {name: r.sum() for name, r in rows.items()}
 
+    for gamma, d, which in zip(gammas, closest, "XY"):
+        _check_not_identity(gamma, d, sigma, which)
+
     def hsic(a: str, b: str) -> torch.Tensor:
         return dots[a + b] - 2.0 / n * (rows[a] @ rows[b]) + sums[a] * sums[b] / (n * n)
 
-    return (hsic("K", "L") / torch.sqrt(hsic("K", "K") * hsic("L", "L"))).to(X.dtype)
+    return (hsic("K", "L") / torch.sqrt(hsic("K", "K") * hsic("L", "L"))).clamp(0.0, 1.0).to(X.dtype)
 
 
 @torch.no_grad()
 def rbf_cka_tiled(X: torch.Tensor, Y: torch.Tensor, sigma: float = 1.0, tile_bytes: int = TILE_BYTES,
-                  ) -> torch.Tensor:
+                  median: str = "ordinary") -> torch.Tensor:
     """`rbf_cka` in row tiles: memory O(n·p + tile), time O(n²·p), no autograd. rbf_cka calls it for large n."""
     if not {X.dtype, Y.dtype} <= {torch.float32, torch.float64}:
         raise TypeError(f"tiled rbf_cka runs in float32 or float64; got {X.dtype} and {Y.dtype}")
     dtype = torch.promote_types(X.dtype, Y.dtype)  # both tile sequences must share their row boundaries
-    return _centred_alignment(X.to(dtype), Y.to(dtype), sigma, tile_bytes)
+    return _centred_alignment(X.to(dtype), Y.to(dtype), sigma, tile_bytes, median)
 
 
-def _check_sigma(params: dict) -> None:
-    if not params["sigma"] > 0:
-        raise ValueError(f"rbf_cka needs sigma > 0 (a multiple of the median distance); got {params['sigma']}")
+def _check_rbf(params: dict) -> None:
+    lo, hi = SIGMA_RANGE
+    if not lo <= params["sigma"] <= hi:
+        raise ValueError(f"rbf_cka needs {lo:g} <= sigma <= {hi:g} (a multiple of the median distance); got "
+                         f"{params['sigma']}. Smaller makes the kernel numerically the identity on typical data; "
+                         f"larger differs from linear_cka by O(1/sigma²): use linear_cka")
+    if params["median"] not in MEDIANS:
+        raise ValueError(f"rbf_cka's median must be 'ordinary' or 'lower' (the bandwidth convention); got "
+                         f"{params['median']!r}")
 
 
 @register(
@@ -172,17 +244,28 @@ def _check_sigma(params: dict) -> None:
     differentiable=True,
     min_samples=2,
     cost="O(n²·p)",
-    reference="Kornblith et al. 2019 (RBF CKA, median heuristic); Davari et al. 2023, Fig. 4a (sigma 1, 0.5, 0.2)",
-    variants=({"sigma": 0.5}, {"sigma": 0.2}),
-    check_params=_check_sigma,
+    reference="Kornblith et al. 2019 (RBF CKA, median heuristic); Davari et al. 2023, Fig. 4a (sigma 1, 0.5, 0.2; "
+    "lower median)",
+    variants=({"sigma": 0.5}, {"sigma": 0.2}, {"median": "lower"}, {"median": "lower", "sigma": 0.5},
+              {"median": "lower", "sigma": 0.2}),
+    version=2,  # 2: kernel as expm1 (float32 values move by ~1e-7), rounding past 1 clamped
+    check_params=_check_rbf,
 )
-def rbf_cka(X: torch.Tensor, Y: torch.Tensor, *, sigma: float = 1.0) -> torch.Tensor:
+def rbf_cka(X: torch.Tensor, Y: torch.Tensor, *, sigma: float = 1.0, median: str = "ordinary") -> torch.Tensor:
     """Gaussian-kernel CKA: <HKH, HLH>_F / (||HKH||_F ||HLH||_F), K_ij = exp(−||xᵢ − xⱼ||² / (2·sigma²·m_X)).
 
-    Bandwidth convention (Kornblith et al.'s reference code; Davari et al.'s Fig. 4 notebooks): m_X is the
-    ordinary median of all n² squared pairwise distances of X, zero diagonal included, computed separately for X
-    and Y; `sigma` multiplies the median distance. sigma → ∞ recovers linear CKA. The median is treated as a
-    constant under autograd.
+    Bandwidth: m_X is a median of all n² squared pairwise distances of X, zero diagonal included, computed
+    separately for X and Y; `sigma` multiplies the median distance. median="ordinary" (default) is the mean of
+    the two middle values for an even count, as Kornblith et al.'s reference code (numpy's median);
+    median="lower" is the lower of the two, as Davari et al. 2023's Fig. 4 code takes it (of the distances, then
+    squared: the same order statistic as of the squared distances, since squaring keeps the order; torch.median
+    returns it too). The variant rbf_cka[median=lower,sigma=0.2] is their Fig. 4a setting. sigma → ∞ recovers
+    linear CKA; sigma must lie in [0.01, 100]. The median is treated as a constant under autograd.
+
+    Refused at run time: a zero median (half the pairs duplicated; identical rows are at distance exactly 0) and
+    a kernel that is numerically the identity (exp(−γD) < 2⁻²⁴ for the closest pair). The kernel is formed as
+    K − 1 = expm1(−γD) (`rbf_kernel`), so it is never numerically all ones for sigma ≤ 100. Centred features are
+    scaled by a power of two first (exact). Rounding past 1 is clamped.
 
     Memory: when one n×n matrix would exceed RBF_UNTILED_MAX_BYTES (128 MiB: n > 5792 in float32, n > 4096 in
     float64) and no gradient is being recorded, the value comes from `rbf_cka_tiled`: row tiles of the upper
@@ -192,7 +275,7 @@ def rbf_cka(X: torch.Tensor, Y: torch.Tensor, *, sigma: float = 1.0) -> torch.Te
     n = X.shape[0]
     needs_grad = torch.is_grad_enabled() and (X.requires_grad or Y.requires_grad)
     if not needs_grad and n * n * max(X.element_size(), Y.element_size()) > RBF_UNTILED_MAX_BYTES:
-        return rbf_cka_tiled(X, Y, sigma)
-    K = double_center(rbf_kernel(X, sigma))
-    L = double_center(rbf_kernel(Y, sigma))
-    return (K * L).sum() / (frobenius(K) * frobenius(L))
+        return rbf_cka_tiled(X, Y, sigma, median=median)
+    K = double_center(rbf_kernel(X, sigma, median, "X"))
+    L = double_center(rbf_kernel(Y, sigma, median, "Y"))
+    return ((K * L).sum() / (frobenius(K) * frobenius(L))).clamp(0.0, 1.0)

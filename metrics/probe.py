@@ -166,12 +166,12 @@ def held_out_predictions(X: torch.Tensor, Y: torch.Tensor, labels: torch.Tensor)
     return pred_x, pred_y, truth
 
 
-_PROBE_SPEC = dict(
-    invariances=("translation", "isotropic_scaling", "permutation"),
-    needs_labels=True,
-    min_samples=4,
-    cost="O(iterations·n·p·C)",
-)
+_PROBE_SPEC = {
+    "invariances": ("translation", "isotropic_scaling", "permutation"),
+    "needs_labels": True,
+    "min_samples": 4,
+    "cost": "O(iterations·n·p·C)",
+}
 
 
 @register(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from simstress.core.linalg import center, frobenius
+from simstress.core.linalg import center_rescaled, frobenius
 from simstress.core.metric import register
 
 _PROCRUSTES_INVARIANCES = ("translation", "isotropic_scaling", "orthogonal", "permutation")
@@ -31,8 +31,12 @@ def row_space_coords(Xc: torch.Tensor) -> torch.Tensor:
 
 
 def unit_coords(X: torch.Tensor, Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centred, compressed (`row_space_coords`) and Frobenius-normalised X̂, Ŷ."""
-    Zx, Zy = row_space_coords(center(X)), row_space_coords(center(Y))
+    """Centred, compressed (`row_space_coords`) and Frobenius-normalised X̂, Ŷ.
+
+    Centred data are scaled by a power of two before the norm (`center_rescaled`, exact): in float32 its squares
+    overflowed at |x| ≈ 1e20 (procrustes read 0, the angle 0: "identical") and underflowed at 1e-30.
+    """
+    Zx, Zy = row_space_coords(center_rescaled(X)), row_space_coords(center_rescaled(Y))
     return Zx / frobenius(Zx), Zy / frobenius(Zy)
 
 

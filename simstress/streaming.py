@@ -264,9 +264,11 @@ class LinearMoments:
                             "Use more samples than features")
         return cca.canonical_correlations(T)
 
-    def cca_mean(self) -> torch.Tensor:
-        """Mean canonical correlation, as metrics `cca_mean` (Raghu et al. 2017)."""
-        return self.canonical_correlations().mean()
+    def cca_mean(self, normalize: str = "rank") -> torch.Tensor:
+        """Mean canonical correlation, as metrics `cca_mean[normalize=...]` (Raghu et al. 2017): Σρ over the
+        min(rank X̃, rank Ỹ) correlations ("rank") or over min(p1, p2) ("width")."""
+        rho = self.canonical_correlations()
+        return rho.sum() / min(self.xy.shape) if normalize == "width" else rho.mean()
 
     def cca_r2(self) -> torch.Tensor:
         """Mean squared canonical correlation R²_CCA, as metrics `cca_r2` (Kornblith et al. 2019)."""
@@ -293,8 +295,13 @@ class LinearMoments:
         With Qx = X̃Wx the neurons' coordinates in the X basis are QxᵀX̃ = WxᵀX̃ᵀX̃: all from the moments.
         """
         self._ready(3)
-        Wx = self._whitening(self.xx[0])
-        T = self._canonical(Wx, self._whitening(self.yy[0]), "streaming pwcca", "Use more samples than features")
+        Wx, Wy = self._whitening(self.xx[0]), self._whitening(self.yy[0])
+        if Wx.shape[1] + Wy.shape[1] >= self.n + 1:  # as metrics `pwcca`, with n for the distinct samples
+            raise InputError(f"streaming pwcca: rank X̃ + rank Ỹ = {Wx.shape[1] + Wy.shape[1]} with {self.n} samples, "
+                             f"so several canonical correlations are 1 by dimension count alone and their "
+                             f"projection weights depend on an arbitrary choice of basis. Use more samples than "
+                             f"p1 + p2")
+        T = self._canonical(Wx, Wy, "streaming pwcca", "Use more samples than features")
         return cca.projection_weighted(T, Wx.T @ self.xx[0])
 
 
@@ -306,7 +313,7 @@ def _progress(batches: Iterable, what: str) -> Iterable:
 _EXACT = {
     "linear_cka": lambda m, p: m.linear_cka(),
     "procrustes": lambda m, p: m.procrustes(),
-    "cca_mean": lambda m, p: m.cca_mean(),
+    "cca_mean": lambda m, p: m.cca_mean(p["normalize"]),
     "cca_r2": lambda m, p: m.cca_r2(),
     "svcca": lambda m, p: m.svcca(p["keep"]),
     "pwcca": lambda m, p: m.pwcca(),

@@ -14,8 +14,8 @@ in the entry-point group `simstress.tasks` are imported on first use. The machin
 rules, synthetic data, the paper's closed forms) lives in `simstress.core`.
 """
 
-from simstress.core.registry import DuplicateNameError, PluginError, UnknownNameError
 from simstress.core.constants import CATEGORIES, SCALES
+from simstress.core.registry import DuplicateNameError, PluginError, UnknownNameError
 from simstress.core.task import (
     REGISTRY,
     Built,

@@ -45,7 +45,7 @@ def value(metric_id: str, X, Y) -> float:
 
 def test_canonical_correlations_match_eigen_route():
     X, Y = correlated(400, 12, 7, seed=0)
-    _, Qx, Qy = cca_bases(torch.as_tensor(X), torch.as_tensor(Y), "test")
+    _, Qx, Qy, _ = cca_bases(torch.as_tensor(X), torch.as_tensor(Y), "test")
     rho = canonical_correlations(Qx.T @ Qy).numpy()
     ref = eigen_canonical_correlations(X, Y)
     np.testing.assert_allclose(rho, ref, atol=1e-8)
@@ -204,3 +204,50 @@ def test_pwcca_gradient_is_finite_with_weights_held_constant():
     get_metric("pwcca")(Xt, Yt).backward()
     assert torch.isfinite(Xt.grad).all() and torch.isfinite(Yt.grad).all()
     assert Yt.grad.abs().max() > 0
+
+
+def test_width_normalised_cca_mean_counts_deleted_directions():
+    """cca_mean averages over min(rank X̃, rank Ỹ): deleting principal directions of Y (pc_deletion) removes them
+    from the average, so the surviving correlations still read 1. normalize=width divides Σρᵢ by min(p1, p2)."""
+    X, _ = correlated(400, 10, 4, seed=20)
+    Xc = X - X.mean(0)
+    _, _, Vt = np.linalg.svd(Xc, full_matrices=False)
+    Y = Xc - Xc @ Vt[:3].T @ Vt[:3]  # top 3 principal components deleted: rank 7 of width 10
+    rho = eigen_canonical_correlations(X, Y @ Vt[3:].T)  # the 7 correlations, in full-rank coordinates
+    assert value("cca_mean", X, Y) == pytest.approx(rho.mean(), abs=1e-8) == pytest.approx(1.0, abs=1e-8)
+    assert value("cca_mean[normalize=width]", X, Y) == pytest.approx(rho.sum() / 10, abs=1e-8)
+    assert value("cca_mean[normalize=width]", X, Y) == pytest.approx(0.7, abs=1e-8)
+    X2, Y2 = correlated(300, 9, 14, seed=21)  # full rank: the conventions agree
+    assert value("cca_mean[normalize=width]", X2, Y2) == pytest.approx(value("cca_mean", X2, Y2), abs=1e-12)
+
+
+def test_duplicated_samples_count_once_in_the_rank_check():
+    """5 distinct samples repeated to n = 60 rows: the centred span of any X has at most 4 dimensions, so a rank-4
+    X fills it and every canonical correlation is 1 whatever Y is; refused like rank ≥ n − 1."""
+    rng = np.random.default_rng(22)
+    rows = rng.integers(0, 5, 60)
+    rows[:5] = np.arange(5)
+    X, Y = rng.standard_normal((5, 6))[rows], rng.standard_normal((5, 3))[rows]
+    for metric_id in ("cca_mean", "cca_r2", "pwcca", "svcca[keep=1.0]"):
+        with pytest.raises(InputError, match=r"5 distinct"):
+            metrics.score(metric_id, X, Y)
+
+
+def test_pwcca_refuses_weights_that_depend_on_an_arbitrary_basis():
+    """rank X̃ + rank Ỹ ≥ n + 1: at least two canonical correlations are 1 by dimension count alone, the canonical
+    variates of that tied group are any basis of it, and the projection weights (an ℓ1 sum) change with the basis."""
+    rng = np.random.default_rng(23)
+    X, Y = rng.standard_normal((20, 11)), rng.standard_normal((20, 10))  # 11 + 10 − 19 = 2 forced ones
+    with pytest.raises(InputError, match="pwcca: .* by dimension count"):
+        metrics.score("pwcca", X, Y)
+    assert 0 < metrics.score("pwcca", X[:, :10], Y) <= 1  # one forced 1: its direction is unique
+    assert metrics.score("pwcca", X[:, :8], X[:, :8] @ rng.standard_normal((8, 8))) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("metric_id", ["cca_mean", "cca_mean[normalize=width]", "cca_r2", "svcca", "pwcca"])
+@pytest.mark.parametrize("k", [-30, -20, 20, 30])
+def test_float32_at_extreme_scales(metric_id, k):
+    X, Y = correlated(200, 8, 6, seed=24)
+    X32, Y32 = (torch.as_tensor(A * 10.0**k, dtype=torch.float32) for A in (X, Y))
+    ref = value(metric_id, X32.double(), Y32.double())
+    assert float(get_metric(metric_id)(X32, Y32)) == pytest.approx(ref, abs=1e-5)

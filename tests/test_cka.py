@@ -9,6 +9,7 @@ from references import u_statistic_hsic
 from scipy.spatial.distance import cdist
 
 from simstress import metrics
+from simstress.core.inputs import InputError
 from simstress.core.linalg import center, hsic1
 from simstress.core.selection import median_all, squared_distances
 from simstress.metrics.cka import linear_cka_feature, linear_cka_gram
@@ -36,7 +37,10 @@ def test_linear_cka_matches_hsic_with_explicit_centring_matrix() -> None:
     X, Y = correlated(60, 7, 9)
     K, L = (X @ X.T).numpy(), (Y @ Y.T).numpy()
     H = np.eye(60) - 1.0 / 60
-    hsic = lambda A, B: np.trace(A @ H @ B @ H)  # noqa: E731
+
+    def hsic(A: np.ndarray, B: np.ndarray) -> float:
+        return np.trace(A @ H @ B @ H)
+
     expected = hsic(K, L) / math.sqrt(hsic(K, K) * hsic(L, L))
     assert abs(metrics.score("linear_cka", X, Y) - expected) < 1e-12
 
@@ -104,9 +108,119 @@ def test_rbf_cka_large_sigma_approaches_linear_cka() -> None:
     assert abs(metrics.score("rbf_cka[sigma=100]", X, Y) - metrics.score("linear_cka", X, Y)) < 1e-5
 
 
-def test_rbf_cka_rejects_non_positive_sigma() -> None:
-    with pytest.raises(ValueError, match="sigma > 0"):
-        metrics.get_metric("rbf_cka[sigma=0]")
+@pytest.mark.parametrize("sigma", ["0", "-1", "1e-200", "0.009", "100.5", "1e200", "inf", "nan"])
+def test_rbf_cka_refuses_sigma_outside_the_sane_range(sigma: str) -> None:
+    with pytest.raises(ValueError, match="0.01 <= sigma <= 100"):
+        metrics.get_metric(f"rbf_cka[sigma={sigma}]")
+    for sigma_ok in ("0.01", "100"):
+        assert metrics.get_metric(f"rbf_cka[sigma={sigma_ok}]").params["sigma"] == float(sigma_ok)
+
+
+def test_rbf_cka_large_sigma_is_accurate_in_float32() -> None:
+    """The kernel is formed as K − 1 = expm1(−γD): exp(−γD) in float32 would keep only ε·2σ² of its informative part
+    (1e-3 at σ = 100)."""
+    X, Y = correlated(300, 20, 15, seed=2)
+    for sigma in (10, 100):
+        ref = metrics.score(f"rbf_cka[sigma={sigma}]", X.float().double(), Y.float().double())
+        assert abs(metrics.score(f"rbf_cka[sigma={sigma}]", X.float(), Y.float(), dtype=torch.float32) - ref) < 1e-6
+
+
+@pytest.mark.parametrize("median", ["ordinary", "lower"])
+def test_rbf_cka_refuses_a_zero_median_distance(median: str) -> None:
+    """More than half the n² pairs are duplicates: the median squared distance is 0 and so is the bandwidth."""
+    X, Y = correlated(40, 5, 4, seed=8)
+    dup = X.clone()
+    dup[:30] = X[0]
+    with pytest.raises(InputError, match="median squared distance of X is 0"):
+        metrics.score(f"rbf_cka[median={median}]", dup, Y)
+    with pytest.raises(InputError, match="median squared distance of Y is 0"):
+        metrics.get_metric(f"rbf_cka[median={median}]")(Y[:, :3], dup)
+
+
+def test_rbf_cka_conventions_differ_at_exactly_half_zeros() -> None:
+    """n = 6 with 4 identical rows: 4² + 2 = 18 of the 36 distances are 0, so the lower median (rank 18) is 0 and
+    refused, while the ordinary median (ranks 18 and 19 averaged) is positive."""
+    X, Y = correlated(6, 5, 4, seed=8)
+    X[:4] = X[0]
+    assert 0 < metrics.score("rbf_cka", X, Y) <= 1
+    with pytest.raises(InputError, match="median squared distance of X is 0"):
+        metrics.score("rbf_cka[median=lower]", X, Y)
+
+
+def test_rbf_cka_refuses_a_kernel_that_is_numerically_the_identity() -> None:
+    """sigma = 0.01 on spread-out data: even the closest pair has k = exp(−γ·D_min) < 2⁻²⁴, so HKH is H."""
+    g = torch.Generator().manual_seed(9)
+    X = torch.randn(30, 50, generator=g, dtype=torch.float64)  # distances concentrate near the median
+    with pytest.raises(InputError, match="kernel of X is numerically the identity"):
+        metrics.score("rbf_cka[sigma=0.01]", X, X[:, :10])
+    assert 0 < metrics.score("rbf_cka[sigma=0.2]", X, X[:, :10]) < 1
+
+
+def test_rbf_cka_lower_median_matches_the_papers_convention() -> None:
+    """Davari et al. 2023's Fig. 4 convention: bandwidth (σ·m)² with m the lower median of all n² pairwise
+    distances (not squared), zero diagonal included; numpy route with np.sort, not simstress's selection."""
+    X, Y = correlated(50, 6, 9, seed=4)  # n² = 2500 is even: the two conventions differ
+    sigma = 0.2
+
+    def kernel(A: np.ndarray) -> np.ndarray:
+        d = np.sqrt(cdist(A, A, "sqeuclidean"))
+        flat = np.sort(d.ravel())
+        m = flat[(flat.size - 1) // 2]  # the lower of the two middle values
+        assert m < 0.5 * (flat[flat.size // 2 - 1] + flat[flat.size // 2]) or flat[flat.size // 2 - 1] == flat[
+            flat.size // 2]
+        return np.exp(-(d**2) / (2 * (sigma * m) ** 2))
+
+    H = np.eye(50) - 1 / 50
+    K, L = H @ kernel(X.numpy()) @ H, H @ kernel(Y.numpy()) @ H
+    expected = (K * L).sum() / (np.linalg.norm(K) * np.linalg.norm(L))
+    got = metrics.score("rbf_cka[median=lower,sigma=0.2]", X, Y)
+    assert abs(got - expected) < 1e-10
+    assert abs(got - metrics.score("rbf_cka[sigma=0.2]", X, Y)) > 1e-6  # the convention is visible
+
+
+def test_median_all_lower_is_the_lower_middle_value() -> None:
+    D = torch.tensor([[0.0, 1.0], [3.0, 10.0]])
+    assert float(median_all(D, lower=True)) == 1.0 and float(median_all(D)) == 2.0
+    assert float(median_all(torch.tensor([[0.0, 1.0, 5.0]]), lower=True)) == 1.0  # odd count: the median
+
+
+def test_debiased_refuses_a_single_distinct_row_and_never_returns_nan() -> None:
+    """All rows but one identical: the U-centred kernel vanishes (its off-diagonal part is additive), HSIC₁(K, K) = 0,
+    and the ratio is 0/0; today's value was rounding noise (1e-11)."""
+    X, Y = correlated(60, 8, 6, seed=6)
+    one = X.clone()
+    one[:] = X[0]
+    one[5] = X[5]
+    m = metrics.get_metric("linear_cka_debiased")
+    with pytest.raises(InputError, match="single distinct row"):
+        m(one, Y)
+    with pytest.raises(InputError, match="single distinct row"):
+        metrics.score("linear_cka_debiased", Y, one)
+
+
+@pytest.mark.parametrize(("spread", "dtype"), [(1e-9, torch.float64), (1e-12, torch.float64), (1e-6, torch.float32)])
+def test_debiased_refuses_a_self_hsic_that_is_zero_to_rounding(spread: float, dtype: torch.dtype) -> None:
+    """A single distinct row plus near-duplicates (spread 1e-9): HSIC₁(K, K) is below its rounding, so the old value
+    was noise (−0.0008 in float64; NaN in float32 at 1e-6, in float64 at 1e-12)."""
+    X, Y = correlated(60, 8, 6, seed=6)
+    g = torch.Generator().manual_seed(1)
+    near = X[0] + spread * torch.randn(60, 8, generator=g, dtype=torch.float64)
+    near[5] = X[5]
+    with pytest.raises(InputError, match="HSIC₁ of X with itself is .* zero to rounding"):
+        metrics.score("linear_cka_debiased", near, Y, dtype=dtype)
+    near = X[0] + 1e-2 * torch.randn(60, 8, generator=g, dtype=torch.float64)
+    near[5] = X[5]
+    assert abs(metrics.score("linear_cka_debiased", near, Y, dtype=dtype)) < 1
+
+
+@pytest.mark.parametrize("metric_id", ["linear_cka", "linear_cka_debiased", "rbf_cka"])
+def test_cka_self_similarity_stays_in_range_in_float32(metric_id: str) -> None:
+    """Different routes for the numerator and the norms round differently; the value is clamped to the range."""
+    g = torch.Generator().manual_seed(0)
+    hi = metrics.get_metric(metric_id).spec.value_range[1]
+    for _ in range(50):
+        X = torch.randn(40, 7, generator=g)
+        assert float(metrics.get_metric(metric_id)(X, X)) <= hi
 
 
 # Davari et al. 2023, Theorem 1 on X = {(1,0), (-1,0), (0,1), (0,-1)}: translate a subset by c·v, c = 1e7.
@@ -155,7 +269,10 @@ def test_float32_global_translation_gram_trap_is_avoided() -> None:
     assert metrics.score("linear_cka", X.float(), Y, dtype=torch.float32) > 0.999
     # The trap itself, reproduced: centre the float32 Grams instead of the features.
     Xf, Yf = X.float(), Y
-    H = lambda K: K - K.mean(0, keepdim=True) - K.mean(1, keepdim=True) + K.mean()  # noqa: E731
+
+    def H(K: torch.Tensor) -> torch.Tensor:
+        return K - K.mean(0, keepdim=True) - K.mean(1, keepdim=True) + K.mean()
+
     K, L = H(Xf @ Xf.T), H(Yf @ Yf.T)
     Kc = (K * L).sum() / ((K * K).sum().sqrt() * (L * L).sum().sqrt())
     assert float(Kc) < 0.5

@@ -20,4 +20,5 @@ def test_every_builtin_is_covered() -> None:
     builtin = {"linear_cka", "linear_cka_debiased", "rbf_cka", "cca_mean", "cca_r2", "svcca", "pwcca",
                "procrustes", "procrustes_angular", "rsa", "mutual_knn", "probe_accuracy", "probe_agreement"}
     assert builtin <= set(metrics.list_metrics())
-    assert {"rbf_cka[sigma=0.5]", "rbf_cka[sigma=0.2]"} <= set(metrics.list_metrics())
+    assert {"rbf_cka[sigma=0.5]", "rbf_cka[sigma=0.2]", "rbf_cka[median=lower,sigma=0.2]",
+            "cca_mean[normalize=width]"} <= set(metrics.list_metrics())

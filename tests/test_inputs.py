@@ -96,3 +96,85 @@ def test_direct_calls_check_shapes_without_syncing() -> None:
         m(torch.zeros(5, 2, 2), torch.zeros(5, 2))
     with pytest.raises(InputError, match="dtype torch.int64"):
         m(torch.zeros(5, 2, dtype=torch.int64), torch.zeros(5, 2))
+
+
+# ------------------------------------------------------------------ "Trust every number", item 9: clear errors
+@pytest.mark.parametrize(("array", "match"), [
+    (np.array([["a", "b"]] * 50), "strings"),
+    (np.ones((50, 2), dtype=np.longdouble), "long double"),
+    (np.array([[np.datetime64("2020-01-01")] * 2] * 50), "datetime"),
+])
+def test_strings_longdouble_and_other_numpy_dtypes_are_refused_clearly(array: np.ndarray, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        metrics.score("linear_cka", array, Y)
+
+
+@pytest.mark.parametrize("labels", [np.array(["cat", "dog"] * 25), ["cat", "dog"] * 25,
+                                    np.arange(50, dtype=np.longdouble) % 2, np.array([object()] * 50)])
+def test_string_and_odd_labels_are_refused_clearly(labels) -> None:
+    with pytest.raises(InputError, match="labels must be integer class ids"):
+        metrics.score("probe_accuracy", X, Y, labels=labels)
+
+
+def test_unknown_or_unavailable_devices_name_the_available_ones() -> None:
+    with pytest.raises(InputError, match=r"unknown device 'gpu'.*available: cpu"):
+        metrics.score("linear_cka", X, Y, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match=r"device 'cuda' is not available here.*available: cpu"):
+            metrics.score("linear_cka", X, Y, device="cuda")
+    with pytest.raises(InputError, match=r"device 'meta' is not available here"):
+        metrics.score("linear_cka", X, Y, device="meta")
+    assert metrics.score("linear_cka", X, Y, device="cpu") == metrics.score("linear_cka", X, Y)
+
+
+def test_direct_calls_validate_values_like_score() -> None:
+    """One validation path: a Metric called on tensors refuses what score refuses."""
+    m = metrics.get_metric("linear_cka_debiased")
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+    bad = Xt.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(InputError, match="X contains 1 NaN"):
+        m(bad, Yt)
+    with pytest.raises(InputError, match="Y has zero variance"):
+        m(Xt, torch.ones(50, 3, dtype=torch.float64))
+    with pytest.raises(InputError, match="needs class labels"):
+        metrics.get_metric("probe_accuracy")(Xt, Yt)
+    with pytest.raises(InputError, match="integer class ids"):
+        metrics.get_metric("probe_accuracy")(Xt, Yt, labels=torch.linspace(0, 1, 50))
+    with pytest.raises(InputError, match="labels must have shape \\(50,\\)"):
+        metrics.get_metric("probe_accuracy")(Xt, Yt, labels=torch.zeros(49, dtype=torch.int64))
+
+
+def test_a_single_distinct_row_is_refused_on_both_paths() -> None:
+    """All rows but one identical: the centred representation only marks that sample (debiased CKA is 0/0, the
+    RBF median distance 0); refused by every metric, through score and direct calls alike."""
+    one = np.repeat(X[:1], 50, axis=0)
+    one[17] = X[17]
+    for metric_id in metrics.list_metrics():
+        with pytest.raises(InputError, match="X has a single distinct row"):
+            metrics.score(metric_id, one, Y, labels=np.arange(50) % 2)
+        with pytest.raises(InputError, match="Y has a single distinct row"):
+            metrics.get_metric(metric_id)(torch.from_numpy(Y), torch.from_numpy(one), labels=torch.arange(50) % 2)
+    first = np.repeat(X[1:2], 50, axis=0)
+    first[0] = X[0]  # the odd one out is the first row
+    with pytest.raises(InputError, match="single distinct row"):
+        metrics.score("linear_cka", first, Y)
+
+
+@pytest.mark.parametrize("metric_id", metrics.list_metrics())
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_precision_is_computed_in_float32(metric_id: str, half: torch.dtype) -> None:
+    """The precision rule: narrower floats are computed in float32, by score and by direct calls alike."""
+    Xh, Yh = torch.from_numpy(X).to(half), torch.from_numpy(Y).to(half)
+    labels = torch.arange(50) % 2
+    ref = metrics.score(metric_id, Xh.float(), Yh.float(), labels=labels, dtype=torch.float32)
+    direct = metrics.get_metric(metric_id)(Xh, Yh, labels=labels)
+    assert direct.dtype == torch.float32 and float(direct) == ref
+    assert metrics.score(metric_id, Xh, Yh, labels=labels, dtype=torch.float32) == ref
+    assert metrics.score(metric_id, Xh.float(), Yh.float(), labels=labels, dtype=half) == ref
+
+
+def test_direct_calls_promote_a_mixed_precision_pair() -> None:
+    m = metrics.get_metric("procrustes")
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+    assert float(m(Xt.float(), Yt)) == float(m(Xt.float().double(), Yt))

@@ -74,7 +74,10 @@ def test_angular_is_arccos_of_similarity(seed):
 def test_angular_distance_is_a_metric_on_shapes():
     rng = np.random.default_rng(7)
     A, B, C = (rng.standard_normal((100, 6)) @ rng.standard_normal((6, 6)) for _ in range(3))
-    d = lambda U, V: value("procrustes_angular", U, V)  # noqa: E731
+
+    def d(U: np.ndarray, V: np.ndarray) -> float:
+        return value("procrustes_angular", U, V)
+
     assert d(A, B) == pytest.approx(d(B, A), abs=1e-12)
     assert d(A, C) <= d(A, B) + d(B, C) + 1e-12
     assert d(A, B) <= d(A, C) + d(C, B) + 1e-12
@@ -127,5 +130,28 @@ def test_specs():
     assert sim.kind == "similarity" and dist.kind == "distance"
     assert dist.value_range == (0.0, math.pi / 2) and dist.best == 0.0
     assert sim.invariances == dist.invariances == {"translation", "isotropic_scaling", "orthogonal", "permutation"}
-    X, Y = pair(100, 5, 5, seed=12)
+    X, _ = pair(100, 5, 5, seed=12)
     assert float(dist.as_similarity(metrics.score("procrustes_angular", X, X))) == pytest.approx(1.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("metric_id", ["procrustes", "procrustes_angular"])
+@pytest.mark.parametrize("k", [-30, -20, 20, 30])
+def test_float32_at_extreme_scales(metric_id, k):
+    """At |x| ≈ 1e20 float32 squares overflow (procrustes read 0.0, the angle 0.0: 'identical'); at 1e-30 they
+    underflow (an SVD error). The centred data are rescaled by a power of two first, which is exact."""
+    X, Y = pair(200, 8, 6, seed=13)
+    X32, Y32 = (torch.as_tensor(A * 10.0**k, dtype=torch.float32) for A in (X, Y))
+    ref = value(metric_id, X32.double(), Y32.double())
+    assert float(get_metric(metric_id)(X32, Y32)) == pytest.approx(ref, abs=1e-5)
+    assert 0.1 < ref < 1.4
+
+
+def test_angle_never_exceeds_a_right_angle():
+    """Orthogonal centred representations: nuclear norm 0, chord √2, θ = π/2 exactly (rounding kept inside)."""
+    X = np.zeros((40, 2))
+    X[:20, 0], X[20:, 0] = 1.0, -1.0
+    Y = np.zeros((40, 2))
+    Y[::2, 1], Y[1::2, 1] = 1.0, -1.0
+    for dtype in (torch.float32, torch.float64):
+        v = metrics.score("procrustes_angular", X, Y, dtype=dtype)
+        assert v <= math.pi / 2 and v == pytest.approx(math.pi / 2, abs=1e-6)

@@ -7,6 +7,7 @@ import torch
 
 from simstress import metrics
 from simstress.core import selection
+from simstress.core.inputs import InputError
 from simstress.core.linalg import center, double_center, frobenius
 from simstress.core.selection import distance_tiles, median_all, median_sq_distance_tiled, squared_distances
 from simstress.metrics import cka
@@ -106,7 +107,8 @@ def test_rbf_cka_switches_to_tiles_above_the_budget_but_not_for_autograd(monkeyp
     untiled = metrics.score("rbf_cka[sigma=0.5]", X, Y)
     calls = []
     monkeypatch.setattr(cka, "RBF_UNTILED_MAX_BYTES", 1000)
-    monkeypatch.setattr(cka, "rbf_cka_tiled", lambda *a: calls.append(a) or rbf_cka_tiled(*a, tile_bytes=50_000))
+    monkeypatch.setattr(cka, "rbf_cka_tiled",
+                        lambda *a, **kw: calls.append(a) or rbf_cka_tiled(*a, **kw, tile_bytes=50_000))
     assert abs(metrics.score("rbf_cka[sigma=0.5]", X, Y) - untiled) < 1e-12
     assert len(calls) == 1
     Xg = X.clone().requires_grad_(True)
@@ -122,3 +124,51 @@ def test_tiled_mixed_dtypes_and_rejects_half() -> None:
     assert abs(a - untiled_rbf_cka(X, Y, 1.0)) < 1e-6
     with pytest.raises(TypeError, match="float32 or float64"):
         rbf_cka_tiled(X.half(), Y.half())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [301, 700])
+def test_tiled_lower_median_is_exactly_the_lower_kthvalue(n: int, dtype: torch.dtype) -> None:
+    X, _ = data(n, 12, dtype, seed=6)
+    Xc = center(X)
+    got = median_sq_distance_tiled(Xc, SMALL_TILES, lower=True)
+    assert torch.equal(got, median_all(assembled(Xc, SMALL_TILES), lower=True))
+    flat = assembled(Xc, SMALL_TILES).reshape(-1)
+    assert torch.equal(got, flat.sort().values[(flat.numel() - 1) // 2])
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+@pytest.mark.parametrize("median", ["ordinary", "lower"])
+def test_tiled_equals_untiled_for_both_median_conventions(dtype: torch.dtype, tol: float, median: str) -> None:
+    X, Y = data(900, 20, dtype, seed=7)
+    with torch.no_grad():
+        tiled = float(rbf_cka_tiled(X, Y, 0.2, tile_bytes=200_000, median=median))
+        K = double_center(cka.rbf_kernel(X, 0.2, median))
+        L = double_center(cka.rbf_kernel(Y, 0.2, median))
+        assert abs(tiled - float((K * L).sum() / (frobenius(K) * frobenius(L)))) < tol
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_duplicated_rows_are_at_distance_exactly_zero_in_both_routes(dtype: torch.dtype) -> None:
+    """The Gram route ||a||² + ||b||² − 2aᵀb leaves rounding noise for identical rows; pairs of identical rows get an
+    exact 0, so a median over mostly-duplicate data is exactly 0 (and refused), not noise."""
+    X, _ = data(300, 7, dtype, seed=8)
+    X[100:250] = X[3]
+    Xc = center(X)
+    D = squared_distances(Xc)
+    same = (X[:, None, :] == X[None, :, :]).all(-1)
+    assert bool((D[same] == 0).all()) and bool((D[~same] > 0).all())
+    full = assembled(Xc, SMALL_TILES)
+    assert bool((full[same] == 0).all()) and bool((full[~same] > 0).all())
+
+
+def test_tiled_path_refuses_zero_median_and_identity_kernel() -> None:
+    X, Y = data(400, 30, torch.float64, seed=9)
+    dup = X.clone()
+    dup[:300] = X[0]
+    with pytest.raises(InputError, match="median squared distance of X is 0"):
+        rbf_cka_tiled(dup, Y, 1.0, tile_bytes=50_000)
+    spread = torch.randn(400, 60, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    with pytest.raises(InputError, match="kernel of X is numerically the identity"):
+        rbf_cka_tiled(spread, Y, 0.01, tile_bytes=50_000)
+    assert 0 < float(rbf_cka_tiled(spread, Y, 0.2, tile_bytes=50_000)) < 1

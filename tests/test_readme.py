@@ -1,6 +1,8 @@
 """The README's tables are written by hand: every built-in metric and task must appear in them (installed
 plugins are not expected there)."""
 
+import re
+import textwrap
 from pathlib import Path
 
 from simstress import metrics, tasks
@@ -24,3 +26,19 @@ def test_every_metric_is_in_the_readme_table() -> None:
 def test_every_task_is_in_the_readme_table() -> None:
     builtin = {n for n in tasks.list_tasks() if type(tasks.get_task(n)).__module__.startswith("simstress.tasks.")}
     assert _table_ids("Stress tasks") == builtin
+
+
+def test_every_python_block_runs_as_written() -> None:
+    """The README's Python blocks, in order, in one namespace: what a newcomer would paste must work."""
+    blocks = [textwrap.dedent(body) for _, body in re.findall(r"^( *)```python\n(.*?)^\1```", README, re.S | re.M)]
+    assert len(blocks) >= 3
+    before = set(metrics.REGISTRY.names())
+    namespace: dict = {}
+    try:
+        for block in blocks:
+            exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+        assert isinstance(namespace["simstress"].score("uncentred_cka", namespace["X"], namespace["Y"]), float)
+        assert namespace["check_metric"]("uncentred_cka").passed
+    finally:
+        for name in set(metrics.REGISTRY.names()) - before:
+            metrics.REGISTRY.remove(name)

@@ -101,3 +101,37 @@ def test_glob_match_takes_brackets_literally_and_excludes() -> None:
     assert metrics.list_metrics("*cka*", exclude="rbf*", differentiable=True) == ["linear_cka", "linear_cka_debiased"]
     with pytest.raises(ValueError, match="no field"):
         metrics.list_metrics(colour="red")
+
+
+def test_a_repeated_parameter_is_named() -> None:
+    with pytest.raises(ValueError, match="parameter 'sigma' is given twice in 'rbf_cka\\[sigma=0.5,sigma=2\\]'"):
+        metrics.get_metric("rbf_cka[sigma=0.5,sigma=2]")
+
+
+@pytest.mark.parametrize(("result", "what"), [(lambda X: 0.5, "a float"),
+                                               (lambda X: X[:, 0].mean(0, keepdim=True), r"a tensor of shape \(1,\)"),
+                                               (lambda X: X.mean(0), r"a tensor of shape \(3,\)")])
+def test_a_metric_must_return_a_0d_tensor(result, what: str) -> None:
+    @metrics.register(cost="O(1)", reference="test", name="test_bad_protocol")
+    def test_bad_protocol(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        """Returns the wrong type (a throw-away metric)."""
+        return result(X)
+
+    try:
+        X = torch.randn(10, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        for call in (lambda: metrics.score("test_bad_protocol", X, X), lambda: metrics.get_metric(
+                "test_bad_protocol")(X, X)):
+            with pytest.raises(TypeError, match=f"returned {what}.*must return a 0-d torch tensor"):
+                call()
+    finally:
+        metrics.REGISTRY.remove("test_bad_protocol")
+
+
+def test_convention_variants_are_listed_and_checked() -> None:
+    ids = metrics.list_metrics()
+    assert {"rbf_cka[median=lower,sigma=0.2]", "cca_mean[normalize=width]"} <= set(ids)
+    assert metrics.get_metric("rbf_cka[sigma=0.2,median=lower]").id == "rbf_cka[median=lower,sigma=0.2]"
+    with pytest.raises(ValueError, match="median must be 'ordinary' or 'lower'"):
+        metrics.get_metric("rbf_cka[median=upper]")
+    with pytest.raises(ValueError, match="normalize must be 'rank' or 'width'"):
+        metrics.get_metric("cca_mean[normalize=p]")

@@ -52,7 +52,7 @@ def test_average_ranks_equal_scipy_rankdata():
 
 
 def test_rsa_properties_by_construction():
-    X, Y = pair(80, 10, 10, seed=2)
+    X, _ = pair(80, 10, 10, seed=2)
     assert value("rsa", X, X) == pytest.approx(1.0, abs=1e-12)
     perm = np.random.default_rng(3).permutation(10)
     assert value("rsa", X, 5.0 * X[:, perm]) == pytest.approx(1.0, abs=1e-12)
@@ -134,3 +134,27 @@ def test_float32_matches_float64(metric_id):
     X, Y = pair(200, 16, 12, seed=12)
     ref = metrics.score(metric_id, X, Y)
     assert metrics.score(metric_id, X, Y, dtype=torch.float32) == pytest.approx(ref, abs=1e-4)
+
+
+@pytest.mark.parametrize("metric_id", ["rsa", "mutual_knn"])
+@pytest.mark.parametrize(("scale", "offset"), [(1e20, 0.0), (1e30, 0.0), (1e-30, 0.0), (1.0, 1e4), (1e-3, 30.0)])
+def test_float32_equals_float64_on_the_same_data(metric_id, scale, offset):
+    """Ranks and neighbour sets are discrete: float32 rounding reorders near ties (with a 1e4 offset mutual_knn read
+    0.004 in float32 for 0.18 in float64). Both compute in float64 from the same (float32-representable) data."""
+    X, Y = pair(200, 16, 12, seed=13)
+    X32, Y32 = (torch.as_tensor(A * scale + offset, dtype=torch.float32) for A in (X, Y))
+    ref = metrics.score(metric_id, X32.double(), Y32.double())
+    assert metrics.score(metric_id, X32, Y32, dtype=torch.float32) == pytest.approx(ref, abs=1e-7)
+
+
+def test_rsa_duplicated_samples_are_exact_ties():
+    """Entries equal because samples are duplicated are exact ties, and identical rows are at distance exactly 0.
+    scipy's pdist computes each pair alike, so (a, b) and (a, b') tie there too, but it leaves 1 − corr(b, b) at
+    0 or 1.1e-16 by rounding (the reference sets those to 0); the Gram route used to order all of them by rounding."""
+    X, Y = pair(30, 12, 9, seed=14)
+    rows = np.r_[np.arange(30), np.repeat([0, 1, 2], 6)]
+    same = pdist(rows[:, None], lambda a, b: float(a[0] == b[0])) == 1.0
+    dx, dy = pdist(X[rows], "correlation"), pdist(Y[rows], "correlation")
+    assert 0 < np.abs(dx[same]).max() < 1e-15  # scipy's rounding, which the reference removes
+    dx[same], dy[same] = 0.0, 0.0
+    assert value("rsa", X[rows], Y[rows]) == pytest.approx(spearmanr(dx, dy).statistic, abs=1e-12)

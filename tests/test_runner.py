@@ -151,7 +151,8 @@ def test_one_record_per_cell_with_provenance_and_real_values(tmp_path: Path) -> 
     rec = json.loads(path.read_text())
     assert rec["metric"] == "rbf_cka[sigma=0.5]" and metric_from_filename(path.name) == rec["metric"]
     assert (rec["status"], rec["scale"], rec["task"], rec["seeds"]) == ("ok", "smoke", "noise_a", SEEDS)
-    assert rec["metric_version"] == 1 and rec["task_version"] == 1 and rec["dtype"] == "float64"
+    assert rec["metric_version"] == metrics.get_metric("rbf_cka[sigma=0.5]").spec.version
+    assert rec["task_version"] == 1 and rec["dtype"] == "float64"
     assert rec["task_info"] == {"category": "sensitivity", "summary": "Y = X + s·E for s in (0.1, 1, 10) (test "
                                 "fixture).", "sweep_name": "noise s", "log_x": True}
     assert {"torch", "numpy", "python", "simstress"} <= set(rec["packages"]) and rec["git_commit"]

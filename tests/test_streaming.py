@@ -15,6 +15,7 @@ from references import u_statistic_hsic
 from scipy.spatial.distance import cdist
 from torch.utils.data import DataLoader, TensorDataset
 
+import simstress
 from simstress import metrics, streaming
 from simstress.metrics import InputError
 
@@ -298,7 +299,8 @@ def test_nan_or_inf_anywhere_is_refused(kind: str, side: str, seed: int, sizes: 
 
 @settings(max_examples=80, deadline=None)
 @given(kind=st.sampled_from(sorted(ESTIMATORS)), side=st.sampled_from("XY"), seed=st.integers(0, 2**32 - 1),
-       sizes=st.lists(st.integers(1, 12), min_size=1, max_size=4), dtype=st.sampled_from([torch.float32, torch.float64]),
+       sizes=st.lists(st.integers(1, 12), min_size=1, max_size=4),
+       dtype=st.sampled_from([torch.float32, torch.float64]),
        row=st.lists(st.floats(-1e15, 1e15), min_size=3, max_size=3))
 def test_constant_inputs_are_refused(kind: str, side: str, seed: int, sizes: list[int], dtype: torch.dtype,
                                      row: list[float]) -> None:
@@ -410,3 +412,13 @@ def test_batch_shape_errors(case: str) -> None:
     call, match = SHAPE_ERRORS[case]
     with pytest.raises(InputError, match=match):
         call()
+
+
+def test_width_normalised_cca_mean_streams_exactly() -> None:
+    g = torch.Generator().manual_seed(7)
+    X = torch.randn(400, 12, generator=g, dtype=torch.float64)
+    Y = torch.cat([X[:, :5] @ torch.randn(5, 5, generator=g, dtype=torch.float64), X[:, :3]], dim=1)  # rank 5 of 8
+    for mid in ("cca_mean", "cca_mean[normalize=width]"):
+        full = simstress.score(mid, X, Y)
+        assert streaming.score(mid, zip(X.split(64), Y.split(64))) == pytest.approx(full, abs=1e-10), mid
+    assert simstress.score("cca_mean[normalize=width]", X, Y) < simstress.score("cca_mean", X, Y)

@@ -8,8 +8,8 @@ property, not a number someone typed in.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -73,7 +73,7 @@ def make_relu_data(n: int = 2000, p: int = 256, seed: int = 0) -> Data:
 
 def _transforms(p: int, g: torch.Generator) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """One instance of each declared-invariance family for a p-feature representation."""
-    f64 = dict(generator=g, dtype=torch.float64)
+    f64 = {"generator": g, "dtype": torch.float64}
     Q = torch.linalg.qr(torch.randn(p, p, **f64))[0]
     M = torch.eye(p, dtype=torch.float64) + 0.5 * torch.randn(p, p, **f64) / math.sqrt(p)
     t = 5.0 * torch.randn(p, **f64)
@@ -221,7 +221,7 @@ def check_metric(metric_id: str) -> ConformanceReport:
             if name.startswith("invariance:"):
                 continue
             checks.append(run_check(metric_id, name, d))
-        except Exception as exc:  # a crashing check is a failed check, reported with its error
+        except Exception as exc:  # noqa: BLE001 (a crashing check is a failed check, reported with its error)
             checks.append(Check(name, False, f"raised {type(exc).__name__}: {exc}"))
     try:
         deltas = {inv: invariance_delta(m, d, inv) for inv in INVARIANCES}
@@ -229,6 +229,6 @@ def check_metric(metric_id: str) -> ConformanceReport:
         for inv in sorted(m.spec.invariances):
             checks.append(Check(f"invariance:{inv}", inv in observed,
                                 f"max change {deltas[inv]:.2e} (tolerance {TOL_INVARIANCE:g})"))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (as above)
         checks.append(Check("invariances", False, f"raised {type(exc).__name__}: {exc}"))
     return ConformanceReport(m.id, tuple(checks), m.spec.invariances, observed)

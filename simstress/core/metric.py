@@ -9,20 +9,21 @@ from __future__ import annotations
 import inspect
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 import torch
 
-from .inputs import InputError, Reduce, as_labels, as_tensor, check_shapes, check_values, reduce_activations
+from .inputs import Reduce, as_tensor, reduce_activations, resolve_device, validate
 from .registry import Registry, UnknownNameError, closest, glob_match, natural_key
 
 INVARIANCES = ("translation", "isotropic_scaling", "orthogonal", "permutation", "invertible_linear")
 Kind = Literal["similarity", "distance"]
 MetricFn = Callable[..., torch.Tensor]
 
-REGISTRY: Registry["MetricSpec"] = Registry("metric", "simstress.metrics", "simstress.metrics")
+REGISTRY: Registry[MetricSpec] = Registry("metric", "simstress.metrics", "simstress.metrics")
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,15 @@ def parse_id(metric_id: str) -> tuple[MetricSpec, dict[str, Any]]:
     name, body = m.group(1), m.group(2)
     spec = REGISTRY.get(name)
     params = dict(spec.params)
+    given: set[str] = set()
     if body and body.strip():
         for item in body.split(","):
             if "=" not in item:
                 raise ValueError(f"malformed parameter {item.strip()!r} in {metric_id!r}; expected param=value")
             key, text = (s.strip() for s in item.split("=", 1))
+            if key in given:
+                raise ValueError(f"parameter {key!r} is given twice in {metric_id!r}; give each parameter once")
+            given.add(key)
             if key not in spec.params:
                 near = closest(key, list(spec.params)) or list(spec.params)
                 hint = f"valid: {', '.join(near)}" if near else "it takes no parameters"
@@ -128,7 +133,11 @@ def parse_id(metric_id: str) -> tuple[MetricSpec, dict[str, Any]]:
 
 
 class Metric:
-    """A metric bound to its parameters: call it on torch tensors, get a 0-d tensor (autograd kept)."""
+    """A metric bound to its parameters: call it on torch tensors, get a 0-d tensor (autograd kept).
+
+    A call validates its input (`simstress.core.inputs.validate`: the checks `score` relies on) and the metric
+    function's answer (a 0-d tensor), so a direct call is as safe as `score`.
+    """
 
     def __init__(self, spec: MetricSpec, params: dict[str, Any]) -> None:
         self.spec = spec
@@ -138,11 +147,18 @@ class Metric:
     def __repr__(self) -> str:
         return f"Metric({self.id!r})"
 
-    def __call__(self, X: torch.Tensor, Y: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        check_shapes(self.spec, X, Y, labels)
+    def __call__(self, X: torch.Tensor, Y: torch.Tensor, labels: Any = None) -> torch.Tensor:
+        X, Y, labels = validate(self.spec, X, Y, labels)
         if self.spec.needs_labels:
-            return self.spec.fn(X, Y, labels=labels, **self.params)
-        return self.spec.fn(X, Y, **self.params)
+            value = self.spec.fn(X, Y, labels=labels, **self.params)
+        else:
+            value = self.spec.fn(X, Y, **self.params)
+        if not isinstance(value, torch.Tensor) or value.ndim != 0:
+            got = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else (
+                f"a {type(value).__name__}")
+            raise TypeError(f"metric {self.spec.name!r} returned {got}; a metric function must return a 0-d torch "
+                            f"tensor (reduce to one value, e.g. .mean(), or wrap a number with torch.tensor)")
+        return value
 
     def as_similarity(self, value: float | torch.Tensor) -> float | torch.Tensor:
         return self.spec.as_similarity(value)
@@ -251,25 +267,15 @@ def score(
     dtype: torch.dtype = torch.float64,
     reduce: Reduce | None = None,
 ) -> float:
-    """Validate, convert and score: `metrics.score("linear_cka", X, Y) -> float`.
+    """Convert, validate and score: `metrics.score("linear_cka", X, Y) -> float`.
 
     X (n, p1) and Y (n, p2) are numpy arrays or torch tensors on any device, rows the same n inputs. Higher-rank
-    activations need `reduce`. Computation runs on `device` (default: X's device) in `dtype` (default float64).
+    activations need `reduce`. Computation runs on `device` (default: X's device) in `dtype` (default float64;
+    narrower floats are computed in float32, `simstress.core.inputs`' precision rule). The checks are the
+    `Metric`'s own, so a direct call validates alike.
     """
     m = get_metric(metric_id)
-    tensors = []
-    for which, A in (("X", X), ("Y", Y)):
-        A = as_tensor(A, which, dtype, device)
-        tensors.append(reduce_activations(A, reduce, which))
-    Xt, Yt = tensors
-    if Yt.device != Xt.device:
-        Yt = Yt.to(Xt.device)
-    lab = None
-    if labels is not None:
-        lab = as_labels(labels, Xt.shape[0], Xt.device)
-    elif m.spec.needs_labels:
-        raise InputError(f"{m.id} needs class labels: pass labels= (n,) integers")
-    check_shapes(m.spec, Xt, Yt, lab)
-    check_values(Xt, Yt)
+    dev = resolve_device(device)
+    Xt, Yt = (reduce_activations(as_tensor(A, which, dtype, dev), reduce, which) for which, A in (("X", X), ("Y", Y)))
     with torch.no_grad():
-        return float(m(Xt, Yt, labels=lab))
+        return float(m(Xt, Yt.to(Xt.device), labels=labels))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from .inputs import resolve_device
+
 # The distributions whose versions can change a computed value.
 PACKAGES = ("simstress", "torch", "numpy", "scipy", "pandas")
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -42,26 +44,11 @@ def git_commit() -> str:
     return f"{head}-dirty" if dirty else head
 
 
-def available_devices() -> list[str]:
-    """The devices torch can compute on here: cpu, then cuda:0, cuda:1, ..."""
-    return ["cpu", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
-
-
-def resolve_device(device: str | None) -> str:
-    """`None` picks CUDA when present, else CPU; an unknown name or a missing GPU is a clear error."""
+def run_device(device: str | None) -> str:
+    """The device a run computes on: `device`, checked (`inputs.resolve_device`), or CUDA when present, else CPU."""
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}; available here: {', '.join(available_devices())}") from None
-    if parsed.type == "cuda" and (not torch.cuda.is_available()
-                                  or (parsed.index or 0) >= torch.cuda.device_count()):
-        raise ValueError(f"--device {device} asked for, but torch sees no such CUDA device; available here: "
-                         f"{', '.join(available_devices())}")
-    if parsed.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r} is not supported; available here: {', '.join(available_devices())}")
-    return device
+    return str(resolve_device(device))
 
 
 @cache

@@ -23,9 +23,9 @@ import pandas as pd
 import torch
 
 from .artifacts import Artifact, ArtifactSpec
+from .constants import CATEGORIES, SCALES
 from .inputs import InputError
 from .metric import Metric
-from .constants import CATEGORIES, SCALES
 from .registry import Registry
 
 DOC_SECTIONS = ("Construction:", "Ground truth:", "Score:", "Source:")
