@@ -113,7 +113,7 @@ def check_precisions(metric_id: str, case: Case) -> None:
 
 
 @pytest.mark.parametrize("metric_id", UNLABELLED)
-@_settings(1000)
+@_settings(500)
 @given(data=st.data())
 def test_finite_in_range_and_float32_agrees(metric_id: str, data: st.DataObject) -> None:
     check_precisions(metric_id, data.draw(cases(metrics.get_metric(metric_id).spec.min_samples)))
