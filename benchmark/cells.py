@@ -91,15 +91,18 @@ def seed_entry(seed: int, result: TaskResult, runtime_s: float) -> dict[str, Any
     }
 
 
-def used_artifacts(task: Task, scale: str, seeds: tuple[int, ...], store: ArtifactStore) -> list[dict[str, Any]]:
-    """What a record names of the artifacts its seeds use: seed, name, kind, key and content sha256 each.
-
-    Raises `ArtifactError` when one is not built.
-    """
+def built_artifacts(task: Task, scale: str, seeds: tuple[int, ...], store: ArtifactStore,
+                    ) -> dict[int, dict[str, Artifact]]:
+    """The built artifacts each seed of a cell uses, by name; `ArtifactError` when one is not built."""
     if scale not in task.scales:
-        return []
-    return [{"seed": seed, "name": name, "kind": spec.kind, "key": spec.key, "sha256": store.get(spec).sha256}
-            for seed in seeds for name, spec in sorted(task.artifacts(scale, seed).items())]
+        return {}
+    return {seed: {name: store.get(spec) for name, spec in task.artifacts(scale, seed).items()} for seed in seeds}
+
+
+def artifact_entries(built: Mapping[int, Mapping[str, Artifact]]) -> list[dict[str, Any]]:
+    """What a record names of the artifacts it used: seed, name, kind, key and content sha256 each."""
+    return [{"seed": seed, "name": name, "kind": a.spec.kind, "key": a.spec.key, "sha256": a.sha256}
+            for seed, by_name in built.items() for name, a in sorted(by_name.items())]
 
 
 def empty_record(cell: Cell, metric_version: int, task: Task) -> dict[str, Any]:
@@ -161,10 +164,10 @@ def execute(cell: Cell | Mapping[str, Any], setups: SetupCache | None = None) ->
     try:
         if cell.scale not in task.scales:
             raise NotApplicable(f"task {task.name!r} has no {cell.scale!r} scale (it has {', '.join(task.scales)})")
-        record["artifacts"] = used_artifacts(task, cell.scale, cell.seeds, store)
+        built = built_artifacts(task, cell.scale, cell.seeds, store)
+        record["artifacts"] = artifact_entries(built)
         for seed in cell.seeds:
-            built = {name: store.get(spec) for name, spec in task.artifacts(cell.scale, seed).items()}
-            setup = setups.get(task, cell.scale, seed, cell.device, built)
+            setup = setups.get(task, cell.scale, seed, cell.device, built[seed])
             start = time.perf_counter()  # the metric's work on the task, not the set-up shared by every metric
             result = task.evaluate(metric, setup)
             _synchronize(cell.device)

@@ -66,6 +66,7 @@ class Cell:
     metric: str
     task: str
     version: int                        # the task version of the record
+    metric_version: int
     status: str
     score: float | None                 # mean over seeds, None unless ok
     seed_scores: dict[int, float]
@@ -174,8 +175,8 @@ def _cell(rec: dict[str, Any]) -> Cell:
     elif rec["status"] == "skipped":
         message = rec["reason"]
     seed_scores = {r["seed"]: r["score"] for r in rec["runs"]} if rec["status"] == "ok" else {}
-    return Cell(rec["metric"], rec["task"], rec["task_version"], rec["status"], rec["score"], seed_scores,
-                tuple(r["runtime_s"] for r in rec["runs"]), message)
+    return Cell(rec["metric"], rec["task"], rec["task_version"], rec["metric_version"], rec["status"], rec["score"],
+                seed_scores, tuple(r["runtime_s"] for r in rec["runs"]), message)
 
 
 def _tasks(records: list[dict[str, Any]]) -> list[Task]:
@@ -205,8 +206,8 @@ def _ranks(scores: dict[str, float]) -> dict[str, int]:
     return ranks
 
 
-def _reasons(metric: str, mcells: list[Cell], tasks: list[Task], metric_versions: set[int],
-             conf: dict[str, Any] | None, installed: Callable[[str], bool] | None) -> list[str]:
+def _reasons(metric: str, mcells: list[Cell], tasks: list[Task], conf: dict[str, Any] | None,
+             installed: Callable[[str], bool] | None) -> list[str]:
     """Why a metric's row cannot be ranked (empty when it can)."""
     out = []
     current = {(c.task, c.version) for c in mcells}
@@ -217,7 +218,7 @@ def _reasons(metric: str, mcells: list[Cell], tasks: list[Task], metric_versions
         out.append("not installed: no registered metric has this id (`simstress prune` removes its records)")
     if conf is None:
         out.append("not checked: no conformance report (`simstress run` makes one)")
-    elif {conf.get("metric_version")} != metric_versions:
+    elif {conf.get("metric_version")} != {c.metric_version for c in mcells}:
         out.append(f"not checked at the version of its records (report: version {conf.get('metric_version')}; "
                    f"`simstress run` refreshes it)")
     elif not conf.get("passed"):
@@ -251,9 +252,7 @@ def build_board(scale: str, records: list[dict[str, Any]], conformance: dict[str
         per_seed = [_overall({c.task: c.at_seed(s) for c in mcells}, category)[1] for s in seeds]
         spread = statistics.stdev(per_seed) if len(per_seed) >= 2 else None
         computed[metric] = (cats, overall, spread,
-                            _reasons(metric, mcells, task_list, {r["metric_version"] for r in records
-                                                                 if r["metric"] == metric},
-                                     conformance.get(metric), installed))
+                            _reasons(metric, mcells, task_list, conformance.get(metric), installed))
 
     headline = {m: v[1] for m, v in computed.items() if not v[3]}
     ranks = _ranks(headline)

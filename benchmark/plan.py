@@ -16,7 +16,7 @@ from simstress.core.metric import get_metric, list_metrics
 from simstress.core.registry import UnknownNameError
 from simstress.core.task import Task, get_task, list_tasks
 
-from .cells import Cell, used_artifacts
+from .cells import Cell, artifact_entries, built_artifacts
 from .records import RecordError, ResultStore, is_current
 
 _GLOB = set("*?")
@@ -85,7 +85,7 @@ def plan(results: ResultStore, metric_ids: list[str], task_names: list[str], *, 
         task = get_task(name)
         missing = _missing_artifacts(task, scale, tuple(seeds), store)
         out.artifacts += [s for s in missing if s not in out.artifacts]
-        used = None if missing else used_artifacts(task, scale, tuple(seeds), store)
+        used = None if missing else artifact_entries(built_artifacts(task, scale, tuple(seeds), store))
         for mid in metric_ids:
             cell = Cell(mid, name, scale, tuple(seeds), device, str(results.root))
             if missing:
