@@ -2,9 +2,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test leaderboard perf clean
+FMNIST_DIR := $(if $(SIMSTRESS_FASHION_MNIST),$(SIMSTRESS_FASHION_MNIST),/usr/share/datasets/fashion-mnist)
+FMNIST := $(FMNIST_DIR)/t10k-images-idx3-ubyte.gz
 
-setup: $(STAMP)
+.PHONY: setup data test leaderboard perf clean
+
+setup: $(STAMP) data
+
+# Fashion-MNIST from Debian's package (never downloaded by simstress itself): installed when missing and we are
+# root; otherwise stop and say what to install. The tests use the slice that ships with simstress.
+data:
+	@test -f $(FMNIST) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; }; \
+	  fi; \
+	  test -f $(FMNIST) || { echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist'," \
+	    "or set SIMSTRESS_FASHION_MNIST to a folder holding its four .gz files"; exit 1; }; }
 
 # Reinstall only when the project metadata changes.
 $(STAMP): pyproject.toml
@@ -13,11 +27,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: setup
 	$(PY) -m pytest -q
 
 # `run` exits 1 when some cells are recorded as errors (shown as ✗ on the page); anything else stops the build.
-leaderboard: $(STAMP)
+leaderboard: setup
 	$(VENV)/bin/simstress run --scale default || test $$? -eq 1
 	$(VENV)/bin/simstress leaderboard
 

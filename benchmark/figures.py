@@ -1,5 +1,7 @@
-"""Leaderboard figures (seaborn on the Agg backend): the metric × task score heatmap, and one plot per sweep task
-of similarity against the sweep variable with one line per metric (the style of Davari et al. 2023, Fig. 4).
+"""Leaderboard figures (seaborn on the Agg backend): the metric × task score heatmap, one plot per sweep task of
+similarity against the sweep variable with one line per metric (the style of Davari et al. 2023, Fig. 4), and, on
+the trained networks, reproductions of the paper's Fig. 2 (memorization) and Fig. 4c (translated real features)
+and the networks' training curves.
 
 PNG bytes depend only on the records and the installed matplotlib/seaborn: fixed style, sizes and dpi, no
 pyplot state, and no "Software" metadata. (`leaderboard --check` compares the markdown, not these bytes, since
@@ -19,12 +21,32 @@ matplotlib.use("Agg")
 
 import seaborn as sns  # noqa: E402  (after the backend is chosen)
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from simstress.core.files import write_atomic  # noqa: E402
 
-from .leaderboard import HEATMAP, RBF_FIGURE, RBF_TASK, Board, Task, rbf_variant, sweep_figure  # noqa: E402
+from .leaderboard import (  # noqa: E402
+    CLASS_TASK,
+    FIG4C_FIGURE,
+    FIG4C_VARIANT,
+    HEATMAP,
+    MEMO_FIGURE,
+    MEMO_PAIRS,
+    OUTLIER_TASK,
+    RBF_FIGURE,
+    RBF_TASK,
+    ZOO_FIGURE,
+    Board,
+    Task,
+    finite,
+    rbf_variant,
+    sweep_figure,
+)
 
 DPI = 100
+OWN = (RBF_FIGURE, MEMO_FIGURE, FIG4C_FIGURE, ZOO_FIGURE)  # besides the sweeps: the files `draw` may delete
+PAIR_COLOURS = dict(zip(MEMO_PAIRS, ("tab:green", "tab:orange", "tab:gray")))
+THEORY = "Theorem 1 (linear CKA)"
 
 
 def _png(fig: Figure) -> bytes:
@@ -83,6 +105,13 @@ def curves(board: Board, task: Task) -> pd.DataFrame:
     return data.groupby(["metric", "seed", "x"], as_index=False, sort=True)["similarity"].mean()
 
 
+def curve_rows(board: Board, task: Task) -> pd.DataFrame:
+    """Every stored curve row (all its columns) of the task's current records, with metric and seed."""
+    frames = [pd.DataFrame(run["curve"]).assign(metric=rec["metric"], seed=run["seed"])
+              for rec in board.curve_records(task) for run in rec["runs"] if run["curve"]]
+    return pd.concat(frames, ignore_index=True).astype({"similarity": float})
+
+
 def sweep_png(board: Board, task: Task, palette: dict[str, tuple]) -> bytes:
     data = curves(board, task)
     order = [m for m in board.metrics if m in set(data["metric"])]
@@ -118,8 +147,112 @@ def rbf_conventions_png(board: Board) -> bytes:
     return _png(fig)
 
 
+def memorization_png(board: Board, task: Task) -> bytes:
+    """Fig. 2: similarity per block for the three pairs (colour), one panel per metric family, line style per metric
+    within it; mean over seeds (the spread would hide which pair is above the other)."""
+    data = curve_rows(board, task)
+    data = data.assign(block=data["block"] if "block" in data else data["x"])
+    data = data.groupby(["metric", "block", "pair"], as_index=False, sort=True)["similarity"].mean()
+    families = sorted({board.families.get(m, m) for m in data["metric"]})
+    cols = min(len(families), 4)
+    rows = -(-len(families) // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.6 * rows))
+    axes = fig.subplots(rows, cols, sharey=True, squeeze=False).ravel()
+    pairs = [p for p in MEMO_PAIRS if p in set(data["pair"])]
+    shared: dict[str, object] = {}  # pair -> its legend handle
+    for ax, family in zip(axes, families):
+        order = [m for m in board.metrics if m in set(data["metric"]) and board.families.get(m, m) == family]
+        sns.lineplot(data[data["metric"].isin(order)], x="block", y="similarity", hue="pair", hue_order=pairs,
+                     palette=PAIR_COLOURS, style="metric", style_order=order, markers=True, errorbar=None, ax=ax)
+        handles = dict(zip(*reversed(ax.get_legend_handles_labels())))
+        shared.update({p: handles[p] for p in pairs if p in handles})
+        ax.get_legend().remove()
+        if len(order) > 1:  # the colours are shared (figure legend); the line styles are this panel's own
+            ax.legend([handles[m] for m in order], order, fontsize="x-small", frameon=False)
+        ax.set_title(family if len(order) > 1 else f"{family} ({order[0]})")
+        ax.set_xlabel("block")
+        ax.set_ylabel("similarity to generalized A")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[len(families):]:
+        ax.set_visible(False)
+    shown = [p for p in pairs if p in shared]
+    fig.legend([shared[p] for p in shown], [f"A vs {p}" for p in shown], loc="upper left", bbox_to_anchor=(0.91, 0.88),
+               frameon=False)
+    fig.suptitle(f"{task.name}: generalized A against another generalized, a memorized and a random network", y=1.02)
+    return _png(fig)
+
+
+def _fig4c_panel(ax, board: Board, task: Task | None, group: str, palette: dict[str, tuple]) -> None:
+    data = curve_rows(board, task) if task is not None else pd.DataFrame({"variant": []})
+    if task is not None and task.name == CLASS_TASK:
+        data = data[data["variant"] == FIG4C_VARIANT]
+    if data.empty:
+        ax.text(0.5, 0.5, "no records", ha="center", va="center", transform=ax.transAxes)
+        return
+    order = [m for m in board.metrics if m in set(data["metric"])]
+    sns.lineplot(data, x="x", y="similarity", hue="metric", hue_order=order, style="metric", style_order=order,
+                 palette=palette, errorbar="sd", markers=True, ax=ax)
+    if "linear_cka_theory" in data:  # a property of the case, the same for every metric: one row per case
+        cases = data.drop_duplicates(["seed", group, "x"]).astype({"linear_cka_theory": float})
+        theory = cases.groupby("x", sort=True)["linear_cka_theory"].mean()
+        ax.plot(theory.index, theory.to_numpy(), color="black", linestyle="--", label=THEORY)
+    ax.set_xscale("log")
+    ax.set_xlabel("c / σ̄")
+    ax.set_ylabel("similarity")
+
+
+def fig4c_png(board: Board, palette: dict[str, tuple]) -> bytes:
+    """Fig. 4c: a translated class (qp_direction) and a translated image against c/σ̄, one line per metric, band ±
+    one standard deviation over classes (images) and seeds, and the mean Theorem 1 value of linear CKA."""
+    tasks = {t.name: t for t in board.fig4c_tasks()}
+    fig = Figure(figsize=(11.0, 4.2))
+    left, right = fig.subplots(1, 2, sharey=True)
+    _fig4c_panel(left, board, tasks.get(CLASS_TASK), "class", palette)
+    _fig4c_panel(right, board, tasks.get(OUTLIER_TASK), "image", palette)
+    left.set_title(f"one class translated ({FIG4C_VARIANT})")
+    right.set_title("one image translated (head null space)")
+    handles: dict[str, object] = {}
+    for ax in (left, right):
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    labels = [m for m in board.metrics if m in handles] + ([THEORY] if THEORY in handles else [])
+    fig.legend([handles[x] for x in labels], labels, loc="upper left", bbox_to_anchor=(0.91, 0.88), fontsize="small",
+               frameon=False)
+    fig.suptitle("translating real features (Davari et al. 2023, Fig. 4c)", y=1.02)
+    return _png(fig)
+
+
+def zoo_png(board: Board) -> bytes:
+    """Training loss and test accuracy per epoch, one line per network with a history."""
+    nets = board.trained_networks()
+    names = [n.name for n in nets]
+    labels = [f"{n.name} ({n.key[:8]})" if names.count(n.name) > 1 else n.name for n in nets]
+    data = pd.DataFrame([{"network": label, "epoch": float(h["epoch"]), "train loss": float(h["train_loss"]),
+                          "test accuracy": float(h["test_accuracy"]) if finite(h.get("test_accuracy")) else math.nan}
+                         for n, label in zip(nets, labels) for h in n.history])
+    palette = dict(zip(labels, sns.color_palette("husl" if len(labels) > 10 else "tab10", len(labels))))
+    fig = Figure(figsize=(11.0, 4.0))
+    loss, acc = fig.subplots(1, 2)
+    sns.lineplot(data, x="epoch", y="train loss", hue="network", hue_order=labels, palette=palette, markers=True,
+                 style="network", style_order=labels, ax=loss, legend=False)
+    tested = data.dropna(subset=["test accuracy"])
+    if len(tested):
+        sns.lineplot(tested, x="epoch", y="test accuracy", hue="network", hue_order=labels, palette=palette,
+                     markers=True, style="network", style_order=labels, ax=acc)
+        acc.legend(bbox_to_anchor=(1.02, 1.0), loc="upper left", fontsize="small", frameon=False)
+    else:
+        acc.text(0.5, 0.5, "no test accuracy in the histories", ha="center", va="center", transform=acc.transAxes)
+    for ax in (loss, acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    loss.set_title("training loss (mean over the epoch's batches)")
+    acc.set_title("test accuracy")
+    return _png(fig)
+
+
 def draw(board: Board, out_dir: Path) -> list[Path]:
-    """Write every figure of the board into out_dir and delete sweep figures there that it no longer makes."""
+    """Write every figure of the board into out_dir and delete figures of its own there that it no longer makes."""
     with matplotlib.style.context("default"), sns.plotting_context("notebook"):
         with sns.axes_style("white"):
             pngs = {HEATMAP: heatmap_png(board)}
@@ -128,9 +261,15 @@ def draw(board: Board, out_dir: Path) -> list[Path]:
             pngs.update({sweep_figure(t.name): sweep_png(board, t, palette) for t in board.sweep_tasks()})
             if board.rbf_conventions():
                 pngs[RBF_FIGURE] = rbf_conventions_png(board)
+            if (memo := board.memorization()) is not None:
+                pngs[MEMO_FIGURE] = memorization_png(board, memo)
+            if board.fig4c_tasks():
+                pngs[FIG4C_FIGURE] = fig4c_png(board, palette)
+            if board.trained_networks():
+                pngs[ZOO_FIGURE] = zoo_png(board)
     for name, png in pngs.items():
         write_atomic(out_dir / name, png)
-    for old in [*out_dir.glob(sweep_figure("*")), out_dir / RBF_FIGURE]:  # the board's own: perf plots live here too
+    for old in [*out_dir.glob(sweep_figure("*")), *(out_dir / n for n in OWN)]:  # perf plots live here too
         if old.name not in pngs and old.exists():
             old.unlink()
     return [out_dir / name for name in sorted(pngs)]

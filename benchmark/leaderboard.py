@@ -11,18 +11,19 @@ conformance report passed at the version of its records, and (when the caller sa
 is still installed. Every other row is listed apart with the reasons. The ranking's stability is shown beside it:
 the ranks under equal task weights and with each category left out, with Kendall's τ against the headline.
 
-The page is a pure function of the records and the cached conformance reports: no clock, no environment, sorted
-everything, fixed number formats.
+The page is a pure function of the records, the cached conformance reports and the cards of the networks the records
+name: no clock, no environment, sorted everything, fixed number formats.
 """
 
 from __future__ import annotations
 
 import html
+import math
 import re
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 from urllib.parse import quote
 
 from scipy import stats
@@ -41,6 +42,42 @@ HEATMAP = "scores_heatmap.png"
 # between-cube distances, so the convention decides the curve. This figure shows both where the records have both.
 RBF_TASK, RBF_FIGURE = "subset_translation", "rbf_bandwidth_subset_translation.png"
 _RBF_ID = re.compile(r"^rbf_cka(?:\[(.*)\])?$")
+
+
+# The trained networks (`simstress.networks`, artifact kind "networks"; not imported: it pulls in torch) get a zoo
+# table and their training curves.
+NETWORKS, ZOO_FIGURE = "networks", "zoo_training.png"
+# Davari et al. 2023 Fig. 2: similarity per block of a generalized network to three partners. Its curve holds three
+# pairs at every block, so the generic sweep figure (which averages the cases at one x) would mean nothing.
+MEMO_TASK, MEMO_FIGURE, MEMO_PAIRS = "memorization", "memorization_layers.png", ("generalized", "memorized", "random")
+# Davari et al. 2023 Fig. 4c: a class (Cor. 4) or one image (Cor. 3) of real features translated. The class task's
+# `qp_direction` variant is the paper's construction; `head_nullspace` is simstress's own and is left out here.
+CLASS_TASK, OUTLIER_TASK, FIG4C_VARIANT = "network_class_translation", "network_outlier", "qp_direction"
+FIG4C_FIGURE = "real_feature_translation.png"
+DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "fashion_mnist_slice": "a Fashion-MNIST slice",
+                 "cifar10": "CIFAR-10"}
+
+
+def metric_family(metric_id: str) -> str:
+    """The last component of the registered metric's module ("simstress.metrics.cka" -> "cka"); for an id no
+    longer installed, its base name (before "[")."""
+    from simstress import metrics
+
+    try:
+        return metrics.get_metric(metric_id).spec.fn.__module__.rsplit(".", 1)[-1]
+    except (LookupError, ValueError):
+        return metric_id.split("[", 1)[0]
+
+
+def network_entries(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The record's entries of the networks it used (a record's artifacts list is not validated: skip what is odd)."""
+    return [a for a in record.get("artifacts") or [] if isinstance(a, Mapping) and a.get("kind") == NETWORKS
+            and isinstance(a.get("key"), str)]
+
+
+def network_keys(records: list[dict[str, Any]]) -> list[str]:
+    """The keys of the networks the records used (sorted): the cards the page needs."""
+    return sorted({a["key"] for r in records for a in network_entries(r)})
 
 
 def rbf_variant(metric_id: str) -> tuple[float, str] | None:
@@ -111,6 +148,32 @@ class Stability:
 
 
 @dataclass(frozen=True)
+class Network:
+    """A network the records used: its key, the content hashes the records name, and its card (None: missing)."""
+
+    key: str
+    sha256: tuple[str, ...]
+    card: Mapping[str, Any] | None
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name", self.key)) if self.card is not None else self.key
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        params = self.card.get("params") if self.card is not None else None
+        return params if isinstance(params, Mapping) else {}
+
+    @property
+    def history(self) -> list[Mapping[str, Any]]:
+        """Per-epoch rows with an epoch and a training loss (a random network has none)."""
+        rows = self.card.get("history") if self.card is not None else None
+        if not isinstance(rows, list):
+            return []
+        return [h for h in rows if isinstance(h, Mapping) and finite(h.get("epoch")) and finite(h.get("train_loss"))]
+
+
+@dataclass(frozen=True)
 class Board:
     """Everything the page and the figures show, in display order."""
 
@@ -122,6 +185,8 @@ class Board:
     conformance: dict[str, dict[str, Any] | None]
     saturated: frozenset[str]           # task names
     stability: Stability
+    networks: tuple[Network, ...] = ()  # by name, then key
+    families: dict[str, str] = field(default_factory=dict)  # metric -> family, for the metrics of MEMO_TASK
 
     @property
     def metrics(self) -> list[str]:
@@ -144,17 +209,47 @@ class Board:
     def figures(self) -> list[str]:
         """The figure files the page links to."""
         return [HEATMAP, *(sweep_figure(t.name) for t in self.sweep_tasks()),
-                *([RBF_FIGURE] if self.rbf_conventions() else [])]
+                *([RBF_FIGURE] if self.rbf_conventions() else []),
+                *([MEMO_FIGURE] if self.memorization() else []), *([FIG4C_FIGURE] if self.fig4c_tasks() else []),
+                *([ZOO_FIGURE] if self.trained_networks() else [])]
+
+    def curve_records(self, task: Task) -> list[dict[str, Any]]:
+        """The task's ok records at its current version that hold a curve."""
+        return [r for r in self.records if r["task"] == task.name and r["task_version"] == task.version
+                and r["status"] == "ok" and any(run["curve"] for run in r["runs"])]
+
+    def _with_curves(self) -> list[Task]:
+        return [t for t in self.tasks if t.sweep_name and self.curve_records(t)]
 
     def sweep_tasks(self) -> list[Task]:
-        """Tasks with a sweep variable and at least one recorded curve: each gets a figure."""
-        with_curves = {(r["task"], r["task_version"]) for r in self.records
-                       if r["status"] == "ok" and any(run["curve"] for run in r["runs"])}
-        return [t for t in self.tasks if t.sweep_name and (t.name, t.version) in with_curves]
+        """Tasks with a sweep variable and at least one recorded curve: each gets a figure (MEMO_TASK its own)."""
+        return [t for t in self._with_curves() if t.name != MEMO_TASK]
+
+    def memorization(self) -> Task | None:
+        """MEMO_TASK when it has curves (its figure is MEMO_FIGURE)."""
+        return next((t for t in self._with_curves() if t.name == MEMO_TASK), None)
+
+    def fig4c_tasks(self) -> list[Task]:
+        """CLASS_TASK and OUTLIER_TASK, those of them with curves (the panels of FIG4C_FIGURE)."""
+        return [t for t in self._with_curves() if t.name in (CLASS_TASK, OUTLIER_TASK)]
+
+    def sweep_links(self) -> dict[str, str]:
+        """Task name -> the figure of its sweep."""
+        links = {t.name: sweep_figure(t.name) for t in self.sweep_tasks()}
+        return {**links, MEMO_TASK: MEMO_FIGURE} if self.memorization() else links
+
+    def trained_networks(self) -> list[Network]:
+        """The networks with a training history (the lines of ZOO_FIGURE)."""
+        return [n for n in self.networks if n.history]
 
 
 def _num(x: float | None) -> str:
     return "–" if x is None else f"{x:.{DIGITS}f}"
+
+
+def finite(x: Any) -> bool:
+    """A real number (not a bool, not NaN or infinite): what a hand-editable file must hold to be plotted."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -229,11 +324,22 @@ def _reasons(metric: str, mcells: list[Cell], tasks: list[Task], conf: dict[str,
     return out
 
 
+def _networks(records: list[dict[str, Any]], cards: Mapping[str, Mapping[str, Any] | None]) -> tuple[Network, ...]:
+    named: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        for a in network_entries(r):
+            named[a["key"]].add(str(a.get("sha256", "")))
+    found = [Network(key, tuple(sorted(shas)), cards.get(key)) for key, shas in named.items()]
+    return tuple(sorted(found, key=lambda n: (natural_key(n.name), n.key)))
+
+
 def build_board(scale: str, records: list[dict[str, Any]], conformance: dict[str, dict[str, Any] | None],
-                installed: Callable[[str], bool] | None = None) -> Board:
+                installed: Callable[[str], bool] | None = None,
+                cards: Mapping[str, Mapping[str, Any] | None] | None = None) -> Board:
     """Aggregate the records of one scale: cells, category and overall scores, spread, ranks and stability.
 
     `installed(metric_id)` says whether an id is still registered; without it nothing is marked uninstalled.
+    `cards` maps the key of each network the records name (`network_keys`) to its card, None when it is missing.
     """
     if not records:
         raise RecordError(f"no records for scale {scale!r}; run `simstress run --scale {scale}` first")
@@ -266,8 +372,9 @@ def build_board(scale: str, records: list[dict[str, Any]], conformance: dict[str
         if (vals := [v[t.name] for v in ranked_cells.values() if v.get(t.name) is not None])
         and statistics.median(vals) >= SATURATED
     )
+    families = {m: metric_family(m) for m in sorted({r["metric"] for r in records if r["task"] == MEMO_TASK})}
     return Board(scale, task_list, rows, cells, records, {m: conformance.get(m) for m in by_metric}, saturated,
-                 _stability(headline, ranked_cells, category))
+                 _stability(headline, ranked_cells, category), _networks(records, cards or {}), families)
 
 
 def _stability(headline: dict[str, float], values: dict[str, dict[str, float | None]],
@@ -377,9 +484,9 @@ def _stability_table(board: Board) -> list[str]:
 
 
 def _per_task(board: Board, figures: str, footnotes: list[str]) -> list[str]:
-    sweeps = {t.name for t in board.sweep_tasks()}
+    links = board.sweep_links()
     header = ["Metric"] + [
-        (f"[{_md(t.name)}]({_url(figures, sweep_figure(t.name))})" if t.name in sweeps else _md(t.name))
+        (f"[{_md(t.name)}]({_url(figures, links[t.name])})" if t.name in links else _md(t.name))
         + f" ({SHORT[t.category]})"
         for t in board.tasks
     ]
@@ -416,12 +523,12 @@ def _per_task(board: Board, figures: str, footnotes: list[str]) -> list[str]:
 
 
 def _tasks_table(board: Board, figures: str) -> list[str]:
-    sweeps = {t.name for t in board.sweep_tasks()}
+    links = board.sweep_links()
     rows = []
     for t in board.tasks:
         sweep = _md(t.sweep_name) or "–"
-        if t.name in sweeps:
-            sweep = f"[{sweep}]({_url(figures, sweep_figure(t.name))})"
+        if t.name in links:
+            sweep = f"[{sweep}]({_url(figures, links[t.name])})"
         note = f" ⚠ saturated (median ranked score ≥ {SATURATED})" if t.name in board.saturated else ""
         rows.append([_code(t.name), t.category, str(t.version), sweep, _md(t.summary) + note])
     return _table(["Task", "Category", "Version", "Sweep", "What it tests"], [":---"] * 5, rows)
@@ -492,6 +599,107 @@ def _provenance(board: Board) -> list[str]:
     return lines
 
 
+def _at_largest_x(board: Board, task_name: str, metric: str, variant: str | None = None) -> tuple[float, list[float]]:
+    """(largest x, the metric's similarities there, every case and seed) on a task's current records; (nan, []) when
+    it has none. `variant` keeps only the curve rows of that variant."""
+    task = next((t for t in board.tasks if t.name == task_name), None)
+    rows = []
+    for rec in board.curve_records(task) if task is not None else []:
+        if rec["metric"] != metric:
+            continue
+        for run in rec["runs"]:
+            curve = run["curve"] or {"x": [], "similarity": []}
+            variants = curve.get("variant") or [None] * len(curve["x"])
+            rows += [(x, y) for x, y, v in zip(curve["x"], curve["similarity"], variants)
+                     if finite(x) and (variant is None or v == variant)]
+    if not rows:
+        return math.nan, []
+    top = max(x for x, _ in rows)
+    return top, [y for x, y in rows if x == top and finite(y)]  # a non-finite similarity is stored as null
+
+
+def fig4c_numbers(board: Board) -> dict[str, tuple[float, list[float]]] | None:
+    """Linear CKA at the largest c/σ̄ of each Fig. 4c task: {"class": (x, values), "point": (x, values)}; None
+    unless both tasks have linear_cka values there."""
+    found = {"class": _at_largest_x(board, CLASS_TASK, "linear_cka", FIG4C_VARIANT),
+             "point": _at_largest_x(board, OUTLIER_TASK, "linear_cka")}
+    return found if all(values for _, values in found.values()) else None
+
+
+def _mean_sd(values: list[float]) -> str:
+    return _num(statistics.fmean(values)) + (f" ± {_num(statistics.stdev(values))}" if len(values) >= 2 else "")
+
+
+def _fig4c_sentence(board: Board) -> list[str]:
+    """The paper's numbers beside the measured ones (empty without linear_cka records on both tasks)."""
+    found = fig4c_numbers(board)
+    if found is None:
+        return []
+    (x_class, at_class), (x_point, at_point) = found["class"], found["point"]
+    recs = [r for r in board.records if r["metric"] == "linear_cka" and r["task"] in (CLASS_TASK, OUTLIER_TASK)]
+    keys = {a["key"] for r in recs for a in network_entries(r)}
+    used = [n.params for n in board.networks if n.key in keys]
+    # the records say which images were measured; only the cards say how wide the networks were
+    datasets = sorted({str(run["details"]["dataset"]) for r in recs for run in r["runs"]
+                       if isinstance(run.get("details"), Mapping) and run["details"].get("dataset")})
+    widths = sorted({p["width"] for p in used if finite(p.get("width"))})
+    what = ", ".join([*(DATASET_NAMES.get(d, _code(d)) for d in datasets),
+                      "M1" + (f" w = {', '.join(f'{w:g}' for w in widths)}" if widths else "")])
+    return [f"Davari et al. (CIFAR-10) saw linear CKA plateau near 0.17 for a translated class and fall towards 0 "
+            f"for a single point while the classifier's accuracy never moved; here, at the largest c (c/σ̄ = "
+            f"{x_class:g} for a class, {x_point:g} for a point), linear CKA reads {_mean_sd(at_class)} for a class "
+            f"and {_mean_sd(at_point)} for a single point ({what}), with every prediction unchanged (asserted by "
+            f"the tasks).", ""]
+
+
+def _card_cell(value: Any, fmt: Callable[[float], str] | None = None) -> str:
+    """A card's value in a table cell: numbers through `fmt`, text made inert, anything absent "–"."""
+    if fmt is not None:
+        return fmt(value) if finite(value) else "–"
+    return "–" if value is None or value == "" else _md(str(value))
+
+
+def _networks_section(board: Board, figures: str) -> list[str]:
+    header = ["Network", "Role", "Width", "Seed", "Dataset", "Training images", "Epochs", "Train acc.", "Test acc.",
+              "Parameters", "Build time", "Device", "sha256"]
+    rows, notes = [], []
+    for n in board.networks:
+        if n.card is None:
+            rows.append([_code(n.key), "card missing", *["–"] * 10, ", ".join(_code(h[:12]) for h in n.sha256)])
+            notes.append(f"- ⚠ {_code(n.key)}: no card under {_code(f'networks/{n.key}/')} in the results folder "
+                         f"(`simstress run` rebuilds the network).")
+            continue
+        p, card = n.params, n.card
+        recipe = p.get("recipe") if isinstance(p.get("recipe"), Mapping) else {}
+        data = card.get("data") if isinstance(card.get("data"), Mapping) else {}
+        trained = bool(recipe)  # a random network has no recipe: it saw no training image
+        rows.append([
+            _code(n.name), _card_cell(p.get("role")), _card_cell(p.get("width"), "{:g}".format),
+            _card_cell(p.get("seed"), "{:g}".format), _code(p["dataset"]) if p.get("dataset") else "–",
+            _card_cell(data.get("train_images", p.get("train_images")) if trained else None, "{:,.0f}".format),
+            _card_cell(recipe.get("epochs"), "{:g}".format),
+            _card_cell(card.get("train_accuracy") if trained else None, "{:.1%}".format),
+            _card_cell(card.get("test_accuracy"), "{:.1%}".format),
+            _card_cell(card.get("parameters"), "{:,.0f}".format),
+            _card_cell(card.get("build_seconds"), format_duration), _card_cell(card.get("build_device")),
+            _code(str(card.get("sha256", ""))[:12]) if card.get("sha256") else "–",
+        ])
+        if card.get("sha256") not in n.sha256:
+            notes.append(f"- ⚠ {_code(n.name)}: the records used sha256 {', '.join(_code(h[:12]) for h in n.sha256)}, "
+                         f"the card now holds another build; rerun `simstress run --scale {_md(board.scale)}`.")
+    lines = ["The networks these records used, as their cards describe them (built once, cached under "
+             "`networks/<key>/` in the results folder; a record names each one's sha256). Accuracies are on the "
+             "network's own training images (a memorized network's permuted labels) and on the whole test split.", ""]
+    lines += _table(header, [":---", ":---", "---:", "---:", ":---", "---:", "---:", "---:", "---:", "---:", "---:",
+                             ":---", ":---"], rows)
+    if notes:
+        lines += ["", *notes]
+    if board.trained_networks():
+        lines += ["", "Training curves from the cards' histories (a random network has none):", "",
+                  f"![training curves of the networks]({_url(figures, ZOO_FIGURE)})"]
+    return lines
+
+
 def render(board: Board, figures: str) -> str:
     """The markdown page; `figures` is the figures folder relative to the page (POSIX separators)."""
     footnotes: list[str] = []
@@ -529,12 +737,21 @@ def render(board: Board, figures: str) -> str:
         *_runtime(board),
         "",
     ]
-    sweeps = board.sweep_tasks()
-    if sweeps:
+    links = board.sweep_links()
+    if links:
         lines += ["## Sweeps", "", "Similarity against each task's sweep variable, one line per metric (mean over "
                   "seeds, band ± one standard deviation).", ""]
-        for t in sweeps:
-            lines += [f"### {_md(t.name)}", "", f"![{_md(t.name)}]({_url(figures, sweep_figure(t.name))})", ""]
+        for t in board.tasks:
+            if t.name not in links:
+                continue
+            lines += [f"### {_md(t.name)}", ""]
+            if t.name == MEMO_TASK:
+                lines += ["Davari et al. 2023, Fig. 2: similarity of each block of a generalized network A to the "
+                          "same block of another generalized network, of a memorizing one and of a random one (colour "
+                          "= partner), one panel per metric family, one line style per metric; mean over seeds. A "
+                          "metric scores where the partner that agrees more with A's predictions (normally the "
+                          "generalized one) is the more similar one.", ""]
+            lines += [f"![{_md(t.name)}]({_url(figures, links[t.name])})", ""]
     if board.rbf_conventions():
         lines += ["## RBF bandwidth: ordinary or lower median", "",
                   f"RBF CKA's bandwidth is σ times a median of the pairwise distances. Kornblith et al. 2019's code "
@@ -542,6 +759,17 @@ def render(board: Board, figures: str) -> str:
                   f"`{RBF_TASK}` (two equal cubes) the median sits exactly on the boundary between within-cube and "
                   f"between-cube distances, so the convention alone decides the curve at small σ:", "",
                   f"![RBF bandwidth conventions]({_url(figures, RBF_FIGURE)})", ""]
+    if board.fig4c_tasks():
+        lines += ["## Translating real features", "",
+                  f"Davari et al. 2023, Fig. 4c, on the features of a trained network: left, one class of the last "
+                  f"block's features translated along the non-negative direction that keeps a linear probe's "
+                  f"predictions (`{CLASS_TASK}`, variant `{FIG4C_VARIANT}`); right, one image's pooled features moved "
+                  f"along the null space of the network's own read-out (`{OUTLIER_TASK}`). One line per metric, band "
+                  f"± one standard deviation over classes (images) and seeds; black dashed: linear CKA as Theorem 1 "
+                  f"gives it.", "", f"![translating real features]({_url(figures, FIG4C_FIGURE)})", "",
+                  *_fig4c_sentence(board)]
+    if board.networks:
+        lines += ["## Networks", "", *_networks_section(board, figures), ""]
     lines += ["## Built from", "", *_provenance(board), ""]
     if footnotes:
         lines += [f"[^{i}]: {text}" for i, text in enumerate(footnotes, 1)] + [""]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -203,6 +204,14 @@ class ResultStore:
                  if not (metric_known(metric_from_filename(p.name)) and task_known(p.parent.name))]
         return found + [p for p in sorted((self.root / "conformance").glob("*.json"))
                         if not metric_known(metric_from_filename(p.name))]
+
+    def load_card(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The card of artifact `<kind>/<key>` (`simstress.core.artifacts`), None when it is missing; RecordError
+        when it is unreadable. A key that is not an artifact key (hex digits) names nothing under the root."""
+        path = self.root / kind / key / "card.json"
+        if not (re.fullmatch(r"[0-9a-f]+", key) and path.is_file()):
+            return None
+        return read_json(path)
 
     def load_conformance(self, metric_id: str) -> dict[str, Any] | None:
         path = self.conformance_path(metric_id)

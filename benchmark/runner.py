@@ -184,9 +184,9 @@ def _error_line(record: dict[str, Any]) -> str:
     return f"{err['type']}: {err['message'].splitlines()[0] if err['message'] else ''}"
 
 
-def _build_artifacts(results: ResultStore, p: Plan, quiet: bool) -> dict[str, str]:
-    """Build the plan's missing artifacts in order; returns {key: "Type: message"} of those that failed."""
-    store = ArtifactStore(results.root)
+def _build_artifacts(results: ResultStore, p: Plan, device: str, quiet: bool) -> dict[str, str]:
+    """Build the plan's missing artifacts in order on `device`; returns {key: "Type: message"} of those that failed."""
+    store = ArtifactStore(results.root, device)
     failed: dict[str, str] = {}
     for spec in tqdm(p.artifacts, desc="artifacts", unit="artifact", disable=quiet or not p.artifacts,
                      dynamic_ncols=True):
@@ -220,7 +220,7 @@ def run(results: ResultStore, metric_ids: list[str], task_names: list[str], *, s
     summary = RunSummary(scale, list(seeds))
     try:
         p = plan(results, metric_ids, task_names, scale=scale, seeds=seeds, device=device, force=force)
-        failed = _build_artifacts(results, p, quiet)
+        failed = _build_artifacts(results, p, device, quiet)
         summary.artifacts = len(p.artifacts) - len(failed)
         if p.artifacts:
             p = plan(results, metric_ids, task_names, scale=scale, seeds=seeds, device=device, force=force)

@@ -8,7 +8,7 @@ margins) and Fig. 4 (two cubes; invertible linear maps; class and single-point t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -147,24 +147,31 @@ class SubsetTranslation(Task):
         return mean_clipped(curve["similarity"])
 
 
-def separability_preserving_direction(probe: LinearProbe) -> tuple[torch.Tensor, float]:
+class QPDirection(NamedTuple):
+    direction: torch.Tensor  # unit, ≥ 0, orthogonal to every class normal
+    residual: float  # ||Qᵀd|| of the QP solution before the projection
+    solution: torch.Tensor  # the QP solution d itself (every entry ≥ 0.1)
+
+
+def separability_preserving_direction(probe: LinearProbe) -> QPDirection:
     """Unit d ≥ 0 with probe.weight·d = 0 exactly, so x → x + c·d changes no prediction (Davari et al. §4.2).
 
     Solves min dᵀ(QQᵀ + 1e-7·I)d s.t. d ≥ 0.1 (Q: orthonormal basis of the class normals) as the bounded least
     squares min ||[Qᵀ; sqrt(1e-7)·I]·d||² (scipy's BVLS, exact for this convex problem), then removes the
     residual QQᵀd that the ridge leaves (~1e-7) so that predictions are invariant for every c, not only small c.
-    Returns (d, ||Qᵀd|| before the projection). Raises if no non-negative direction is orthogonal to the normals.
+    Returns the unit direction, ||Qᵀd|| before the projection, and the QP solution. Raises if no non-negative
+    direction is orthogonal to the normals.
     """
     Q = orthonormal_basis(probe.weight.T.cpu()).numpy()
     p = Q.shape[0]
     A = np.vstack([Q.T, np.sqrt(1e-7) * np.eye(p)])
-    d = lsq_linear(A, np.zeros(A.shape[0]), bounds=(0.1, np.inf), method="bvls").x
-    residual = float(np.linalg.norm(Q.T @ d))
-    d = d - Q @ (Q.T @ d)
+    solution = lsq_linear(A, np.zeros(A.shape[0]), bounds=(0.1, np.inf), method="bvls").x
+    residual = float(np.linalg.norm(Q.T @ solution))
+    d = solution - Q @ (Q.T @ solution)
     if not d.min() > 0.0:
         raise RuntimeError(f"no non-negative direction is orthogonal to the probe's {Q.shape[1]} class normals "
                            f"(residual {residual:.3g}); use more features")
-    return torch.from_numpy(d / np.linalg.norm(d)), residual
+    return QPDirection(torch.from_numpy(d / np.linalg.norm(d)), residual, torch.from_numpy(solution))
 
 
 @dataclass
@@ -200,7 +207,7 @@ class ClassTranslation(Task):
         X, labels = gaussian_mixture(n, p, N_CLASSES, generator(seed, 0), separation=SEPARATION)
         X, labels = X.to(device), labels.to(device)
         probe = fit_probe(X, labels)
-        d, residual = separability_preserving_direction(probe)
+        d, residual, _ = separability_preserving_direction(probe)
         d = d.to(device)
         sigma = rms_radius(X)
         shifts = [x * sigma for x in sweep]

@@ -16,11 +16,17 @@ from simstress.benchmark.cells import Cell, execute
 
 REPO = Path(__file__).resolve().parent.parent
 # Each layer may import only the layers below it (the standard library and third-party packages aside).
-LAYERS = {"core": REPO / "simstress" / "core", "metrics": REPO / "metrics", "tasks": REPO / "tasks",
+LAYERS = {"core": REPO / "simstress" / "core", "data": REPO / "simstress" / "data",
+          "networks": REPO / "simstress" / "networks", "metrics": REPO / "metrics", "tasks": REPO / "tasks",
           "benchmark": REPO / "benchmark"}
 FORBIDDEN = {
-    "core": ("simstress.metrics", "simstress.tasks", "simstress.benchmark", "simstress.streaming"),
-    "metrics": ("simstress.tasks", "simstress.benchmark", "simstress.streaming"),
+    "core": ("simstress.data", "simstress.networks", "simstress.metrics", "simstress.tasks", "simstress.benchmark",
+             "simstress.streaming"),
+    "data": ("simstress.core", "simstress.networks", "simstress.metrics", "simstress.tasks", "simstress.benchmark",
+             "simstress.streaming"),
+    "networks": ("simstress.metrics", "simstress.tasks", "simstress.benchmark", "simstress.streaming"),
+    "metrics": ("simstress.data", "simstress.networks", "simstress.tasks", "simstress.benchmark",
+                "simstress.streaming"),
     "tasks": ("simstress.benchmark", "simstress.streaming"),
     "benchmark": (),
 }

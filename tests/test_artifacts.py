@@ -23,7 +23,7 @@ SALT = {"value": 0.0}  # changes what `test_matrix` writes without changing its 
 
 
 @artifact_builder("test_matrix")
-def build_matrix(params, inputs, out: Path) -> dict:
+def build_matrix(params, inputs, out: Path, device: str) -> dict:
     BUILDS.append({"kind": "test_matrix", **params})
     g = torch.Generator().manual_seed(params["seed"])
     M = torch.randn(params["n"], params["p"], generator=g, dtype=torch.float64) + SALT["value"]
@@ -32,7 +32,7 @@ def build_matrix(params, inputs, out: Path) -> dict:
 
 
 @artifact_builder("test_scaled", version=3)
-def build_scaled(params, inputs, out: Path) -> dict:
+def build_scaled(params, inputs, out: Path, device: str) -> dict:
     BUILDS.append({"kind": "test_scaled", **params})
     M = torch.load(inputs["base"].file("matrix.pt"))
     torch.save(params["factor"] * M, out / "scaled.pt")
@@ -40,7 +40,7 @@ def build_scaled(params, inputs, out: Path) -> dict:
 
 
 @artifact_builder("test_broken")
-def build_broken(params, inputs, out: Path) -> dict:
+def build_broken(params, inputs, out: Path, device: str) -> dict:
     raise RuntimeError("the training diverged")
 
 
@@ -82,7 +82,7 @@ def test_ensure_builds_once_with_its_inputs_and_writes_a_card(tmp_path: Path) ->
     assert card["inputs"] == {"base": {"key": base.spec.key, "sha256": base.sha256}}
     assert set(card["files"]) == {"scaled.pt"} and card["sha256"] == built.sha256 and "torch" in card["packages"]
     assert base.card["mean"] == pytest.approx(float(torch.load(base.file("matrix.pt")).mean()))
-    assert built.path == tmp_path / "artifacts" / "test_scaled" / scaled.key
+    assert built.path == tmp_path / "test_scaled" / scaled.key
     with pytest.raises(ArtifactError, match="has no file 'x.pt'"):
         built.file("x.pt")
 
@@ -92,7 +92,7 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
     spec = ArtifactSpec("test_broken", {"a": 1})
     with pytest.raises(RuntimeError, match="diverged"):
         store.ensure(spec)
-    assert not store.have(spec) and list((tmp_path / "artifacts" / "test_broken").iterdir()) == []
+    assert not store.have(spec) and list((tmp_path / "test_broken").iterdir()) == []
 
 
 # ------------------------------------------------------------------------------------------- in the runner

@@ -18,7 +18,16 @@ import pytest
 from simstress import metrics
 from simstress.benchmark.cli import main
 from simstress.benchmark.figures import draw
-from simstress.benchmark.leaderboard import HEATMAP, build_board, render, sweep_figure
+from simstress.benchmark.leaderboard import (
+    FIG4C_FIGURE,
+    HEATMAP,
+    MEMO_FIGURE,
+    ZOO_FIGURE,
+    build_board,
+    fig4c_numbers,
+    render,
+    sweep_figure,
+)
 from simstress.benchmark.records import SCHEMA, ResultStore
 
 CATS = {"r1": "robustness", "r2": "robustness", "s1": "sensitivity", "p1": "specificity"}
@@ -324,3 +333,154 @@ def test_figures_are_byte_identical_across_draws(tmp_path: Path) -> None:
     first = {p.name: p.read_bytes() for p in draw(board, tmp_path / "a")}
     second = {p.name: p.read_bytes() for p in draw(board, tmp_path / "b")}
     assert first == second and len(first) == 1 + len(CATS)
+
+
+# ------------------------------------------------------------------------------------- the trained networks
+
+KEY, GONE = "a1b2c3d4e5", "f6e5d4c3b2"  # a network with a card; one whose card is missing
+CARD = {"name": "m1-w1-generalized-s0", "sha256": "ab" * 32, "train_accuracy": 0.875, "test_accuracy": 0.8,
+        "parameters": 86170, "build_seconds": 12.5, "build_device": "cpu",
+        "params": {"arch": "m1", "width": 1, "role": "generalized", "seed": 0, "dataset": "fashion_mnist_slice",
+                   "recipe": {"epochs": 2}},
+        "data": {"dataset": "fashion_mnist_slice", "train_images": 3000, "test_images": 1000},
+        "history": [{"epoch": 1, "step": 24, "train_loss": 1.5, "train_batch_accuracy": 0.5, "seconds": 5.0},
+                    {"epoch": 2, "step": 48, "train_loss": 1.0, "train_batch_accuracy": 0.7, "seconds": 10.0,
+                     "test_accuracy": 0.8}]}
+ZOO = {"memorization": ("sensitivity", "block", False), "network_class_translation": ("robustness", "c", True),
+       "network_outlier": ("robustness", "c", True)}
+# linear CKA at the largest c per seed: qp_direction classes 0 and 1, and images 5 and 9
+CLASS_END, POINT_END = [[0.2, 0.1], [0.15, 0.3]], [[0.01, 0.03], [0.02, 0.04]]
+
+
+def zoo_curve(task: str, metric: str, seed: int) -> dict:
+    base = 0.9 if metric == "linear_cka" else 0.95
+    if task == "memorization":
+        rows = [(b, pair, base - 0.1 * i * b / 7) for b in range(8) for i, pair in
+                enumerate(("generalized", "memorized", "random"))]
+        return {"x": [r[0] for r in rows], "block": [r[0] for r in rows], "pair": [r[1] for r in rows],
+                "agreement": [0.9 if r[1] == "generalized" else 0.1 for r in rows], "similarity": [r[2] for r in rows]}
+    if task == "network_class_translation":
+        rows = [(x, variant, k, 0.5 if variant == "head_nullspace" else CLASS_END[seed][k] if x == 100.0 else base)
+                for variant in ("head_nullspace", "qp_direction") for k in (0, 1) for x in (1.0, 10.0, 100.0)]
+        return {"x": [r[0] for r in rows], "variant": [r[1] for r in rows], "class": [r[2] for r in rows],
+                "c": [2 * r[0] for r in rows], "similarity": [r[3] for r in rows],
+                "linear_cka_theory": [1 / r[0] for r in rows]}
+    rows = [(x, image, POINT_END[seed][i] if x == 1000.0 else base) for i, image in enumerate((5, 9))
+            for x in (1.0, 1000.0)]
+    return {"x": [r[0] for r in rows], "variant": ["head_nullspace"] * len(rows), "image": [r[1] for r in rows],
+            "c": [3 * r[0] for r in rows], "similarity": [r[2] for r in rows],
+            "linear_cka_theory": [1 / r[0] for r in rows]}
+
+
+def zoo_record(metric: str, task: str, keys: tuple[str, ...] = (KEY,)) -> dict:
+    rec = make_record(metric, "r1", [0.5, 0.5])
+    category, sweep, log_x = ZOO[task]
+    rec.update(task=task, task_info={"category": category, "summary": f"the {task} task", "sweep_name": sweep,
+                                     "log_x": log_x},
+               artifacts=[{"seed": s, "name": "network", "kind": "networks", "key": k, "sha256": CARD["sha256"]}
+                          for s in (0, 1) for k in keys])
+    for run in rec["runs"]:
+        run["curve"] = zoo_curve(task, metric, run["seed"])
+        run["details"] = {"dataset": "fashion_mnist_slice"}
+    return rec
+
+
+def zoo_records(metrics_: tuple[str, ...] = ("linear_cka", "procrustes")) -> list[dict]:
+    return [zoo_record(m, t, (KEY, GONE) if t == "memorization" else (KEY,)) for m in metrics_ for t in ZOO]
+
+
+def zoo_board(metrics_: tuple[str, ...] = ("linear_cka", "procrustes")):
+    return build_board("smoke", zoo_records(metrics_), {m: passed(m) for m in metrics_},
+                       cards={KEY: CARD, GONE: None})
+
+
+def test_networks_section_lists_the_cards_the_records_name() -> None:
+    recs = zoo_records()
+    recs[0]["artifacts"] += [{"kind": "networks"}, {"kind": "other", "key": "0123"}]  # hand-edited: ignored
+    board = build_board("smoke", recs, {m: passed(m) for m in ("linear_cka", "procrustes")},
+                        cards={KEY: CARD, GONE: None})
+    assert [(n.key, n.name) for n in board.networks] == [(GONE, GONE), (KEY, "m1-w1-generalized-s0")]
+    page = render(board, "figs")
+    section = page[page.index("## Networks"):page.index("## Built from")]
+    assert ("| `m1-w1-generalized-s0` | generalized | 1 | 0 | `fashion_mnist_slice` | 3,000 | 2 | 87.5% | 80.0% | "
+            "86,170 | 12.5 s | cpu | `abababababab` |") in section
+    assert f"| `{GONE}` | card missing |" in section and f"⚠ `{GONE}`: no card" in section
+    assert f"](figs/{ZOO_FIGURE})" in section and ZOO_FIGURE in board.figures()
+    plain = render(build_board("smoke", grid(), conformance()), "figs")  # no network in the records: no section
+    assert "## Networks" not in plain and ZOO_FIGURE not in build_board("smoke", grid(), conformance()).figures()
+
+
+def test_a_card_of_another_build_is_flagged() -> None:
+    board = build_board("smoke", zoo_records(), {m: passed(m) for m in ("linear_cka", "procrustes")},
+                        cards={KEY: {**CARD, "sha256": "cd" * 32}})
+    assert "⚠ `m1-w1-generalized-s0`: the records used sha256 `abababababab`, the card now holds another build" \
+        in render(board, "figs")
+
+
+def test_memorization_gets_its_own_figure_instead_of_a_sweep() -> None:
+    recs = zoo_records() + [zoo_record("gone_metric[p=1]", "memorization")]
+    board = build_board("smoke", recs, {})
+    assert "memorization" not in [t.name for t in board.sweep_tasks()]
+    assert sweep_figure("memorization") not in board.figures() and MEMO_FIGURE in board.figures()
+    assert sweep_figure("network_outlier") in board.figures() and FIG4C_FIGURE in board.figures()
+    # the family is the registered metric's module; an id no longer installed keeps its base name
+    assert board.families == {"gone_metric[p=1]": "gone_metric", "linear_cka": "cka", "procrustes": "procrustes"}
+    page = render(board, "figs")
+    assert f"[memorization](figs/{MEMO_FIGURE}) (sens.)" in page and f"[block](figs/{MEMO_FIGURE})" in page
+    assert f"![memorization](figs/{MEMO_FIGURE})" in page and "sweep_memorization" not in page
+
+
+def test_fig4c_sentence_reports_the_records_linear_cka() -> None:
+    board = zoo_board()
+    numbers = fig4c_numbers(board)
+    at_class = [v for seed in CLASS_END for v in seed]  # qp_direction only: head_nullspace rows read 0.5
+    at_point = [v for seed in POINT_END for v in seed]
+    assert numbers["class"] == (100.0, pytest.approx(at_class))
+    assert numbers["point"] == (1000.0, pytest.approx(at_point))
+    page = render(board, "figs")
+    assert (f"here, at the largest c (c/σ̄ = 100 for a class, 1000 for a point), linear CKA reads "
+            f"{statistics.fmean(at_class):.3f} ± {statistics.stdev(at_class):.3f} for a class and "
+            f"{statistics.fmean(at_point):.3f} ± {statistics.stdev(at_point):.3f} for a single point "
+            f"(a Fashion-MNIST slice, M1 w = 1)") in page
+    assert "0.188 ± 0.085 for a class and 0.025 ± 0.013 for a single point" in page  # the same, by hand
+    without = zoo_board(("procrustes",))
+    assert fig4c_numbers(without) is None and FIG4C_FIGURE in without.figures()
+    page = render(without, "figs")
+    assert "Davari et al. (CIFAR-10)" not in page and f"figs/{FIG4C_FIGURE}" in page
+
+
+def test_zoo_figures_are_valid_deterministic_and_only_their_own_stale_files_go(tmp_path: Path) -> None:
+    board = zoo_board()
+    first = {p.name: p.read_bytes() for p in draw(board, tmp_path / "a")}
+    assert set(first) == {HEATMAP, MEMO_FIGURE, FIG4C_FIGURE, ZOO_FIGURE, sweep_figure("network_class_translation"),
+                          sweep_figure("network_outlier")}
+    assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and b"Software" not in png for png in first.values())
+    (tmp_path / "a" / sweep_figure("memorization")).write_bytes(b"old")  # drawn by an earlier simstress
+    (tmp_path / "a" / "perf_cpu.png").write_bytes(b"perf")
+    assert {p.name: p.read_bytes() for p in draw(board, tmp_path / "a")} == first
+    assert not (tmp_path / "a" / sweep_figure("memorization")).exists()
+    draw(build_board("smoke", grid(), conformance()), tmp_path / "a")  # the networks are gone from the records
+    left = {p.name for p in (tmp_path / "a").iterdir()}
+    assert left == {HEATMAP, "perf_cpu.png", *(sweep_figure(t) for t in CATS)}
+
+
+def test_cli_reads_the_cards_from_the_results_folder(tmp_path: Path, capsys) -> None:
+    store = ResultStore(tmp_path / "results")
+    for rec in zoo_records():
+        store.save_record(rec)
+    for m in ("linear_cka", "procrustes"):
+        store.save_conformance(passed(m))
+    (store.root / "networks" / KEY).mkdir(parents=True)
+    (store.root / "networks" / KEY / "card.json").write_text(json.dumps(CARD))
+    assert store.load_card("networks", GONE) is None and store.load_card("networks", "../networks") is None
+    out = tmp_path / "board.md"
+    args = ["leaderboard", "--scale", "smoke", "--results", str(store.root), "--output", str(out)]
+    assert main(args) == 0
+    page = out.read_text()
+    assert "| 87.5% | 80.0% |" in page and f"| `{GONE}` | card missing |" in page
+    assert all((store.figures_dir / name).is_file() for name in (MEMO_FIGURE, FIG4C_FIGURE, ZOO_FIGURE))
+    capsys.readouterr()
+    assert main([*args, "--check"]) == 0
+    (store.figures_dir / ZOO_FIGURE).unlink()
+    assert main([*args, "--check"]) == 1
+    assert f"figures missing from {store.figures_dir}: {ZOO_FIGURE}" in capsys.readouterr().out

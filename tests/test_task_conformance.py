@@ -23,7 +23,7 @@ NAMES = tasks.list_tasks()
 
 
 def smoke_setup(t: tasks.Task, seed: int, root: Path) -> tasks.Setup:
-    """The smoke set-up of one seed, with the artifacts the task declares built in a scratch store."""
+    """The smoke set-up of one seed, with the artifacts the task declares built in the session's scratch store."""
     store = ArtifactStore(root)
     built = {name: store.ensure(spec) for name, spec in t.artifacts("smoke", seed).items()}
     return t.setup("smoke", seed, artifacts=built)
@@ -62,9 +62,9 @@ def test_identity_and_docstring(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_the_seed_decides_the_data(name: str, tmp_path: Path) -> None:
+def test_the_seed_decides_the_data(name: str, artifact_root: Path) -> None:
     t = tasks.get_task(name)
-    a, again, other = (smoke_setup(t, seed, tmp_path) for seed in (0, 0, 1))
+    a, again, other = (smoke_setup(t, seed, artifact_root) for seed in (0, 0, 1))
     assert again is not a and again.details == a.details
     assert all(torch.equal(x, y) for x, y in zip(case_tensors(t, a), case_tensors(t, again), strict=True))
     if a.labels is not None:
@@ -73,9 +73,9 @@ def test_the_seed_decides_the_data(name: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_evaluate_contract(name: str, tmp_path: Path) -> None:
+def test_evaluate_contract(name: str, artifact_root: Path) -> None:
     t = tasks.get_task(name)
-    setup = smoke_setup(t, 0, tmp_path)
+    setup = smoke_setup(t, 0, artifact_root)
     m = metrics.get_metric("linear_cka_debiased")
     r = t.evaluate(m, setup)
     assert isinstance(r, tasks.TaskResult) and (r.task, r.metric) == (name, "linear_cka_debiased")
@@ -90,11 +90,11 @@ def test_evaluate_contract(name: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_a_constant_metric_is_robust_and_useless_otherwise(name: str, tmp_path: Path,
+def test_a_constant_metric_is_robust_and_useless_otherwise(name: str, artifact_root: Path,
                                                            constant_metric: metrics.Metric) -> None:
     t = tasks.get_task(name)
-    score = t.evaluate(constant_metric, smoke_setup(t, 0, tmp_path)).score
+    score = t.evaluate(constant_metric, smoke_setup(t, 0, artifact_root)).score
     if t.category == "robustness":
         assert score >= 0.99
-    else:
-        assert score <= 0.1
+    else:  # no better than guessing among the eight candidates of a specificity task
+        assert score <= 1 / 8 + 1e-12

@@ -17,6 +17,8 @@ X, Y (n, p) ReLU activations of a shared latent. Each case is warmed up once, th
 Two fixed-size showcases run beside the grid (not under --quick, and only when --metrics selects them):
 exact streaming of 1e5 and 1e6 rows × 512 features (tests/perf/test_perf_streaming.py), and rbf_cka at
 n = 20000, p = 1024 in float32, row tiles against the untiled n×n path (tests/perf/test_perf_rbf_tiling.py).
+The model zoo's work runs beside them (--metrics 'networks:m1'): an M1 training step, the activation pass over the
+full test set and a layer × layer CKA map of one network (tests/perf/test_perf_networks.py).
 
 A case that cannot run is skipped with its reason recorded (no CUDA; n×n memory over the cap; a call
 predicted, from the previous size and the FLOP model, to take longer than --budget seconds).

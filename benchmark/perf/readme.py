@@ -35,8 +35,9 @@ def render_table(docs: list[dict]) -> str:
         table = sorted(rows(doc), key=lambda r: (r["kind"] == "baseline", r["name"], r["n"], r["dtype"]))
         demos = [r for r in table if r["kind"] == "demo"]
         tilings = [r for r in table if r["kind"] == "rbf_tiling"]
+        networks = [r for r in table if r["kind"] == "network"]
         for r in table:
-            if r["kind"] in ("demo", "rbf_tiling"):
+            if r["kind"] in ("demo", "rbf_tiling", "network"):
                 continue
             mem = None if r.get("peak_bytes") is None else r["peak_bytes"] / 2**20
             lines.append(
@@ -62,6 +63,11 @@ def render_table(docs: list[dict]) -> str:
             for route, v in r["routes"].items():
                 lines.append(f"| {route} | {v['value']:.10f} | {v['seconds']:.1f} | "
                              f"{_fmt(None if v['peak_bytes'] is None else v['peak_bytes'] / 2**20, '.0f')} |")
+        if networks:
+            lines += ["", "The model zoo's work (M1; random images of Fashion-MNIST's padded shape, batch 128 for a "
+                      "training step, the 10,000-image test set otherwise):", "",
+                      "| work | images | median s | images/s |", "|---|---:|---:|---:|"]
+            lines += [f"| {r['name']} | {r['n']} | {r['median']:.4g} | {r['images_per_s']:.4g} |" for r in networks]
         if meta["skipped"]:
             lines += ["", "Skipped (with reasons):", ""]
             by_reason: dict[str, list[str]] = {}

@@ -5,17 +5,17 @@ described by an `ArtifactSpec` — the kind (a builder registered with `@artifac
 artifacts it is built from. The key is a hash of exactly that (kind, builder version, parameters, the inputs'
 keys), so equal specs share one artifact and any change to what determines it gives a new one.
 
-Layout under a root (the results folder):
+Layout under a root (the results folder), one folder per kind (e.g. `networks`):
 
-    artifacts/<kind>/<key>/<files written by the builder>
-    artifacts/<kind>/<key>/card.json     what it is: spec, builder, file sha256s, content sha256, build time, ...
+    <kind>/<key>/<files written by the builder>
+    <kind>/<key>/card.json     what it is: spec, builder, file sha256s, content sha256, build time, ...
 
 A builder writes its files into an empty temporary folder beside the final one; the store hashes them, writes
 the card and renames the folder into place, so a reader sees a whole artifact or none. The card's `sha256`
 (content hash over the files) is what records name: a rebuilt artifact whose bytes differ makes exactly the
 cells that used it stale.
 
-    store = ArtifactStore("results")
+    store = ArtifactStore("results", device="cpu")   # the device builders compute on (not part of the key)
     store.have(spec); store.ensure(spec) -> Artifact; store.get(spec) -> Artifact; artifact.file("weights.pt")
 """
 
@@ -36,7 +36,8 @@ from .provenance import package_versions
 
 CARD = "card.json"
 CARD_SCHEMA = 1
-Builder = Callable[[Mapping[str, Any], Mapping[str, "Artifact"], Path], Mapping[str, Any]]
+Builder = Callable[[Mapping[str, Any], Mapping[str, "Artifact"], Path, str], Mapping[str, Any]]
+RESERVED = frozenset({"records", "conformance", "figures", "perf"})  # the results folder's other contents
 
 
 class ArtifactError(RuntimeError):
@@ -55,12 +56,15 @@ _BUILDERS: dict[str, BuilderSpec] = {}
 
 
 def artifact_builder(kind: str, *, version: int = 1) -> Callable[[Builder], Builder]:
-    """Register `fn(params, inputs, out_dir) -> card extras` as the builder of artifacts of `kind`.
+    """Register `fn(params, inputs, out_dir, device) -> card extras` as the builder of artifacts of `kind`.
 
     The builder writes its files into `out_dir` (empty) from `params` and the built `inputs`, deterministically
-    from the parameters (seeds included); what it returns (accuracies, wall time, ...) goes into the card. Bump
+    from the parameters (seeds included), computing on `device` ("cpu", "cuda", ...); what it returns
+    (accuracies, ...) goes into the card. `kind` names the artifacts' folder under the results root. Bump
     `version` whenever the built bytes would change: every key, and so every dependent cell, changes with it.
     """
+    if not kind.isidentifier() or kind in RESERVED:
+        raise ValueError(f"artifact kind must be an identifier other than {sorted(RESERVED)}, got {kind!r}")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"builder version must be an int >= 1, got {version!r}")
 
@@ -144,13 +148,14 @@ def _sha256(path: Path) -> str:
 
 
 class ArtifactStore:
-    """Artifacts under `root/artifacts/<kind>/<key>/`: have it? build it (once)? where is it?"""
+    """Artifacts under `root/<kind>/<key>/`: have it? build it (once, on `device`)? where is it?"""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, device: str = "cpu") -> None:
         self.root = Path(root)
+        self.device = device
 
     def path(self, spec: ArtifactSpec) -> Path:
-        return self.root / "artifacts" / spec.kind / spec.key
+        return self.root / spec.kind / spec.key
 
     def have(self, spec: ArtifactSpec) -> bool:
         return (self.path(spec) / CARD).is_file()
@@ -178,7 +183,7 @@ class ArtifactStore:
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{spec.key}.", suffix=".tmp"))
         try:
             start = time.perf_counter()
-            extras = dict(b.fn(spec.params, inputs, tmp) or {})
+            extras = dict(b.fn(spec.params, inputs, tmp, self.device) or {})
             seconds = time.perf_counter() - start
             files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
             if not files:
@@ -188,7 +193,7 @@ class ArtifactStore:
                 "schema": CARD_SCHEMA, "kind": spec.kind, "key": spec.key, "builder": b.source,
                 "builder_version": b.version, "params": dict(spec.params),
                 "inputs": {name: {"key": a.spec.key, "sha256": a.sha256} for name, a in inputs.items()},
-                "files": files, "sha256": content, "build_seconds": round(seconds, 3),
+                "files": files, "sha256": content, "build_seconds": round(seconds, 3), "build_device": self.device,
                 "packages": package_versions(), **jsonable(extras),
             }
             write_json_atomic(tmp / CARD, card)

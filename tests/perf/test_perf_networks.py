@@ -1,0 +1,115 @@
+"""The model zoo's work: an M1 training step, the activation pass and a layer × layer CKA map at the full test set.
+
+Inputs are random images of Fashion-MNIST's padded shape (n, 1, 32, 32) and freshly initialised networks: the
+time does not depend on the weights or the pixels. The training step is timed in both memory formats
+(channels-last is what `networks.training` uses); the activation pass takes the whole 10,000-image test set
+through every layer with the tasks' `pool4` reduction; the map is one network against itself over its eight
+blocks, exact linear CKA on `pool4` features and the minibatch estimator on the flattened blocks (14,400 features
+for block 0), both streamed in batches of 500 images (`simstress.streaming.cka_map`).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from simstress import streaming
+from simstress.benchmark.perf.grid import Config, large_case_skip
+from simstress.benchmark.perf.measure import PeakMemory
+from simstress.networks.activations import activations, reduce
+from simstress.networks.m1 import BLOCK_LAYERS, LAYERS, M1
+
+pytestmark = pytest.mark.perf
+
+CONFIG = Config.from_env()
+TEST_SET, BATCH = 10_000, 500
+
+
+def device_or_skip(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("CUDA is not available on this machine")
+    reason = large_case_skip(CONFIG, "networks:m1")
+    if reason:
+        pytest.skip(reason)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("fmt", ["channels_last", "contiguous"])
+@pytest.mark.parametrize("width", [1, 4])
+def test_m1_training_step(benchmark, width: int, fmt: str, device: str) -> None:
+    device_or_skip(device)
+    memory = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+    torch.manual_seed(0)
+    net = M1(width).to(device).to(memory_format=memory).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=5e-4, amsgrad=True)
+    x = torch.randn(128, 1, 32, 32, device=device).contiguous(memory_format=memory)
+    y = torch.randint(0, 10, (128,), device=device)
+
+    def step() -> None:
+        loss = nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sync(device)
+
+    benchmark.pedantic(step, rounds=20, iterations=1, warmup_rounds=3)
+    t = benchmark.stats.stats.median
+    benchmark.extra_info.update({"kind": "network", "name": f"m1_train_step[w={width},{fmt}]", "n": 128,
+                                 "p": 32 * 32, "dtype": "float32", "device": device, "flops": None, "value": None,
+                                 "images_per_s": 128 / t})
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_m1_activation_pass(benchmark, device: str) -> None:
+    device_or_skip(device)
+    torch.manual_seed(0)
+    net = M1(1).to(device).eval()
+    images = torch.randn(TEST_SET, 1, 32, 32)
+    widths = {}
+
+    def one_pass() -> None:
+        with PeakMemory(device) as probe:
+            out = activations(net, images, LAYERS, reduction="pool4", batch_size=BATCH, device=device)
+        widths.update({k: v.shape[1] for k, v in out.items()}, peak=probe.peak)
+
+    benchmark.pedantic(one_pass, rounds=3, iterations=1, warmup_rounds=1)
+    t = benchmark.stats.stats.median
+    peak = widths.pop("peak")
+    benchmark.extra_info.update({"kind": "network", "name": "m1_activations[pool4, 10 layers]", "n": TEST_SET,
+                                 "p": sum(widths.values()), "dtype": "float32", "device": device, "flops": None,
+                                 "value": None, "images_per_s": TEST_SET / t, "peak_bytes": peak})
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("route", ["exact:pool4", "minibatch:flatten"])
+def test_m1_layer_map(benchmark, route: str, device: str) -> None:
+    device_or_skip(device)
+    estimator, how = route.split(":")
+    torch.manual_seed(0)
+    net = M1(1).to(device).eval()
+    images = torch.randn(TEST_SET, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    result = {}
+
+    def batches():
+        with torch.no_grad():
+            for i in range(0, TEST_SET, BATCH):
+                out = net.layers(images[i:i + BATCH].to(device), BLOCK_LAYERS)
+                blocks = [reduce(out[name], how) for name in BLOCK_LAYERS]
+                yield blocks, blocks
+
+    def one_map() -> None:
+        result["map"] = streaming.cka_map(batches(), estimator=estimator, device=device)
+
+    benchmark.pedantic(one_map, rounds=1, iterations=1, warmup_rounds=0)
+    m = result["map"]
+    assert m.shape == (8, 8) and torch.allclose(m.diagonal(), torch.ones(8, dtype=m.dtype), atol=1e-6)
+    benchmark.extra_info.update({"kind": "network", "name": f"m1_cka_map[{route}]", "n": TEST_SET, "p": 8,
+                                 "dtype": "float32", "device": device, "flops": None, "value": None,
+                                 "images_per_s": TEST_SET / benchmark.stats.stats.median})
