@@ -357,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metric ids or globs, comma-separated (default: all registered, variants included)")
     p.add_argument("--tasks", default="*", metavar="GLOB", help="task names or globs, comma-separated (default: all)")
     p.add_argument("--scale", choices=SCALES, default="default",
-                   help="smoke: about 3 min for the whole grid on 2 CPU cores (seconds a cell); default: about 22 min; "
-                        "full: paper scale, GPU "
+                   help="smoke: a few minutes for the whole grid on 2 CPU cores (seconds a cell); default: about "
+                        "38 min with the committed networks; full: paper scale, GPU "
                         "(default: %(default)s)")
     p.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
                    help="seeds 0..N-1 per cell (default: %(default)s)")
@@ -376,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "cache each (weights + JSON card) under RESULTS/networks/<key>/; print every "
                                    "selected network's accuracies. `simstress run` builds what its tasks need on "
                                    "its own; this builds them ahead, e.g. on a GPU. The default zoo (3 generalized "
-                                   "M1 w=1, 1 memorized, 1 random) takes about 15 min on 2 CPU cores.",
+                                   "M1 w=1, 1 memorized, 1 random) took 35 min on 2 CPU cores, one thread each "
+                                   "while other work shared them.",
                        epilog="Exit code: 0 every network built or cached; 1 some failed to build; 2 the data or "
                               "the selection is missing.")
     p.add_argument("names", nargs="*", metavar="NAME",

@@ -158,6 +158,7 @@ def memorization_png(board: Board, task: Task) -> bytes:
     rows = -(-len(families) // cols)
     fig = Figure(figsize=(4.2 * cols, 3.6 * rows))
     axes = fig.subplots(rows, cols, sharey=True, squeeze=False).ravel()
+    fig.subplots_adjust(hspace=0.35)  # room for a row's x labels above the next row's titles
     pairs = [p for p in MEMO_PAIRS if p in set(data["pair"])]
     shared: dict[str, object] = {}  # pair -> its legend handle
     for ax, family in zip(axes, families):

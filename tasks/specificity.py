@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from simstress.core.scoring import EFFECT_FLOOR
+from simstress.core.scoring import EFFECT_FLOOR, pair_matrix
 from simstress.core.synthetic import correlated_gaussian, gaussian_mixture, generator, random_rotation
 from simstress.core.task import Built, Case, Setup, Task, register_task
 from simstress.core.theory import rms_radius
@@ -72,10 +72,7 @@ class Matching(Task):
                 yield Case(x=j, reference=Ai, other=Bj, ref_key=i, truth={"i": i, "j": j, "partner": i == j})
 
     def score(self, curve: pd.DataFrame, setup: MatchingSetup) -> float:
-        K = self.n_representations
-        sims = np.full((K, K), -np.inf)
-        finite = np.isfinite(curve["similarity"].to_numpy())
-        sims[curve["i"][finite], curve["j"][finite]] = curve["similarity"][finite]
+        sims = pair_matrix(curve, self.n_representations)
         own = np.diag(sims).copy()
         np.fill_diagonal(sims, -np.inf)
         wins = np.isfinite(own) & (own >= sims.max(axis=1) + EFFECT_FLOOR)

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from simstress.core.artifacts import Artifact, ArtifactSpec
-from simstress.core.scoring import EFFECT_FLOOR, mean_clipped, resolved
+from simstress.core.scoring import EFFECT_FLOOR, mean_clipped, pair_matrix, resolved
 from simstress.core.synthetic import generator
 from simstress.core.task import Built, Case, Setup, Task, register_task
 from simstress.core.theory import outlier_limit, participation_ratio, rms_radius, theorem1_cka, theorem1_limit
@@ -144,9 +144,7 @@ class LayerCorrespondence(Task):
 
     def score(self, curve: pd.DataFrame, setup: LayerSetup) -> float:
         L = len(setup.A)
-        sims = np.full((L, L), -np.inf)
-        finite = np.isfinite(curve["similarity"].to_numpy())
-        sims[curve["i"][finite], curve["j"][finite]] = resolved(curve["similarity"][finite])
+        sims = pair_matrix(curve, L)
         credit = []
         for i in range(L):
             best = np.flatnonzero(sims[i] == sims[i].max()) if np.isfinite(sims[i]).any() else np.array([], int)
@@ -187,9 +185,22 @@ def theory(X: torch.Tensor, rows: torch.Tensor, v: torch.Tensor, shifts: list[fl
     return [{"linear_cka_theory": t} for t in theorem1_cka(X, rows, v, shifts)]
 
 
+class OneNetworkTranslation(Task):
+    """Shared by the translation tasks on one generalized network: its artifact, the cases and the score."""
+
+    def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
+        return {"network": generalized(scale, seed)}
+
+    def cases(self, setup: NetworkTranslationSetup) -> Iterator[Case]:
+        return translation_cases(setup.parts)
+
+    def score(self, curve: pd.DataFrame, setup: NetworkTranslationSetup) -> float:
+        return mean_clipped(curve["similarity"])
+
+
 @register_task(name="network_class_translation", category="robustness",
                sweep_name="c / σ̄ (class translation, real features)", log_x=True)
-class NetworkClassTranslation(Task):
+class NetworkClassTranslation(OneNetworkTranslation):
     """One class of a trained network's features translated along a direction its read-out ignores (Fig. 4c).
 
     Construction: a `generalized` M1 of the zoo on a stratified sample of test images (smoke 30, default 100,
@@ -212,9 +223,6 @@ class NetworkClassTranslation(Task):
     sizes = {"smoke": {"zoo": "smoke", "per_class": 30, "sweep": (1.0, 10.0, 100.0)},
              "default": {"zoo": "default", "per_class": 100, "sweep": (1.0, 10.0, 100.0)},
              "full": {"zoo": "full", "per_class": 500, "sweep": (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)}}
-
-    def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
-        return {"network": generalized(scale, seed)}
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
               artifacts: Built) -> NetworkTranslationSetup:
@@ -261,16 +269,10 @@ class NetworkClassTranslation(Task):
         }
         return NetworkTranslationSetup(labels=labels, details=details, parts=parts)
 
-    def cases(self, setup: NetworkTranslationSetup) -> Iterator[Case]:
-        return translation_cases(setup.parts)
-
-    def score(self, curve: pd.DataFrame, setup: NetworkTranslationSetup) -> float:
-        return mean_clipped(curve["similarity"])
-
 
 @register_task(name="network_outlier", category="robustness", sweep_name="c / σ̄ (one image's features)",
                log_x=True)
-class NetworkOutlier(Task):
+class NetworkOutlier(OneNetworkTranslation):
     """One test image's features moved far along the null space of the network's own linear layer (Cor. 3).
 
     Construction: a `generalized` M1 of the zoo; its pooled features (64w-d, what the linear layer reads) on a
@@ -290,9 +292,6 @@ class NetworkOutlier(Task):
              "default": {"zoo": "default", "per_class": 100, "points": 3},
              "full": {"zoo": "full", "per_class": 500, "points": 10}}
     sweep = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
-
-    def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
-        return {"network": generalized(scale, seed)}
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
               artifacts: Built) -> NetworkTranslationSetup:
@@ -319,12 +318,6 @@ class NetworkOutlier(Task):
                    "corollary3_limits": [outlier_limit(X, i) for i in points]}
         part = Translation("head_nullspace", X, groups, v, list(self.sweep), shifts, truth)
         return NetworkTranslationSetup(labels=labels.to(device), details=details, parts=[part])
-
-    def cases(self, setup: NetworkTranslationSetup) -> Iterator[Case]:
-        return translation_cases(setup.parts)
-
-    def score(self, curve: pd.DataFrame, setup: NetworkTranslationSetup) -> float:
-        return mean_clipped(curve["similarity"])
 
 
 # ---------------------------------------------------------------------------------------------- sensitivity

@@ -22,7 +22,7 @@ LAYERS = {"core": REPO / "simstress" / "core", "data": REPO / "simstress" / "dat
 FORBIDDEN = {
     "core": ("simstress.data", "simstress.networks", "simstress.metrics", "simstress.tasks", "simstress.benchmark",
              "simstress.streaming"),
-    "data": ("simstress.core", "simstress.networks", "simstress.metrics", "simstress.tasks", "simstress.benchmark",
+    "data": ("simstress.networks", "simstress.metrics", "simstress.tasks", "simstress.benchmark",
              "simstress.streaming"),
     "networks": ("simstress.metrics", "simstress.tasks", "simstress.benchmark", "simstress.streaming"),
     "metrics": ("simstress.data", "simstress.networks", "simstress.tasks", "simstress.benchmark",

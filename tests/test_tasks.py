@@ -3,25 +3,33 @@
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from simstress import metrics, tasks
+from simstress.core.artifacts import ArtifactStore
 from simstress.core.registry import natural_key
 
 BATTERY = {
     "outlier_shift": "robustness", "subset_translation": "robustness", "class_translation": "robustness",
     "invertible_linear": "robustness", "global_translation": "robustness", "noise_sweep": "sensitivity",
     "pc_deletion": "sensitivity", "independent_highdim": "sensitivity", "matching": "specificity",
+    "network_class_translation": "robustness", "network_outlier": "robustness", "memorization": "sensitivity",
+    "layer_correspondence": "specificity",
 }
 
 
-def evaluate(task: str | tasks.Task, metric_id: str, scale: str = "smoke", seed: int = 0) -> tasks.TaskResult:
-    """One metric on one freshly built set-up, as the runner's executor does it."""
+def evaluate(task: str | tasks.Task, metric_id: str, scale: str = "smoke", seed: int = 0,
+             root: Path | None = None) -> tasks.TaskResult:
+    """One metric on one freshly built set-up, as the runner's executor does it; the artifacts the task declares
+    (networks) are built in the store at `root`."""
     t = tasks.get_task(task) if isinstance(task, str) else task
-    return t.evaluate(metrics.get_metric(metric_id), t.setup(scale, seed))
+    specs = t.artifacts(scale, seed)
+    built = {name: ArtifactStore(root).ensure(spec) for name, spec in specs.items()} if specs else None
+    return t.evaluate(metrics.get_metric(metric_id), t.setup(scale, seed, artifacts=built))
 
 
 def registered(name: str, fn, **spec) -> Iterator[str]:
@@ -50,15 +58,16 @@ def random_metric() -> Iterator[str]:
 def test_battery_is_registered_in_natural_order() -> None:
     names = tasks.list_tasks("*")
     assert set(BATTERY) <= set(names) and names == sorted(names, key=natural_key)
-    assert tasks.list_tasks("*translation") == ["class_translation", "global_translation", "subset_translation"]
+    assert tasks.list_tasks("*translation") == ["class_translation", "global_translation",
+                                                "network_class_translation", "subset_translation"]
     assert tasks.list_tasks("matching,noise*") == ["matching", "noise_sweep"]
 
 
 def test_builtin_battery_is_registered_with_its_categories() -> None:
     assert {n: tasks.get_task(n).category for n in BATTERY} == BATTERY
-    assert tasks.list_tasks(category="specificity") == ["matching"]
+    assert tasks.list_tasks(category="specificity") == ["layer_correspondence", "matching"]
     assert tasks.list_tasks("*", exclude="*translation,matching", category="robustness") == [
-        "invertible_linear", "outlier_shift"]
+        "invertible_linear", "network_outlier", "outlier_shift"]
     with pytest.raises(ValueError, match="cannot be filtered on"):
         tasks.list_tasks(colour="red")
 
@@ -175,7 +184,7 @@ def test_a_refused_case_counts_as_the_worst_and_refusing_everything_is_an_error(
             evaluate("noise_sweep", name)
 
 
-def test_a_nonfinite_value_is_an_error_never_a_score() -> None:
+def test_a_nonfinite_value_is_an_error_never_a_score(artifact_root: Path) -> None:
     def nan_metric(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
         """NaN whatever the inputs."""
         return torch.full((), math.nan, dtype=X.dtype)
@@ -183,7 +192,7 @@ def test_a_nonfinite_value_is_an_error_never_a_score() -> None:
     for name in registered("test_nan", nan_metric, invariances=metrics.INVARIANCES):
         for task in BATTERY:  # on independent_highdim a NaN clipped to 0 used to score a perfect 1 − 0
             with pytest.raises(tasks.NonFiniteOutput, match="returned nan"):
-                evaluate(task, name)
+                evaluate(task, name, root=artifact_root)
 
 
 def test_labels_reach_label_metrics() -> None:
@@ -230,14 +239,14 @@ def test_nonpositive_self_similarity_scores_worst() -> None:
 # ---------------------------------------------------------------------------------------------- scoring
 
 
-def test_random_metric_earns_little(random_metric: str) -> None:
+def test_random_metric_earns_little(random_metric: str, artifact_root: Path) -> None:
     """Expected scores of uniform noise U/U' (similarity over self-similarity): robustness ≈ 0.75 per case (the
     minimum of 6 for global_translation), noise_sweep ≈ 0.1, pc_deletion ≈ 0.2, independent_highdim 0.25,
     matching 1/8. Averaged over 3 seeds the margins below are several standard deviations wide."""
     scores: dict[str, list[float]] = {name: [] for name in BATTERY}
     for seed in range(3):
         for name in BATTERY:
-            scores[name].append(evaluate(name, random_metric, seed=seed).score)
+            scores[name].append(evaluate(name, random_metric, seed=seed, root=artifact_root).score)
     robust = [np.mean(scores[n]) for n, c in BATTERY.items() if c == "robustness"]
     others = [np.mean(scores[n]) for n, c in BATTERY.items() if c != "robustness"]
     assert max(robust) < 0.95 and np.mean(robust) < 0.85

@@ -31,7 +31,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-from .files import jsonable, write_json_atomic
+from .files import jsonable, sha256_file, write_json_atomic
 from .provenance import package_versions
 
 CARD = "card.json"
@@ -139,14 +139,6 @@ class Artifact:
         return self.path / name
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class ArtifactStore:
     """Artifacts under `root/<kind>/<key>/`: have it? build it (once, on `device`)? where is it?"""
 
@@ -185,7 +177,7 @@ class ArtifactStore:
             start = time.perf_counter()
             extras = dict(b.fn(spec.params, inputs, tmp, self.device) or {})
             seconds = time.perf_counter() - start
-            files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+            files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
             if not files:
                 raise ArtifactError(f"builder {b.source} wrote no file for {spec.kind}/{spec.key}")
             content = hashlib.sha256("".join(f"{n}\0{h}\n" for n, h in files.items()).encode()).hexdigest()

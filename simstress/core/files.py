@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -52,3 +53,12 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Serialise first (a value JSON cannot hold fails before the disk is touched), then `write_atomic`."""
     write_atomic(path, json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

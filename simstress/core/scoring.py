@@ -14,6 +14,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 RESOLUTION = 1e-9  # similarities are normalised to ~[0, 1]; float64 rounding noise in metrics stays far below
@@ -57,3 +58,13 @@ def effect_weight(s: np.ndarray) -> float:
     if not np.isfinite(s).all():
         return 0.0
     return float(min(1.0, (s.max() - s.min()) / FULL_EFFECT))
+
+
+def pair_matrix(curve: pd.DataFrame, size: int) -> np.ndarray:
+    """(size, size) matrix of the curve's similarity at rows `i`, columns `j`, at RESOLUTION; −inf where a
+    similarity is non-finite (it can never win a comparison)."""
+    sims = np.full((size, size), -np.inf)
+    s = curve["similarity"].to_numpy(dtype=np.float64)
+    finite = np.isfinite(s)
+    sims[curve["i"].to_numpy()[finite], curve["j"].to_numpy()[finite]] = resolved(s[finite])
+    return sims

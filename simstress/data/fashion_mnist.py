@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .idx import DataError, read_idx, write_idx
+from .idx import DataError, read_idx, sha256_file, write_idx
 from .images import ImageSet
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -86,8 +86,6 @@ def fashion_mnist_slice(split: str = "train") -> ImageSet:
 
 def write_slice(out: Path, seed: int = SLICE_SEED) -> dict[str, str]:
     """Draw the stratified slice from the full set into `out` (the committed one: seed 0); returns file sha256s."""
-    from .idx import sha256_file
-
     out.mkdir(parents=True, exist_ok=True)
     for split, per_class in SLICE_PER_CLASS.items():
         full = fashion_mnist(split)

@@ -8,12 +8,13 @@ where known, its sha256; a file that is missing, truncated or corrupt raises `Da
 from __future__ import annotations
 
 import gzip
-import hashlib
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from simstress.core.files import sha256_file
 
 
 class DataError(RuntimeError):
@@ -21,14 +22,6 @@ class DataError(RuntimeError):
 
 
 UBYTE = 0x08
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_idx(path: Path, shape: tuple[int, ...], *, sha256: str | None = None, remedy: str = "") -> np.ndarray:
