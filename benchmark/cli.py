@@ -46,7 +46,7 @@ def load_plugins(strict: bool) -> None:
 
 def quiet_builders(quiet: bool) -> None:
     """--quiet also silences the progress bars of artifact builders (training), which leave them to tqdm's
-    defaults and so to its environment."""
+    defaults and so to its environment; tqdm reads it when first imported, so this runs before any import."""
     if quiet:
         os.environ["TQDM_DISABLE"] = "1"
 
@@ -164,6 +164,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------------- run
 
 def cmd_run(args: argparse.Namespace) -> int:
+    quiet_builders(args.quiet)
     from simstress.core.provenance import run_device
 
     from . import runner
@@ -171,7 +172,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .records import ResultStore
 
     load_plugins(args.strict)
-    quiet_builders(args.quiet)
     device = run_device(args.device)
     store = ResultStore(args.results)
     store.check_writable()
@@ -190,12 +190,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------------- train
 
 def cmd_train(args: argparse.Namespace) -> int:
+    quiet_builders(args.quiet)
     from simstress.core.artifacts import ArtifactStore
     from simstress.core.provenance import run_device
     from simstress.data import DataError
     from simstress.networks.zoo import select
 
-    quiet_builders(args.quiet)
     device = run_device(args.device)
     store = ArtifactStore(args.results, device)
     specs = select(args.scale, args.names)

@@ -32,7 +32,7 @@ from simstress.data import load_images
 from simstress.metrics.probe import fit_probe
 from simstress.networks.activations import activations
 from simstress.networks.m1 import BLOCK_LAYERS, INPUT_SIZE
-from simstress.networks.zoo import ZOO_SCALES, load_network, network_spec
+from simstress.networks.zoo import ZOO_SCALES, load_network, network_spec, partner_seeds
 
 from .robustness import separability_preserving_direction, translate
 
@@ -70,9 +70,9 @@ def network_name(artifact: Artifact) -> str:
 def head_nullspace_direction(weight: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """A random unit vector v (float64) with weight·v = 0: the linear head reads nothing along it."""
     W = weight.detach().cpu().to(torch.float64)
-    Q, _ = torch.linalg.qr(W.T, mode="reduced")  # (p, C) orthonormal basis of the head's row space
     if W.shape[1] <= W.shape[0]:
         raise ValueError(f"a {tuple(W.shape)} head has no null space: it needs more features than classes")
+    Q, _ = torch.linalg.qr(W.T, mode="reduced")  # (p, C) orthonormal basis of the head's row space
     z = torch.randn(W.shape[1], generator=g, dtype=torch.float64)
     v = z - Q @ (Q.T @ z)
     v = v - Q @ (Q.T @ v)  # a second pass: orthogonal to rounding
@@ -86,8 +86,8 @@ def head_logits(model: torch.nn.Module, pooled: torch.Tensor) -> torch.Tensor:
 
 
 def check_logits(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, what: str) -> float:
-    """Largest change of the network's logits from features X to Y, relative to their scale; raises beyond tolerance
-    or when any prediction changes."""
+    """Largest change of the network's logits from features X to Y, divided by max(1, largest |logit|); raises
+    beyond LOGIT_TOLERANCE or when any prediction changes."""
     before, after = head_logits(model, X), head_logits(model, Y)
     change = float((after - before).abs().max() / before.abs().max().clamp_min(1.0))
     changed = int((after.argmax(1) != before.argmax(1)).sum())
@@ -339,9 +339,10 @@ class Memorization(Task):
 
     Construction: from the zoo (one width: w = 1, at full scale 1/2/4 in turn), generalized network A (seed s),
     and three partners: generalized B (seed s + 1, same recipe), `memorized` (fit to permuted labels, test
-    accuracy near chance) and `random` (never trained). The eight block outputs of each on a stratified sample
-    of test images (smoke 30, default 100, full 500 per class), average-pooled to 2×2 cells (4×4 at full scale)
-    and flattened, in float64; each block of A is compared with the same block of every partner (x = block).
+    accuracy near chance) and `random` (never trained), each from its own initial weights. The eight block
+    outputs of each on a stratified sample of test images (smoke 30, default 100, full 500 per class),
+    average-pooled to 2×2 cells (4×4 at full scale) and flattened, in float64; each block of A is compared with
+    the same block of every partner (x = block).
     Class labels: the images'.
     Ground truth: from the networks' behaviour, never from a metric: the fraction of sample images on which A
     and a partner predict the same class (details: `agreement`). Networks trained alike agree on most images,
@@ -364,8 +365,7 @@ class Memorization(Task):
         seeds = z.seeds
         return {"a": network_spec("generalized", w, seeds[seed % len(seeds)], scale),
                 "generalized": network_spec("generalized", w, seeds[(seed + 1) % len(seeds)], scale),
-                "memorized": network_spec("memorized", w, 0, scale),
-                "random": network_spec("random", w, 0, scale)}
+                **{role: network_spec(role, w, seed, scale) for role, seed in partner_seeds(scale).items()}}
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
               artifacts: Built) -> MemorizationSetup:
@@ -395,6 +395,7 @@ class Memorization(Task):
             hi, lo = ("generalized", other)
             if setup.agreement[other] > setup.agreement["generalized"]:
                 hi, lo = lo, hi
-            margin = (sims[hi] - sims[lo]).to_numpy(dtype=np.float64)
-            wins += list(np.isfinite(margin) & (resolved(margin) >= EFFECT_FLOOR))
+            top, low = sims[hi].to_numpy(dtype=np.float64), sims[lo].to_numpy(dtype=np.float64)
+            low = np.where(np.isfinite(low), low, -np.inf)  # a refused case never wins, so it can only lose
+            wins += list(np.isfinite(top) & (resolved(top - low) >= EFFECT_FLOOR))
         return float(np.mean(wins))

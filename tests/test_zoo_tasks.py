@@ -1,11 +1,14 @@
 """The stress tasks on the zoo's networks (smoke scale, the committed slice): their constructions do what their
 docstrings claim, checked by independent routes, and a retrained network makes exactly its cells stale."""
 
+import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -143,3 +146,16 @@ def test_a_retrained_network_makes_exactly_its_cells_stale(tmp_path: Path, monke
     p = plan(store, ["linear_cka"], names, scale="smoke", seeds=[0], device="cpu")
     assert [c.task for c in p.todo] == ["layer_correspondence"]
     assert [c.task for c, _ in p.current] == ["network_outlier"]
+
+
+def test_memorization_counts_a_refused_case_as_a_loss_for_its_own_pair_only() -> None:
+    t = tasks.get_task("memorization")
+    setup = SimpleNamespace(agreement={"generalized": 0.9, "memorized": 0.1, "random": 0.1})
+    rows = []
+    for block, (gen, mem, rnd) in enumerate([(0.9, 0.5, 0.5), (0.9, math.nan, 0.5), (math.nan, 0.5, 0.5),
+                                               (0.9, 0.895, 0.95)]):
+        rows += [{"block": block, "pair": p, "similarity": v}
+                 for p, v in zip(("generalized", "memorized", "random"), (gen, mem, rnd))]
+    # wins: block 0 both; block 1 both (a refused weaker pair cannot win); block 2 none (the stronger pair refused);
+    # block 3 neither (0.005 < the 0.01 margin; random above)
+    assert t.score(pd.DataFrame(rows), setup) == pytest.approx(4 / 8)

@@ -7,11 +7,16 @@ Roles (Davari et al. 2023 §4.1, after Zhang et al. 2017's randomisation test):
   its test accuracy sits near chance, 10 %). A subset, because a small network memorises only so many random
   labels in a CPU's time.
 - `random`: initialised (Xavier-uniform) and never trained.
+The memorized and random networks take seeds after the generalized ones (`partner_seeds`), so neither starts from
+the weights of a generalized network it is compared with (a network trained from seed s keeps a strong imprint of
+its initialisation, most of all in the early blocks).
 
 A network is the artifact kind `networks` (folder `results/networks/<key>/`): `weights.pt` (the state dict,
 float32, CPU) and `card.json` (name, architecture, width, role, recipe, seed, dataset and its sha256, train and
 test accuracy, the per-epoch history, build time and device, package versions, file sha256s). Its key hashes
-everything that determines it, so a change of recipe or data makes a new network and exactly its cells stale.
+its parameters (architecture, width, role, seeds, dataset name, recipe), so a change of recipe makes a new network
+and exactly its cells stale. A dataset is named, not hashed, in the key: its files are checked against fixed
+sha256s when read, so changing them (a new slice) is a change of code that must bump the builder's version.
 
     zoo("default")                 # {name: ArtifactSpec}, e.g. "m1-w1-generalized-s0"
     load_network(artifact, device) # the M1 in eval mode
@@ -82,13 +87,20 @@ def network_name(spec: ArtifactSpec) -> str:
     return f"{p['arch']}-w{p['width']}-{p['role']}-s{p['seed']}"
 
 
+def partner_seeds(scale: str) -> dict[str, int]:
+    """The seeds of the memorized and random networks: the two after the generalized ones, so that no two networks
+    of the zoo start from the same weights."""
+    top = max(ZOO_SCALES[scale].seeds)
+    return {"memorized": top + 1, "random": top + 2}
+
+
 def zoo(scale: str) -> dict[str, ArtifactSpec]:
     """Every network of the zoo at `scale`, by name: generalized per (width, seed), memorized and random per width."""
     if scale not in ZOO_SCALES:
         raise ValueError(f"the zoo has scales {tuple(ZOO_SCALES)}, not {scale!r}")
     z = ZOO_SCALES[scale]
     specs = [network_spec("generalized", w, s, scale) for w in z.widths for s in z.seeds]
-    specs += [network_spec(role, w, 0, scale) for role in ("memorized", "random") for w in z.widths]
+    specs += [network_spec(role, w, seed, scale) for role, seed in partner_seeds(scale).items() for w in z.widths]
     return {network_name(s): s for s in specs}
 
 
