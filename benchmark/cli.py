@@ -363,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
                    help="seeds 0..N-1 per cell (default: %(default)s)")
     p.add_argument("--device", default=None, metavar="cpu|cuda",
-                   help="torch device for the metrics (default: cuda when available, else cpu)")
+                   help="torch device for the metrics, and for building the networks their tasks need (default: "
+                        "cuda when available, else cpu)")
     p.add_argument("--force", action="store_true", help="recompute the selected cells even when current")
     p.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
                    help="time limit per cell (all its seeds); a cell past it is recorded as an error and the run "
