@@ -32,7 +32,7 @@ from simstress.data import load_images
 from simstress.metrics.probe import fit_probe
 from simstress.networks.activations import activations
 from simstress.networks.m1 import BLOCK_LAYERS, INPUT_SIZE
-from simstress.networks.zoo import ZOO_SCALES, load_network, network_spec, partner_seeds
+from simstress.networks.zoo import ZOO_SCALES, load_network, network_name, network_spec, partner_seeds
 
 from .robustness import separability_preserving_direction, translate
 
@@ -61,10 +61,6 @@ def layer_stack(artifact: Artifact, images: torch.Tensor, layers: tuple[str, ...
     model = load_network(artifact, device)
     acts = activations(model, images, layers, reduction=reduction, device=device, out_device=device)
     return [acts[name].to(torch.float64) for name in layers]
-
-
-def network_name(artifact: Artifact) -> str:
-    return str(artifact.card.get("name", artifact.spec.key))
 
 
 def head_nullspace_direction(weight: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -133,8 +129,8 @@ class LayerCorrespondence(Task):
         images, labels, sample = sample_test_images(size["zoo"], size["per_class"], seed)
         A = layer_stack(artifacts["a"], images, BLOCK_LAYERS, size["reduction"], device)
         B = layer_stack(artifacts["b"], images, BLOCK_LAYERS, size["reduction"], device)
-        details = {**sample, "reduction": size["reduction"], "network_a": network_name(artifacts["a"]),
-                   "network_b": network_name(artifacts["b"]), "widths": [a.shape[1] for a in A]}
+        details = {**sample, "reduction": size["reduction"], "network_a": network_name(artifacts["a"].spec),
+                   "network_b": network_name(artifacts["b"].spec), "widths": [a.shape[1] for a in A]}
         return LayerSetup(labels=labels.to(device), details=details, A=A, B=B)
 
     def cases(self, setup: LayerSetup) -> Iterator[Case]:
@@ -259,7 +255,7 @@ class NetworkClassTranslation(OneNetworkTranslation):
             raise RuntimeError(f"{self.name}: {probe_changed} probe predictions changed under a translation "
                                f"orthogonal to every class normal; the construction is broken")
         details = {
-            **sample, "network": network_name(artifacts["network"]),
+            **sample, "network": network_name(artifacts["network"].spec),
             "network_accuracy": float((head_logits(model, pooled).argmax(1) == labels).double().mean()),
             "probe_accuracy": probe.accuracy(last, labels), "logit_change_max": logit_change,
             "predictions_changed": probe_changed, "direction_min": float(d.min()), "direction_qp_residual": residual,
@@ -313,7 +309,7 @@ class NetworkOutlier(OneNetworkTranslation):
             for c, row in zip(shifts, truth[-1]):
                 row["image"] = index
                 logit_change = max(logit_change, check_logits(model, X, translate(X, rows, c * v), self.name))
-        details = {**sample, "network": network_name(artifacts["network"]), "points": points, "rms_radius": sigma,
+        details = {**sample, "network": network_name(artifacts["network"].spec), "points": points, "rms_radius": sigma,
                    "dim_pr": participation_ratio(X), "logit_change_max": logit_change,
                    "corollary3_limits": [outlier_limit(X, i) for i in points]}
         part = Translation("head_nullspace", X, groups, v, list(self.sweep), shifts, truth)
@@ -377,7 +373,7 @@ class Memorization(Task):
         agreement = {name: float((predicted[name] == predicted["a"]).double().mean()) for name in PAIRS}
         accuracy = {name: float((p == labels.to(device)).double().mean()) for name, p in predicted.items()}
         details = {**sample, "reduction": size["reduction"], "agreement": agreement, "accuracy": accuracy,
-                   "networks": {name: network_name(a) for name, a in artifacts.items()}}
+                   "networks": {name: network_name(a.spec) for name, a in artifacts.items()}}
         return MemorizationSetup(labels=labels.to(device), details=details,
                                  reference=stacks["a"][:-1], others={n: stacks[n][:-1] for n in PAIRS},
                                  agreement=agreement)

@@ -3,7 +3,6 @@ docstrings claim, checked by independent routes, and a retrained network makes e
 
 import math
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_tasks import registered
 
 from simstress import metrics, tasks
 from simstress.benchmark.plan import plan
@@ -32,14 +32,6 @@ def smoke(name: str, root: Path, seed: int = 0) -> tuple[tasks.Task, tasks.Setup
     return t, t.setup("smoke", seed, artifacts=built), built
 
 
-def registered(name: str, fn, **spec) -> Iterator[metrics.Metric]:
-    metrics.register(name=name, cost="O(1)", reference="test only", **spec)(fn)
-    try:
-        yield metrics.get_metric(name)
-    finally:
-        metrics.REGISTRY.remove(name)
-
-
 def test_a_metric_that_knows_the_layer_finds_every_twin(artifact_root: Path) -> None:
     t, setup, _ = smoke("layer_correspondence", artifact_root)
 
@@ -54,10 +46,11 @@ def test_a_metric_that_knows_the_layer_finds_every_twin(artifact_root: Path) -> 
         """Always 0.3."""
         return torch.tensor(0.3, dtype=X.dtype)
 
-    for m in registered("test_layer_oracle", oracle):
-        assert t.evaluate(m, setup).score == 1.0
-    for m in registered("test_layer_constant", constant):
-        assert t.evaluate(m, setup).score == pytest.approx(1 / 8)  # ties share the credit: chance
+    for name in registered("test_layer_oracle", oracle):
+        assert t.evaluate(metrics.get_metric(name), setup).score == 1.0
+    for name in registered("test_layer_constant", constant):
+        # ties share the credit: chance
+        assert t.evaluate(metrics.get_metric(name), setup).score == pytest.approx(1 / 8)
     assert setup.details["network_a"] != setup.details["network_b"]
     assert [a.shape[1] for a in setup.A] == [64, 64, 128, 128, 128, 256, 256, 256]  # pool2 cells × channels
 

@@ -130,6 +130,7 @@ def new_network(params: Mapping[str, Any], channels: int, classes: int) -> M1:
 @artifact_builder(KIND, version=1)
 def build_network(params: Mapping[str, Any], inputs: Mapping[str, Artifact], out, device: str) -> dict[str, Any]:
     """Train (or only initialise) one network of the zoo and save its weights; the card's extras."""
+    name = network_name(ArtifactSpec(KIND, params))
     train_set, test_set = load_images(params["dataset"], "train"), load_images(params["dataset"], "test")
     model = new_network(params, train_set.channels, len(train_set.classes))
     dev = torch.device(device)
@@ -142,7 +143,7 @@ def build_network(params: Mapping[str, Any], inputs: Mapping[str, Artifact], out
         recipe = Recipe(**params["recipe"])
         with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
             history = train(model, fit_set, recipe, params["seed"], dev, labels=labels, test=test_set,
-                            desc=network_name(ArtifactSpec(KIND, params)))
+                            desc=name)
     model.to(dev).eval()
     fit_labels = torch.from_numpy(fit_set.labels if labels is None else labels)
     train_acc = accuracy(model, fit_set.tensor(INPUT_SIZE), fit_labels, dev)
@@ -153,7 +154,7 @@ def build_network(params: Mapping[str, Any], inputs: Mapping[str, Artifact], out
     model = model.cpu().to(memory_format=torch.contiguous_format)
     torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, out / "weights.pt")
     return {
-        "name": network_name(ArtifactSpec(KIND, params)),
+        "name": name,
         "architecture": "M1 (Kornblith et al. 2019 tiny CNN)", "in_channels": train_set.channels,
         "classes": len(train_set.classes), "parameters": sum(p.numel() for p in model.parameters()),
         "data": {"dataset": params["dataset"], "train_sha256": train_set.sha256, "test_sha256": test_set.sha256,
