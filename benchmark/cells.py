@@ -91,12 +91,13 @@ def seed_entry(seed: int, result: TaskResult, runtime_s: float) -> dict[str, Any
     }
 
 
-def built_artifacts(task: Task, scale: str, seeds: tuple[int, ...], store: ArtifactStore,
+def built_artifacts(task: Task, scale: str, seeds: tuple[int, ...], store: ArtifactStore, metric: str,
                     ) -> dict[int, dict[str, Artifact]]:
-    """The built artifacts each seed of a cell uses, by name; `ArtifactError` when one is not built."""
+    """The built artifacts each seed of `metric`'s cell uses, by name; `ArtifactError` when one is not built."""
     if scale not in task.scales:
         return {}
-    return {seed: {name: store.get(spec) for name, spec in task.artifacts(scale, seed).items()} for seed in seeds}
+    return {seed: {name: store.get(spec) for name, spec in task.cell_artifacts(scale, seed, metric).items()}
+            for seed in seeds}
 
 
 def artifact_entries(built: Mapping[int, Mapping[str, Artifact]]) -> list[dict[str, Any]]:
@@ -164,7 +165,7 @@ def execute(cell: Cell | Mapping[str, Any], setups: SetupCache | None = None) ->
     try:
         if cell.scale not in task.scales:
             raise NotApplicable(f"task {task.name!r} has no {cell.scale!r} scale (it has {', '.join(task.scales)})")
-        built = built_artifacts(task, cell.scale, cell.seeds, store)
+        built = built_artifacts(task, cell.scale, cell.seeds, store, metric.id)
         record["artifacts"] = artifact_entries(built)
         for seed in cell.seeds:
             setup = setups.get(task, cell.scale, seed, cell.device, built[seed])

@@ -223,6 +223,62 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else 0
 
 
+def _training_args(p: argparse.ArgumentParser) -> None:
+    """--device and --results of the commands that train (train, manipulate)."""
+    p.add_argument("--device", default=None, metavar="cpu|cuda",
+                   help="torch device to train on (default: cuda when available, else cpu)")
+    p.add_argument("--results", default="results", metavar="DIR", help="results root (default: %(default)s)")
+
+
+# ------------------------------------------------------------------------------------------------ manipulate
+
+def cmd_manipulate(args: argparse.Namespace) -> int:
+    quiet_builders(args.quiet)
+    from simstress.core.artifacts import ArtifactStore
+    from simstress.core.provenance import run_device
+    from simstress.data import DataError
+    from simstress.networks.manipulation import attack_spec
+    from simstress.networks.maps import MATCH_PREFIX
+    from simstress.networks.zoo import select
+
+    device = run_device(args.device)
+    store = ArtifactStore(args.results, device)
+    try:
+        network = select(args.scale, [args.network])
+        if len(network) != 1:
+            raise ValueError(f"--network must name one network; {args.network!r} matches {', '.join(network)}")
+        match = None
+        if args.target.startswith(MATCH_PREFIX):
+            match = select(args.scale, [args.target.removeprefix(MATCH_PREFIX)])
+            if len(match) != 1:
+                raise ValueError(f"{args.target!r} must name one network; it matches {', '.join(match)}")
+            match = next(iter(match.values()))
+        spec = attack_spec(next(iter(network.values())), args.attacker, args.target, args.scale, match)
+    except (ValueError, LookupError) as exc:
+        print(f"simstress: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    cached = store.have(spec)
+    if args.dry_run:
+        _say(f"{spec.key}: {'built' if cached else 'to build'} under {store.path(spec)}")
+        return 0
+    if not args.quiet and not cached:
+        _say(f"manipulating {args.network} against {args.attacker} towards {args.target} on {device} ...")
+    try:
+        card = store.ensure(spec).card
+    except DataError as exc:
+        print(f"simstress: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    rows = [[m["metric"], f"{m['error']['original']:.3f}", f"{m['error']['achieved']:.3f}"]
+            for m in card["maps"].values()]
+    acc = card["test_accuracy"]
+    _say(f"{card['name']} ({'cached' if cached else 'built'}, {card['build_seconds']:.0f} s): {store.path(spec)}",
+         f"test accuracy {acc['before']:.4f} -> {acc['after']:.4f}, agreement with the original "
+         f"{card['agreement']:.4f}",
+         _table(["map under", "error before", "error after"], rows),
+         "error: mean |map - target| over the off-diagonal entries, on the stratified test sample")
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------- leaderboard
 
 def installed(metric_id: str) -> bool:
@@ -238,14 +294,14 @@ def installed(metric_id: str) -> bool:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from simstress.core.files import write_atomic
 
-    from .leaderboard import NETWORKS, build_board, network_keys, render
+    from .leaderboard import build_board, card_keys, render
     from .records import ResultStore
 
     load_plugins(args.strict)
     store = ResultStore(args.results)
     records = store.records(args.scale)
     conformance = {m: store.load_conformance(m) for m in sorted({r["metric"] for r in records})}
-    cards = {key: store.load_card(NETWORKS, key) for key in network_keys(records)}
+    cards = {key: store.load_card(kind, key) for kind, key in card_keys(records)}
     board = build_board(args.scale, records, conformance, installed, cards)
     output = Path(args.output)
     figures_rel = Path(os.path.relpath(store.figures_dir.resolve(), output.resolve().parent)).as_posix()
@@ -273,7 +329,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         return 0
     from .figures import draw  # matplotlib/seaborn only when drawing
 
-    written = draw(board, store.figures_dir)
+    written = draw(board, store.figures_dir, store.root)
     write_atomic(output, text)
     _say(f"wrote {output} ({len(board.metrics)} metrics × {len(board.tasks)} tasks) and "
          f"{len(written)} figures in {store.figures_dir}")
@@ -386,11 +442,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=SCALES, default="default",
                    help="smoke: the committed data slice, seconds; default: full Fashion-MNIST, w = 1, on a CPU; "
                         "full: widths 1/2/4, five seeds, 40 epochs, for a GPU (default: %(default)s)")
-    p.add_argument("--device", default=None, metavar="cpu|cuda",
-                   help="torch device to train on (default: cuda when available, else cpu)")
-    p.add_argument("--results", default="results", metavar="DIR", help="results root (default: %(default)s)")
+    _training_args(p)
     p.add_argument("--dry-run", action="store_true", help="only list the networks and whether they are built")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("manipulate", parents=[common],
+                       help="fine-tune a zoo network so that a metric's layer map takes a target shape (cached)",
+                       description="Fine-tune a copy of a network of the zoo so that ATTACKER's 8x8 map of its "
+                                   "blocks approaches TARGET while distillation from the original keeps its "
+                                   "predictions (Davari et al. 2023, Sec. 4.3), and cache it (weights + card) under "
+                                   "RESULTS/manipulated/<key>/; print accuracy before -> after, agreement, and the "
+                                   "map error. `simstress run` builds the attacks `map_manipulation` needs on its "
+                                   "own. A default-scale attack takes 2-4 min on 2 CPU cores.",
+                       epilog="Targets: ones, identity, first_last, christmas_tree, goblin, carrot, sword, "
+                              "bow_arrow, match:NAME (the map of network NAME, e.g. a w=1 network for a wide "
+                              "one). Exit code: 0 built or cached; 2 bad arguments or missing data.")
+    p.add_argument("--attacker", required=True, metavar="ID",
+                   help="a differentiable metric id, e.g. linear_cka, rbf_cka[sigma=0.5], or a plugin's")
+    p.add_argument("--target", required=True, metavar="T", help="the target map (see below)")
+    p.add_argument("--network", default="m1-w1-generalized-s0", metavar="NAME",
+                   help="the zoo network to manipulate (default: %(default)s)")
+    p.add_argument("--scale", choices=SCALES, default="default",
+                   help="smoke: a few steps on the data slice; default: 1,000 steps; full: 7,800 steps, for a GPU "
+                        "(default: %(default)s)")
+    _training_args(p)
+    p.add_argument("--dry-run", action="store_true", help="only say whether it is built, and where")
+    p.set_defaults(func=cmd_manipulate)
 
     p = sub.add_parser("leaderboard", parents=[common], help="render leaderboard.md and the figures from the records",
                        description="Render the ranking page and RESULTS/figures/*.png from the records and "

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pandas as pd
 
 matplotlib.use("Agg")
@@ -26,17 +27,22 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from simstress.core.files import write_atomic  # noqa: E402
 
 from .leaderboard import (  # noqa: E402
+    ATTACK_FIGURE,
     CLASS_TASK,
     FIG4C_FIGURE,
     FIG4C_VARIANT,
     HEATMAP,
+    MANIPULATED,
+    MAPS_FIGURE,
     MEMO_FIGURE,
     MEMO_PAIRS,
     OUTLIER_TASK,
+    PCA_FIGURE,
     RBF_FIGURE,
     RBF_TASK,
     ZOO_FIGURE,
     Board,
+    Network,
     Task,
     finite,
     rbf_variant,
@@ -44,7 +50,8 @@ from .leaderboard import (  # noqa: E402
 )
 
 DPI = 100
-OWN = (RBF_FIGURE, MEMO_FIGURE, FIG4C_FIGURE, ZOO_FIGURE)  # besides the sweeps: the files `draw` may delete
+# besides the sweeps: the files `draw` may delete
+OWN = (RBF_FIGURE, MEMO_FIGURE, FIG4C_FIGURE, ZOO_FIGURE, ATTACK_FIGURE, MAPS_FIGURE, PCA_FIGURE)
 PAIR_COLOURS = dict(zip(MEMO_PAIRS, ("tab:green", "tab:orange", "tab:gray")))
 THEORY = "Theorem 1 (linear CKA)"
 
@@ -60,6 +67,15 @@ def _palette(board: Board) -> dict[str, tuple]:
     n = len(board.metrics)
     tab20 = sns.color_palette("tab20", 20)
     return dict(zip(board.metrics, tab20[0::2] + tab20[1::2] if n <= 20 else sns.color_palette("husl", n)))
+
+
+def _labels(ax, x: str, y: str) -> None:
+    """Axis labels of a heatmap, its column labels slanted to fit."""
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.tick_params(axis="x", labelrotation=45)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
 
 
 def heatmap_png(board: Board) -> bytes:
@@ -79,11 +95,7 @@ def heatmap_png(board: Board) -> bytes:
     ax = fig.add_subplot()
     sns.heatmap(frame, ax=ax, vmin=0.0, vmax=1.0, cmap="viridis", annot=labels, fmt="", linewidths=0.5,
                 cbar_kws={"label": "task score (1 = ideal)"})
-    ax.set_xlabel("")
-    ax.set_ylabel("")
-    ax.tick_params(axis="x", labelrotation=45)
-    for label in ax.get_xticklabels():
-        label.set_horizontalalignment("right")
+    _labels(ax, "", "")
     ax.set_title(f"simstress scores, scale {board.scale}")
     return _png(fig)
 
@@ -252,8 +264,87 @@ def zoo_png(board: Board) -> bytes:
     return _png(fig)
 
 
-def draw(board: Board, out_dir: Path) -> list[Path]:
-    """Write every figure of the board into out_dir and delete figures of its own there that it no longer makes."""
+def attack_matrix_png(board: Board) -> bytes:
+    """Rows attack (attacker → target), columns evaluated metric, cell = how far the metric's own map moved."""
+    attacks, metrics, values = board.attack_matrix()
+    frame = pd.DataFrame([[values.get((a, m), math.nan) for m in metrics] for a in attacks], index=attacks,
+                         columns=metrics)
+    fig = Figure(figsize=(3.5 + 0.55 * len(metrics), 1.5 + 0.42 * len(attacks)))
+    ax = fig.add_subplot()
+    sns.heatmap(frame, ax=ax, vmin=0.0, vmax=max(0.5, float(np.nanmax(frame.to_numpy()))) if frame.size else 1.0,
+                cmap="rocket_r", annot=True, fmt=".2f", linewidths=0.5, annot_kws={"size": 7},
+                cbar_kws={"label": "mean |map change| off the diagonal"})
+    _labels(ax, "evaluated metric", "attack (attacker → target)")
+    ax.set_title("Which metrics move when a network is manipulated against one of them")
+    return _png(fig)
+
+
+def _shown_map(card: dict) -> tuple[str, dict]:
+    """The map an attack trained on: the estimator's when the card has one, else the attacker's."""
+    maps = card["maps"]
+    key = "estimator" if "estimator" in maps else "attacker"
+    return str(maps[key].get("metric", key)), maps[key]
+
+
+def manipulated_maps_png(board: Board) -> bytes:
+    """Per attack: original map, target, achieved map (Davari et al. Figs. 5–6), accuracy before → after."""
+    attacks = board.mapped_attacks()
+    fig = Figure(figsize=(10.5, 3.6 * len(attacks)), layout="constrained")
+    axes = fig.subplots(len(attacks), 3, squeeze=False)
+    for row, a in zip(axes, attacks):
+        card = a.card
+        metric, maps = _shown_map(card)
+        acc = card.get("test_accuracy", {})
+        panels = (("original", maps.get("original")), ("target", card.get("target_map")),
+                  ("achieved", maps.get("achieved")))
+        before, after = acc.get("before"), acc.get("after")
+        accuracy = f"test acc. {before:.1%} → {after:.1%}" if finite(before) and finite(after) else ""
+        for ax, (title, M) in zip(row, panels):
+            sns.heatmap(np.asarray(M, dtype=float), ax=ax, vmin=0.0, vmax=1.0, cmap="magma", square=True,
+                        cbar=title == "achieved", annot=False)
+            ax.set_title(f"{a.name}\n{metric}, {accuracy}\n{title}" if title == "target" else f"\n\n{title}",
+                         fontsize="small")
+    return _png(fig)
+
+
+def pca_attack(board: Board) -> Network | None:
+    """The attack whose PCA is drawn: linear_cka towards identity when recorded (the paper's case), else the first."""
+    attacks = board.mapped_attacks()
+    preferred = [a for a in attacks if (a.params.get("attacker"), a.params.get("target")) == ("linear_cka", "identity")]
+    return (preferred or attacks or [None])[0]
+
+
+def pca_png(board: Board, root: Path | None) -> bytes:
+    """2-D PCA of the penultimate features, original vs manipulated, coloured by class (the paper's mechanism)."""
+    attack = pca_attack(board)
+    path = root / MANIPULATED / attack.key / "pca.npz" if root is not None else None
+    fig = Figure(figsize=(11.0, 4.6))
+    axes = fig.subplots(1, 2)
+    if path is None or not path.is_file():
+        for ax in axes:
+            ax.text(0.5, 0.5, f"no pca.npz for {attack.name}", ha="center", va="center", transform=ax.transAxes)
+        return _png(fig)
+    with np.load(path) as data:
+        coords, labels = data["coords"], data["labels"]
+    share = attack.card.get("variance_top1pct", {})
+    for ax, part, name in zip(axes, coords, ("original", "manipulated")):
+        sns.scatterplot(x=part[:, 0], y=part[:, 1], hue=labels.astype(str), palette="tab10", s=8, linewidth=0,
+                        ax=ax, legend=name == "manipulated")
+        top = share.get(name)
+        ax.set_title(f"{name}" + (f": top 1 % of points carry {top:.0%} of the variance" if finite(top) else ""),
+                     fontsize="small")
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+    axes[1].legend(title="class", bbox_to_anchor=(1.02, 1.0), loc="upper left", fontsize="small", frameon=False)
+    fig.suptitle(f"penultimate features, {attack.name}", fontsize="medium")
+    return _png(fig)
+
+
+def draw(board: Board, out_dir: Path, root: Path | None = None) -> list[Path]:
+    """Write every figure of the board into out_dir and delete figures of its own there that it no longer makes.
+
+    `root` is the results folder holding the manipulated networks (their PCA coordinates); None draws a placeholder.
+    """
     with matplotlib.style.context("default"), sns.plotting_context("notebook"):
         with sns.axes_style("white"):
             pngs = {HEATMAP: heatmap_png(board)}
@@ -268,6 +359,12 @@ def draw(board: Board, out_dir: Path) -> list[Path]:
                 pngs[FIG4C_FIGURE] = fig4c_png(board, palette)
             if board.trained_networks():
                 pngs[ZOO_FIGURE] = zoo_png(board)
+            if board.mapped_attacks():
+                pngs[MAPS_FIGURE] = manipulated_maps_png(board)
+                pngs[PCA_FIGURE] = pca_png(board, root)
+        if board.manipulation():
+            with sns.axes_style("white"):
+                pngs[ATTACK_FIGURE] = attack_matrix_png(board)
     for name, png in pngs.items():
         write_atomic(out_dir / name, png)
     for old in [*out_dir.glob(sweep_figure("*")), *(out_dir / n for n in OWN)]:  # perf plots live here too

@@ -54,6 +54,11 @@ MEMO_TASK, MEMO_FIGURE, MEMO_PAIRS = "memorization", "memorization_layers.png", 
 # `qp_direction` variant is the paper's construction; `head_nullspace` is simstress's own and is left out here.
 CLASS_TASK, OUTLIER_TASK, FIG4C_VARIANT = "network_class_translation", "network_outlier", "qp_direction"
 FIG4C_FIGURE = "real_feature_translation.png"
+# Davari et al. 2023 Figs. 5–7, against every metric: networks manipulated (artifact kind "manipulated") so that one
+# metric's layer map takes a target shape. The attack matrix (attack × evaluated metric: how far the metric's own map
+# moved) and the manipulated networks' maps and PCA come from the `map_manipulation` records and the attacks' cards.
+MANIP_TASK, MANIPULATED = "map_manipulation", "manipulated"
+ATTACK_FIGURE, MAPS_FIGURE, PCA_FIGURE = "attack_matrix.png", "manipulated_maps.png", "manipulation_pca.png"
 DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "fashion_mnist_slice": "a Fashion-MNIST slice",
                  "cifar10": "CIFAR-10"}
 
@@ -69,15 +74,17 @@ def metric_family(metric_id: str) -> str:
         return metric_id.split("[", 1)[0]
 
 
-def network_entries(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The record's entries of the networks it used (a record's artifacts list is not validated: skip what is odd)."""
-    return [a for a in record.get("artifacts") or [] if isinstance(a, Mapping) and a.get("kind") == NETWORKS
+def network_entries(record: Mapping[str, Any], kind: str = NETWORKS) -> list[Mapping[str, Any]]:
+    """The record's entries of the artifacts of `kind` it used (a record's artifacts list is not validated: skip
+    what is odd)."""
+    return [a for a in record.get("artifacts") or [] if isinstance(a, Mapping) and a.get("kind") == kind
             and isinstance(a.get("key"), str)]
 
 
-def network_keys(records: list[dict[str, Any]]) -> list[str]:
-    """The keys of the networks the records used (sorted): the cards the page needs."""
-    return sorted({a["key"] for r in records for a in network_entries(r)})
+def card_keys(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(kind, key) of the networks and manipulated networks the records used (sorted): the cards the page needs."""
+    return sorted({(kind, a["key"]) for r in records for kind in (NETWORKS, MANIPULATED)
+                   for a in network_entries(r, kind)})
 
 
 def rbf_variant(metric_id: str) -> tuple[float, str] | None:
@@ -186,6 +193,7 @@ class Board:
     saturated: frozenset[str]           # task names
     stability: Stability
     networks: tuple[Network, ...] = ()  # by name, then key
+    attacks: tuple[Network, ...] = ()   # the manipulated networks, by name, then key
     families: dict[str, str] = field(default_factory=dict)  # metric -> family, for the metrics of MEMO_TASK
 
     @property
@@ -211,7 +219,9 @@ class Board:
         return [HEATMAP, *(sweep_figure(t.name) for t in self.sweep_tasks()),
                 *([RBF_FIGURE] if self.rbf_conventions() else []),
                 *([MEMO_FIGURE] if self.memorization() else []), *([FIG4C_FIGURE] if self.fig4c_tasks() else []),
-                *([ZOO_FIGURE] if self.trained_networks() else [])]
+                *([ZOO_FIGURE] if self.trained_networks() else []),
+                *([ATTACK_FIGURE] if self.manipulation() else []),
+                *([MAPS_FIGURE, PCA_FIGURE] if self.mapped_attacks() else [])]
 
     def curve_records(self, task: Task) -> list[dict[str, Any]]:
         """The task's ok records at its current version that hold a curve."""
@@ -222,8 +232,47 @@ class Board:
         return [t for t in self.tasks if t.sweep_name and self.curve_records(t)]
 
     def sweep_tasks(self) -> list[Task]:
-        """Tasks with a sweep variable and at least one recorded curve: each gets a figure (MEMO_TASK its own)."""
-        return [t for t in self._with_curves() if t.name != MEMO_TASK]
+        """Tasks with a sweep variable and at least one recorded curve: each gets a figure (MEMO_TASK its own;
+        MANIP_TASK's curve is a set of layer maps, shown as the attack matrix)."""
+        return [t for t in self._with_curves() if t.name not in (MEMO_TASK, MANIP_TASK)]
+
+    def manipulation(self) -> Task | None:
+        """MANIP_TASK when it has curves (its figure is ATTACK_FIGURE)."""
+        return next((t for t in self._with_curves() if t.name == MANIP_TASK), None)
+
+    def attack_matrix(self) -> tuple[list[str], list[str], dict[tuple[str, str], float]]:
+        """(attacks, metrics, {(attack, metric): mean over seeds of the metric's map change under the attack}) from
+        the per-attack details of MANIP_TASK's records; metrics in board order."""
+        task = self.manipulation()
+        if task is None:
+            return [], [], {}
+        values: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for r in self.curve_records(task):
+            for run in r["runs"]:
+                attacks = run.get("details", {}).get("attacks")
+                for attack, effect in (attacks.items() if isinstance(attacks, Mapping) else ()):
+                    if isinstance(effect, Mapping) and finite(effect.get("map_change")):
+                        values[attack, r["metric"]].append(float(effect["map_change"]))
+        attacks = sorted({a for a, _ in values}, key=natural_key)
+        metrics = [m for m in self.metrics if any((a, m) in values for a in attacks)]
+        return attacks, metrics, {k: statistics.fmean(v) for k, v in values.items()}
+
+    def excluded_attacks(self) -> dict[str, float]:
+        """Attack -> the lowest agreement any MANIP_TASK record saw, for attacks left out as not function-preserving."""
+        task = self.manipulation()
+        out: dict[str, float] = {}
+        for r in self.curve_records(task) if task is not None else []:
+            for run in r["runs"]:
+                excluded = run.get("details", {}).get("excluded")
+                for attack, agreement in (excluded.items() if isinstance(excluded, Mapping) else ()):
+                    if finite(agreement):
+                        out[attack] = min(float(agreement), out.get(attack, math.inf))
+        return out
+
+    def mapped_attacks(self) -> list[Network]:
+        """The manipulated networks whose cards hold a target and maps (the rows of MAPS_FIGURE)."""
+        return [a for a in self.attacks if a.card is not None and isinstance(a.card.get("maps"), Mapping)
+                and a.card.get("target_map") is not None]
 
     def memorization(self) -> Task | None:
         """MEMO_TASK when it has curves (its figure is MEMO_FIGURE)."""
@@ -324,10 +373,11 @@ def _reasons(metric: str, mcells: list[Cell], tasks: list[Task], conf: dict[str,
     return out
 
 
-def _networks(records: list[dict[str, Any]], cards: Mapping[str, Mapping[str, Any] | None]) -> tuple[Network, ...]:
+def _networks(records: list[dict[str, Any]], cards: Mapping[str, Mapping[str, Any] | None],
+              kind: str = NETWORKS) -> tuple[Network, ...]:
     named: dict[str, set[str]] = defaultdict(set)
     for r in records:
-        for a in network_entries(r):
+        for a in network_entries(r, kind):
             named[a["key"]].add(str(a.get("sha256", "")))
     found = [Network(key, tuple(sorted(shas)), cards.get(key)) for key, shas in named.items()]
     return tuple(sorted(found, key=lambda n: (natural_key(n.name), n.key)))
@@ -339,7 +389,8 @@ def build_board(scale: str, records: list[dict[str, Any]], conformance: dict[str
     """Aggregate the records of one scale: cells, category and overall scores, spread, ranks and stability.
 
     `installed(metric_id)` says whether an id is still registered; without it nothing is marked uninstalled.
-    `cards` maps the key of each network the records name (`network_keys`) to its card, None when it is missing.
+    `cards` maps the key of each (manipulated) network the records name (`card_keys`) to its card, None when it is
+    missing.
     """
     if not records:
         raise RecordError(f"no records for scale {scale!r}; run `simstress run --scale {scale}` first")
@@ -374,7 +425,8 @@ def build_board(scale: str, records: list[dict[str, Any]], conformance: dict[str
     )
     families = {m: metric_family(m) for m in sorted({r["metric"] for r in records if r["task"] == MEMO_TASK})}
     return Board(scale, task_list, rows, cells, records, {m: conformance.get(m) for m in by_metric}, saturated,
-                 _stability(headline, ranked_cells, category), _networks(records, cards or {}), families)
+                 _stability(headline, ranked_cells, category), _networks(records, cards or {}),
+                 _networks(records, cards or {}, MANIPULATED), families)
 
 
 def _stability(headline: dict[str, float], values: dict[str, dict[str, float | None]],
@@ -700,6 +752,74 @@ def _networks_section(board: Board, figures: str) -> list[str]:
     return lines
 
 
+def _arrow(pair: Any, fmt: Callable[[float], str]) -> str:
+    """"before → after" of a card's {"before", "after"} (or {"original", "achieved"}) pair; "–" when absent."""
+    if not isinstance(pair, Mapping):
+        return "–"
+    a, b = (pair.get(k) for k in (("before", "after") if "before" in pair else ("original", "achieved")))
+    return f"{_card_cell(a, fmt)} → {_card_cell(b, fmt)}"
+
+
+def _manipulation_section(board: Board, figures: str) -> list[str]:
+    attacks, metrics, values = board.attack_matrix()
+    lines = [f"Davari et al. 2023 (Figs. 5–7) fine-tuned networks so that linear CKA's layer × layer map took almost "
+             f"any shape while their accuracy barely moved. `{MANIP_TASK}` asks which metrics share that blind spot: "
+             f"each attack fine-tunes one network against one metric (the attacker, through its minibatch "
+             f"estimator) towards a target map, with distillation from the original keeping its predictions; every "
+             f"metric then compares its own map of the manipulated network with its map of the original. A cell is "
+             f"how far the evaluated metric's map moved: mean |change| over the off-diagonal entries of its "
+             f"self-normalised similarities (0 = unmoved; mean over seeds). A metric that sees through an attack "
+             f"stays near 0 in its column.", ""]
+    if attacks:
+        lines += _table(["Attack (attacker → target)", *(_code(m) for m in metrics)],
+                        [":---"] + ["---:"] * len(metrics),
+                        [[_code(a), *(_num(values.get((a, m))) for m in metrics)] for a in attacks])
+        lines += ["", f"![attack matrix]({_url(figures, ATTACK_FIGURE)})", ""]
+    if board.attacks:
+        header = ["Attack", "Steps", "Test acc. before → after", "Agreement", "Map error before → after (metric)",
+                  "Top 1 % variance share (original → manipulated)", "Scored", "Build time", "sha256"]
+        rows = []
+        excluded = board.excluded_attacks()
+        for a in board.attacks:
+            card = a.card or {}
+            recipe = a.params.get("recipe") if isinstance(a.params.get("recipe"), Mapping) else {}
+            maps = card.get("maps") if isinstance(card.get("maps"), Mapping) else {}
+            errors = "; ".join(f"{_arrow(m.get('error'), '{:.3f}'.format)} ({_code(str(m.get('metric', '?')))})"
+                               for m in maps.values() if isinstance(m, Mapping))
+            share = card.get("variance_top1pct")
+            history = card.get("history") if isinstance(card.get("history"), list) else []
+            skipped = sum(h.get("skipped_steps", 0) for h in history if isinstance(h, Mapping)
+                          and finite(h.get("skipped_steps")))
+            rows.append([_code(a.name) if a.card is not None else f"{_code(a.key)} (card missing)",
+                         _card_cell(recipe.get("steps"), "{:,.0f}".format)
+                         + (f" ({skipped:,.0f} skipped: non-finite gradient)" if skipped else ""),
+                         _arrow(card.get("test_accuracy"), "{:.1%}".format),
+                         _card_cell(card.get("agreement"), "{:.1%}".format), errors or "–",
+                         _arrow({"original": share.get("original"), "achieved": share.get("manipulated")},
+                                "{:.1%}".format) if isinstance(share, Mapping) else "–",
+                         (f"no: agreement {excluded[attack]:.1%} on a sample" if (attack := a.name.split("@")[0])
+                          in excluded else "yes"),
+                         _card_cell(card.get("build_seconds"), format_duration),
+                         _code(str(card.get("sha256", ""))[:12]) if card.get("sha256") else "–"])
+        lines += ["The manipulated networks these records used, from their cards (cached under `manipulated/<key>/` "
+                  "in the results folder). Accuracy and agreement (the fraction of test images the manipulated "
+                  "network labels as the original does) are on the whole test split; map errors (mean |map − "
+                  "target| off the diagonal) on a stratified test sample, under the attacker and, where the "
+                  "attacker trains through another estimator, under that one (Davari et al. report linear CKA's "
+                  "maps with the unbiased minibatch estimator). The variance share is that of the 1 % of test "
+                  "points farthest from the mean of the penultimate features. An attack whose network agrees with the "
+                  "original on fewer than 90 % of a task's sample did not preserve the function and is not scored.",
+                  ""]
+        lines += _table(header, [":---", "---:", "---:", "---:", ":---", "---:", ":---", "---:", ":---"], rows)
+    if board.mapped_attacks():
+        lines += ["", "Original map, target and achieved map of each attack, under the map the attacker trains on "
+                  "(Davari et al. 2023, Figs. 5–6), and the mechanism: a 2-D PCA of the penultimate features of the "
+                  "original and of the manipulated network (the paper found a few points pushed far out along one "
+                  "line).", "", f"![manipulated maps]({_url(figures, MAPS_FIGURE)})", "",
+                  f"![PCA of penultimate features]({_url(figures, PCA_FIGURE)})"]
+    return lines
+
+
 def render(board: Board, figures: str) -> str:
     """The markdown page; `figures` is the figures folder relative to the page (POSIX separators)."""
     footnotes: list[str] = []
@@ -768,6 +888,8 @@ def render(board: Board, figures: str) -> str:
                   f"± one standard deviation over classes (images) and seeds; black dashed: linear CKA as Theorem 1 "
                   f"gives it.", "", f"![translating real features]({_url(figures, FIG4C_FIGURE)})", "",
                   *_fig4c_sentence(board)]
+    if board.manipulation() or board.attacks:
+        lines += ["## Map manipulation", "", *_manipulation_section(board, figures), ""]
     if board.networks:
         lines += ["## Networks", "", *_networks_section(board, figures), ""]
     lines += ["## Built from", "", *_provenance(board), ""]

@@ -57,8 +57,9 @@ class Plan:
     artifacts: list[ArtifactSpec] = field(default_factory=list)
 
 
-def _missing_artifacts(task: Task, scale: str, seeds: tuple[int, ...], store: ArtifactStore) -> list[ArtifactSpec]:
-    """The unbuilt artifacts of a cell, each after its own unbuilt inputs."""
+def _missing_artifacts(task: Task, scale: str, seeds: tuple[int, ...], store: ArtifactStore, metric: str,
+                       ) -> list[ArtifactSpec]:
+    """The unbuilt artifacts of `metric`'s cell, each after its own unbuilt inputs."""
     out: list[ArtifactSpec] = []
 
     def visit(spec: ArtifactSpec) -> None:
@@ -70,7 +71,7 @@ def _missing_artifacts(task: Task, scale: str, seeds: tuple[int, ...], store: Ar
 
     if scale in task.scales:
         for seed in seeds:
-            for spec in task.artifacts(scale, seed).values():
+            for spec in task.cell_artifacts(scale, seed, metric).values():
                 visit(spec)
     return out
 
@@ -83,14 +84,14 @@ def plan(results: ResultStore, metric_ids: list[str], task_names: list[str], *, 
     versions = {m: get_metric(m).spec.version for m in metric_ids}
     for name in task_names:
         task = get_task(name)
-        missing = _missing_artifacts(task, scale, tuple(seeds), store)
-        out.artifacts += [s for s in missing if s not in out.artifacts]
-        used = None if missing else artifact_entries(built_artifacts(task, scale, tuple(seeds), store))
         for mid in metric_ids:
             cell = Cell(mid, name, scale, tuple(seeds), device, str(results.root))
+            missing = _missing_artifacts(task, scale, tuple(seeds), store, mid)
+            out.artifacts += [s for s in missing if s not in out.artifacts]
             if missing:
                 out.blocked.append(cell)
                 continue
+            used = artifact_entries(built_artifacts(task, scale, tuple(seeds), store, mid))
             try:
                 old = None if force else results.load_record(scale, name, mid)
             except RecordError:

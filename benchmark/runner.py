@@ -24,7 +24,7 @@ from typing import Any
 from tqdm import tqdm
 
 from simstress.core.artifacts import ArtifactStore
-from simstress.core.conformance import check_metric
+from simstress.core.conformance import applicable_checks, check_metric
 from simstress.core.metric import get_metric
 from simstress.core.provenance import git_commit, package_versions
 from simstress.core.task import get_task
@@ -49,7 +49,9 @@ def conformance_entry(metric_id: str, version: int) -> dict[str, Any]:
 
 
 def refresh_conformance(store: ResultStore, metric_ids: list[str], force: bool = False, quiet: bool = False) -> int:
-    """Recompute missing or stale cached conformance reports; returns how many were computed."""
+    """Recompute missing or stale cached conformance reports; returns how many were computed.
+
+    Stale: another schema or metric version, or another set of checks than apply now (the suite gained one)."""
     versions = {m: get_metric(m).spec.version for m in metric_ids}
     todo = []
     for mid, version in versions.items():
@@ -57,7 +59,9 @@ def refresh_conformance(store: ResultStore, metric_ids: list[str], force: bool =
             cached = store.load_conformance(mid)
         except RecordError:
             cached = None
-        if force or cached is None or cached.get("schema") != SCHEMA or cached.get("metric_version") != version:
+        checks = {c[0] for c in cached.get("checks", []) if isinstance(c, list) and c} if cached else set()
+        if (force or cached is None or cached.get("schema") != SCHEMA or cached.get("metric_version") != version
+                or (checks != {"check_metric"} and checks != set(applicable_checks(get_metric(mid))))):
             todo.append(mid)
     for mid in tqdm(todo, desc="conformance", unit="metric", disable=quiet or not todo, dynamic_ncols=True):
         store.save_conformance(conformance_entry(mid, versions[mid]))
@@ -203,8 +207,8 @@ def _build_artifacts(results: ResultStore, p: Plan, device: str, quiet: bool) ->
 def _blocked_record(cell: Cell, failed: dict[str, str]) -> dict[str, Any]:
     """The error record of a cell whose artifacts could not be built."""
     task = get_task(cell.task)
-    reasons = sorted({msg for spec in (s for seed in cell.seeds for s in task.artifacts(cell.scale, seed).values())
-                      if (msg := failed.get(spec.key))})
+    specs = (s for seed in cell.seeds for s in task.cell_artifacts(cell.scale, seed, cell.metric).values())
+    reasons = sorted({msg for spec in specs if (msg := failed.get(spec.key))})
     return failed_record(cell, RuntimeError("an artifact this cell needs failed to build: "
                                             + "; ".join(reasons or ["unknown cause"])))
 

@@ -51,12 +51,28 @@ def linear_cka_gram(Xc: torch.Tensor, Yc: torch.Tensor) -> torch.Tensor:
     return (K * L).sum() / (frobenius(K) * frobenius(L))
 
 
+def _alignment_map(kernels: torch.Tensor) -> torch.Tensor:
+    """<Kᵢ, Kⱼ>_F / (||Kᵢ||_F ||Kⱼ||_F) for every pair of a stack (L, n, n) of centred kernels: one (L, n²) product."""
+    flat = kernels.flatten(1)
+    G = flat @ flat.T
+    norms = G.diagonal().sqrt()
+    return G / (norms[:, None] * norms[None, :])
+
+
+def linear_cka_map(layers: list[torch.Tensor]) -> torch.Tensor:
+    """`linear_cka` between every pair of layers: one centred Gram X̃ᵢX̃ᵢᵀ per layer, all pairs from one product."""
+    return _alignment_map(torch.stack([gram(center_rescaled(A)) for A in layers])).clamp(0.0, 1.0)
+
+
 @register(
     invariances=_CKA_INVARIANCES,
     differentiable=True,
     min_samples=2,
     cost="O(n·min(p², n·p))",
     reference="Kornblith et al. 2019, Similarity of Neural Network Representations Revisited (ICML)",
+    layer_map=linear_cka_map,
+    # On a minibatch the biased HSIC inflates every entry (Nguyen et al. 2021); Davari et al.'s loss uses HSIC₁.
+    minibatch="linear_cka_debiased",
     version=2,  # 2: rounding past 1 clamped (float32 read 1 + 2e-7)
 )
 def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -94,10 +110,26 @@ def _linear_hsic1(Xc: torch.Tensor, Yc: torch.Tensor) -> torch.Tensor:
     return hsic1(_alignment(Xc, Yc) - dd, -dx.sum(), -dy.sum(), dd, Xc.shape[0])
 
 
+def linear_cka_debiased_map(layers: list[torch.Tensor]) -> torch.Tensor:
+    """`linear_cka_debiased` between every pair of layers from one centred Gram Kᵢ per layer.
+
+    With centred features K̂ᵢ1 = −dᵢ (dᵢ = diag Kᵢ), so HSIC₁'s parts for every pair come from two products of the
+    stack: tr(K̂ᵢK̂ⱼ) = <Kᵢ, Kⱼ> − dᵢ·dⱼ, 1ᵀK̂ᵢ1 = −tr Kᵢ, 1ᵀK̂ᵢK̂ⱼ1 = dᵢ·dⱼ (as `_linear_hsic1`, pair by pair).
+    """
+    K = torch.stack([gram(center_rescaled(A)) for A in layers])
+    flat, d = K.flatten(1), K.diagonal(dim1=1, dim2=2)
+    dd = d @ d.T
+    trace = d.sum(1)
+    H = hsic1(flat @ flat.T - dd, -trace[:, None], -trace[None, :], dd, K.shape[1])
+    norms = H.diagonal().sqrt()
+    return (H / (norms[:, None] * norms[None, :])).clamp(-1.0, 1.0)
+
+
 @register(
     invariances=_CKA_INVARIANCES,
     differentiable=True,
     min_samples=4,
+    layer_map=linear_cka_debiased_map,
     value_range=(-1.0, 1.0),
     cost="O(n·min(p², n·p))",
     version=2,  # 2: rounding past ±1 clamped; a numerically zero self-HSIC₁ refused
@@ -239,11 +271,18 @@ def _check_rbf(params: dict) -> None:
                          f"{params['median']!r}")
 
 
+def rbf_cka_map(layers: list[torch.Tensor], *, sigma: float = 1.0, median: str = "ordinary") -> torch.Tensor:
+    """`rbf_cka` between every pair of layers: one double-centred kernel per layer (untiled, autograd kept)."""
+    kernels = [double_center(rbf_kernel(A, sigma, median, f"layer {i}")) for i, A in enumerate(layers)]
+    return _alignment_map(torch.stack(kernels)).clamp(0.0, 1.0)
+
+
 @register(
     invariances=_CKA_INVARIANCES,
     differentiable=True,
     min_samples=2,
     cost="O(n²·p)",
+    layer_map=rbf_cka_map,
     reference="Kornblith et al. 2019 (RBF CKA, median heuristic); Davari et al. 2023, Fig. 4a (sigma 1, 0.5, 0.2; "
     "lower median)",
     variants=({"sigma": 0.5}, {"sigma": 0.2}, {"median": "lower"}, {"median": "lower", "sigma": 0.5},

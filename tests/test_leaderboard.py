@@ -19,9 +19,12 @@ from simstress import metrics
 from simstress.benchmark.cli import main
 from simstress.benchmark.figures import draw
 from simstress.benchmark.leaderboard import (
+    ATTACK_FIGURE,
     FIG4C_FIGURE,
     HEATMAP,
+    MAPS_FIGURE,
     MEMO_FIGURE,
+    PCA_FIGURE,
     ZOO_FIGURE,
     build_board,
     fig4c_numbers,
@@ -484,3 +487,82 @@ def test_cli_reads_the_cards_from_the_results_folder(tmp_path: Path, capsys) -> 
     (store.figures_dir / ZOO_FIGURE).unlink()
     assert main([*args, "--check"]) == 1
     assert f"figures missing from {store.figures_dir}: {ZOO_FIGURE}" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------- the manipulated networks
+
+ATTACK_KEY = "9f8e7d6c5b"
+ATTACK_CARD = {
+    "name": "linear_cka→identity@m1-w1-generalized-s0", "sha256": "ef" * 32, "build_seconds": 200.0,
+    "params": {"attacker": "linear_cka", "target": "identity", "recipe": {"steps": 1000}},
+    "test_accuracy": {"before": 0.9, "after": 0.895}, "agreement": 0.96,
+    "target_map": [[1.0 if i == j else 0.0 for j in range(8)] for i in range(8)],
+    "maps": {"attacker": {"metric": "linear_cka", "error": {"original": 0.6, "achieved": 0.1},
+                          "original": [[0.5] * 8] * 8, "achieved": [[0.1] * 8] * 8},
+             "estimator": {"metric": "linear_cka_debiased", "error": {"original": 0.59, "achieved": 0.08},
+                           "original": [[0.5] * 8] * 8, "achieved": [[0.08] * 8] * 8}},
+    "variance_top1pct": {"original": 0.04, "manipulated": 0.3},
+}
+# map change of each evaluated metric under each attack, per seed
+MOVES = {("linear_cka", "linear_cka→identity"): (0.5, 0.4), ("linear_cka", "procrustes→ones"): (0.1, 0.2),
+         ("rsa", "linear_cka→identity"): (0.05, 0.07), ("rsa", "procrustes→ones"): (0.01, 0.01)}
+
+
+def manipulation_record(metric: str) -> dict:
+    rec = make_record(metric, "r1", [0.5, 0.5])
+    rec.update(task="map_manipulation", task_info={"category": "robustness", "summary": "the manipulation task",
+                                                   "sweep_name": "block", "log_x": False},
+               artifacts=[{"seed": s, "name": "attack:linear_cka→identity", "kind": "manipulated", "key": ATTACK_KEY,
+                           "sha256": ATTACK_CARD["sha256"]} for s in (0, 1)])
+    for run in rec["runs"]:
+        run["details"] = {"attacks": {a: {"map_change": v[run["seed"]], "pair_drop": 0.0, "damage": 0.5}
+                                      for (m, a), v in MOVES.items() if m == metric}}
+    return rec
+
+
+def manipulation_board():
+    return build_board("smoke", [manipulation_record(m) for m in ("linear_cka", "rsa")],
+                       {m: passed(m) for m in ("linear_cka", "rsa")}, cards={ATTACK_KEY: ATTACK_CARD})
+
+
+def test_the_attack_matrix_and_the_manipulated_networks_come_from_records_and_cards() -> None:
+    board = manipulation_board()
+    attacks, metrics_, values = board.attack_matrix()
+    assert attacks == ["linear_cka→identity", "procrustes→ones"]
+    assert values[("linear_cka→identity", "linear_cka")] == pytest.approx(0.45)  # mean of the two seeds
+    assert {ATTACK_FIGURE, MAPS_FIGURE, PCA_FIGURE} <= set(board.figures())
+    assert "map_manipulation" not in [t.name for t in board.sweep_tasks()]
+    page = render(board, "figs")
+    section = page[page.index("## Map manipulation"):page.index("## Built from")]
+    order = " | ".join(f"`{m}`" for m in metrics_)
+    assert f"| Attack (attacker → target) | {order} |" in section
+    row = {"linear_cka": "0.450", "rsa": "0.060"}
+    assert f"| `linear_cka→identity` | {' | '.join(row[m] for m in metrics_)} |" in section
+    assert ("| `linear_cka→identity@m1-w1-generalized-s0` | 1,000 | 90.0% → 89.5% | 96.0% | 0.600 → 0.100 "
+            "(`linear_cka`); 0.590 → 0.080 (`linear_cka_debiased`) | 4.0% → 30.0% | yes | 3.3 min | `efefefefefef` |"
+            ) in section
+    assert render(manipulation_board(), "figs") == page
+
+
+def test_manipulation_figures_are_deterministic_with_or_without_the_pca_file(tmp_path: Path) -> None:
+    import numpy as np
+
+    board = manipulation_board()
+    root = tmp_path / "results"
+    (root / "manipulated" / ATTACK_KEY).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.savez(root / "manipulated" / ATTACK_KEY / "pca.npz", coords=rng.normal(size=(2, 50, 2)).astype(np.float32),
+             labels=np.arange(50) % 10)
+    first = {p.name: p.read_bytes() for p in draw(board, tmp_path / "a", root)}
+    second = {p.name: p.read_bytes() for p in draw(board, tmp_path / "b", root)}
+    assert first == second and {ATTACK_FIGURE, MAPS_FIGURE, PCA_FIGURE} <= set(first)
+    placeholder = {p.name: p.read_bytes() for p in draw(board, tmp_path / "c")}[PCA_FIGURE]
+    assert placeholder != first[PCA_FIGURE] and placeholder.startswith(b"\x89PNG")
+
+
+def test_an_excluded_attack_is_marked_not_scored() -> None:
+    recs = [manipulation_record(m) for m in ("linear_cka", "rsa")]
+    recs[1]["runs"][1]["details"]["excluded"] = {"linear_cka→identity": 0.85}
+    board = build_board("smoke", recs, {m: passed(m) for m in ("linear_cka", "rsa")}, cards={ATTACK_KEY: ATTACK_CARD})
+    assert board.excluded_attacks() == {"linear_cka→identity": 0.85}
+    assert "| 4.0% → 30.0% | no: agreement 85.0% on a sample | 3.3 min |" in render(board, "figs")

@@ -9,6 +9,7 @@ minimal dist-info folders, which is all `importlib.metadata` reads.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -131,6 +132,13 @@ def test_example_plugin_conforms_runs_only_its_cells_and_joins_the_leaderboard(t
     assert "`distance_correlation`" in ranking and "`linear_cka`" in ranking
     invariances = page[page.index("## Declared vs observed"):page.index("## Runtime")]
     assert "| `distance_correlation` | pass |" in invariances
+
+    # differentiable, so it can attack: a manipulated network against the plugin's own layer map
+    attack = simstress(["--quiet", "manipulate", "--attacker", "distance_correlation", "--target", "identity",
+                        "--scale", "smoke", "--results", str(results)], tmp_path, path)
+    assert attack.returncode == 0, attack.stdout + attack.stderr
+    assert "distance_correlation→identity@m1-w1-generalized-s0 (built" in attack.stdout
+    assert re.search(r"^distance_correlation +\d\.\d{3} +\d\.\d{3}$", attack.stdout, re.M), attack.stdout
 
 
 def test_a_broken_plugin_warns_and_strict_makes_it_fatal(tmp_path: Path) -> None:

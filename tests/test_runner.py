@@ -27,7 +27,7 @@ from simstress.benchmark import runner
 from simstress.benchmark.plan import select_metrics
 from simstress.benchmark.records import ResultStore, metric_filename, metric_from_filename
 from simstress.benchmark.runner import conformance_entry, refresh_conformance, run
-from simstress.core.conformance import Check, check_metric
+from simstress.core.conformance import Check, applicable_checks, check_metric
 from simstress.core.scoring import positive_spearman
 from simstress.metrics.cka import linear_cka
 
@@ -92,10 +92,11 @@ def _register_tmp_metric(version: int, needs_labels: bool = False) -> None:
 
 
 def fake_check(metric_id: str) -> SimpleNamespace:
-    """A stand-in for `check_metric`: the conformance suite has its own tests, runs here take milliseconds."""
-    declared = metrics.get_metric(metric_id).spec.invariances
-    return SimpleNamespace(passed=True, checks=(Check("stand_in", True, "not run"),), declared=declared,
-                           observed=declared)
+    """A stand-in for `check_metric`: the conformance suite has its own tests, runs here take milliseconds. It
+    names the checks that apply, so its report is current until the suite changes."""
+    m = metrics.get_metric(metric_id)
+    return SimpleNamespace(passed=True, checks=tuple(Check(name, True, "not run") for name in applicable_checks(m)),
+                           declared=m.spec.invariances, observed=m.spec.invariances)
 
 
 @pytest.fixture(autouse=True)
@@ -391,3 +392,14 @@ def test_a_crashing_checker_is_a_failed_report(monkeypatch: pytest.MonkeyPatch) 
     assert entry["passed"] is False
     assert entry["checks"] == [["check_metric", False, "raised RuntimeError: checker crashed"]]
     assert entry["declared"] == sorted(metrics.get_metric("linear_cka").spec.invariances) and entry["observed"] == []
+
+
+def test_a_report_missing_a_check_the_suite_gained_is_refreshed(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    assert refresh_conformance(store, ["linear_cka"], quiet=True) == 1
+    assert refresh_conformance(store, ["linear_cka"], quiet=True) == 0  # current
+    report = store.load_conformance("linear_cka")
+    report["checks"] = [c for c in report["checks"] if c[0] != "layer_map"]  # written before the check existed
+    store.save_conformance(report)
+    assert refresh_conformance(store, ["linear_cka"], quiet=True) == 1
+    assert "layer_map" in {c[0] for c in store.load_conformance("linear_cka")["checks"]}

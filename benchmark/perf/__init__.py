@@ -18,7 +18,8 @@ Two fixed-size showcases run beside the grid (not under --quick, and only when -
 exact streaming of 1e5 and 1e6 rows × 512 features (tests/perf/test_perf_streaming.py), and rbf_cka at
 n = 20000, p = 1024 in float32, row tiles against the untiled n×n path (tests/perf/test_perf_rbf_tiling.py).
 The model zoo's work runs beside them (--metrics 'networks:m1'): an M1 training step, the activation pass over the
-full test set and a layer × layer CKA map of one network (tests/perf/test_perf_networks.py).
+full test set, a layer × layer CKA map of one network, and the map forward + backward of one manipulation step at
+batch 128 per attacker (tests/perf/test_perf_networks.py).
 
 A case that cannot run is skipped with its reason recorded (no CUDA; n×n memory over the cap; a call
 predicted, from the previous size and the FLOP model, to take longer than --budget seconds).

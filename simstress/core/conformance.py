@@ -142,6 +142,29 @@ def check_gradients(m: Metric, d: Data) -> Check:
     return Check("gradients", ok, "finite gradients w.r.t. X and Y" if ok else "missing or non-finite gradients")
 
 
+def check_layer_map(m: Metric, d: Data) -> Check:
+    """A declared `layer_map` must equal the metric's function on every pair of a list of layers (float64)."""
+    g = torch.Generator().manual_seed(4)
+    layers = [d.X, d.Y, d.X[:, :7] @ torch.randn(7, 9, generator=g, dtype=d.X.dtype), d.Y + 0.3 * d.X[:, :15]]
+    fast = m.spec.layer_map(layers, **m.params)
+    pairwise = torch.stack([torch.stack([m(a, b, labels=d.labels) for b in layers]) for a in layers])
+    gap = float((fast - pairwise).abs().max()) if fast.shape == pairwise.shape else math.inf
+    ok = gap <= 1e-9
+    return Check("layer_map", ok, f"max |layer_map − pairwise| {gap:.2e} over a {len(layers)}×{len(layers)} map "
+                 f"(tolerance 1e-09)" + ("" if fast.shape == pairwise.shape else f"; shape {tuple(fast.shape)}"))
+
+
+def check_minibatch(m: Metric, d: Data) -> Check:
+    """A declared `minibatch` estimator must be a registered differentiable metric."""
+    try:
+        other = get_metric(m.spec.minibatch)
+    except (LookupError, ValueError) as exc:
+        return Check("minibatch", False, f"{m.spec.minibatch!r} does not resolve: {exc}")
+    ok = other.spec.differentiable and not other.spec.needs_labels
+    return Check("minibatch", ok, f"estimated on minibatches by {other.id}" + ("" if ok else
+                 ", which is not a label-free differentiable metric"))
+
+
 def check_bad_input(m: Metric, d: Data) -> Check:
     """score() must refuse mismatched rows, NaN and too few samples with InputError."""
     bad_nan = d.X.clone()
@@ -182,6 +205,10 @@ def applicable_checks(m: Metric) -> list[str]:
         names.append("symmetric")
     if m.spec.differentiable:
         names.append("gradients")
+    if m.spec.layer_map is not None:
+        names.append("layer_map")
+    if m.spec.minibatch is not None:
+        names.append("minibatch")
     names += [f"invariance:{i}" for i in sorted(m.spec.invariances)]
     if "translation" in m.spec.invariances:
         names.append("float32_translation")
@@ -195,6 +222,8 @@ _CHECKS: dict[str, Callable[[Metric, Data], Check]] = {
     "symmetric": check_symmetry,
     "float32": check_float32,
     "gradients": check_gradients,
+    "layer_map": check_layer_map,
+    "minibatch": check_minibatch,
     "bad_input": check_bad_input,
     "float32_translation": check_float32_translation,
 }

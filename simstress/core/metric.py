@@ -22,6 +22,7 @@ from .registry import Registry, UnknownNameError, closest, glob_match, natural_k
 INVARIANCES = ("translation", "isotropic_scaling", "orthogonal", "permutation", "invertible_linear")
 Kind = Literal["similarity", "distance"]
 MetricFn = Callable[..., torch.Tensor]
+LayerMapFn = Callable[..., torch.Tensor]
 
 REGISTRY: Registry[MetricSpec] = Registry("metric", "simstress.metrics", "simstress.metrics")
 
@@ -46,6 +47,12 @@ class MetricSpec:
     variants: tuple[Mapping[str, Any], ...]
     summary: str
     check_params: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False, compare=False)
+    # `layer_map(layers, **params) -> (L, L)`: the metric between every pair of a list of layers at once, from
+    # shared per-layer products; it must equal the pairwise values (conformance). None: computed pair by pair.
+    layer_map: LayerMapFn | None = field(default=None, repr=False, compare=False)
+    # The metric id a training loss evaluates on each minibatch in this metric's stead (None: the metric itself),
+    # for a metric whose plain estimate is biased on small batches (linear CKA → the unbiased HSIC₁ form).
+    minibatch: str | None = None
 
     @property
     def best(self) -> float:
@@ -204,13 +211,15 @@ def register(
     value_range: tuple[float, float] = (0.0, 1.0),
     variants: tuple[Mapping[str, Any], ...] = (),
     check_params: Callable[[dict[str, Any]], None] | None = None,
+    layer_map: LayerMapFn | None = None,
+    minibatch: str | None = None,
     name: str | None = None,
 ) -> Callable[[MetricFn], MetricFn]:
     """Register `fn(X, Y, *, [labels,] **params) -> 0-d Tensor` under its function name (or `name`).
 
     Parameters are the keyword-only arguments of `fn` with their defaults; `variants` are extra parameter sets
     that `list_metrics` (and so the leaderboard) includes as ids of their own. The docstring's first line is the
-    one-line summary shown by `simstress list metrics`.
+    one-line summary shown by `simstress list metrics`. `layer_map` and `minibatch`: see `MetricSpec`.
     """
     bad = set(invariances) - set(INVARIANCES)
     if bad:
@@ -251,6 +260,8 @@ def register(
             variants=tuple(MappingProxyType(dict(v)) for v in variants),
             summary=doc.splitlines()[0],
             check_params=check_params,
+            layer_map=layer_map,
+            minibatch=minibatch,
         )
         REGISTRY.add(spec.name, spec, f"{fn.__module__}.{fn.__qualname__}")
         return fn

@@ -117,6 +117,21 @@ class Task:
         """
         return {}
 
+    def metric_artifacts(self, scale: str, seed: int, metric: str) -> dict[str, ArtifactSpec]:
+        """Artifacts that only the cell of `metric` (an id) needs besides `artifacts`, by name; none by default.
+
+        E.g. the metric's own attack in `map_manipulation`: a plugin's cell builds it, no other cell waits for it.
+        """
+        return {}
+
+    def cell_artifacts(self, scale: str, seed: int, metric: str) -> dict[str, ArtifactSpec]:
+        """Every artifact one seed of `metric`'s cell needs: the shared ones and the metric's own."""
+        return {**self.artifacts(scale, seed), **self.metric_artifacts(scale, seed, metric)}
+
+    def curve_details(self, curve: pd.DataFrame, setup: Any) -> dict[str, Any]:
+        """Task-specific facts of one metric's curve for the record's details (e.g. per-attack values)."""
+        return {}
+
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device, artifacts: Built) -> Setup:
         """Seeded data and ground truth for one scale's `size` parameters, tensors on `device`."""
         raise NotImplementedError
@@ -207,7 +222,7 @@ class Task:
         if not 0.0 <= score <= 1.0:
             raise RuntimeError(f"task {self.name!r} computed score {score!r} outside [0, 1]: a bug in the task")
         n_bad = int((~curve["similarity"].map(math.isfinite)).sum())
-        details = {**setup.details, "n_cases": len(curve), "n_nonfinite": n_bad,
+        details = {**setup.details, **self.curve_details(curve, setup), "n_cases": len(curve), "n_nonfinite": n_bad,
                    **({"n_refused": len(refusals)} if refusals else {})}
         return TaskResult(self.name, metric.id, score, curve, details)
 

@@ -168,7 +168,11 @@ def load_network(artifact: Artifact, device: torch.device | str = "cpu") -> M1:
     if artifact.spec.kind != KIND:
         raise ArtifactError(f"{artifact.spec.kind}/{artifact.spec.key} is not a network")
     card = artifact.card
-    model = new_network(artifact.spec.params, card["in_channels"], card["classes"])
+    return restore(new_network(artifact.spec.params, card["in_channels"], card["classes"]), artifact, device)
+
+
+def restore(model: M1, artifact: Artifact, device: torch.device | str) -> M1:
+    """`model` with the artifact's `weights.pt` loaded, in eval mode on `device`."""
     state = torch.load(artifact.file("weights.pt"), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval()

@@ -1,4 +1,5 @@
-"""The model zoo's work: an M1 training step, the activation pass and a layer × layer CKA map at the full test set.
+"""The model zoo's work: an M1 training step, the activation pass, a layer × layer CKA map at the full test set, and
+the map forward + backward of one manipulation step.
 
 Inputs are random images of Fashion-MNIST's padded shape (n, 1, 32, 32) and freshly initialised networks: the
 time does not depend on the weights or the pixels. The training step is timed in both memory formats
@@ -113,3 +114,34 @@ def test_m1_layer_map(benchmark, route: str, device: str) -> None:
     benchmark.extra_info.update({"kind": "network", "name": f"m1_cka_map[{route}]", "n": TEST_SET, "p": 8,
                                  "dtype": "float32", "device": device, "flops": None, "value": None,
                                  "images_per_s": TEST_SET / benchmark.stats.stats.median})
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("reduction", ["pool", "flatten"])
+@pytest.mark.parametrize("attacker", ["linear_cka", "rbf_cka", "procrustes", "cca_r2"])
+def test_m1_map_forward_backward(benchmark, attacker: str, reduction: str, device: str) -> None:
+    """One manipulation step's map: M1's eight blocks on a batch of 128, the attacker's 8×8 map through the
+    registry (`networks.maps.layer_map`, linear CKA by its unbiased minibatch estimator), logcosh loss, backward."""
+    device_or_skip(device)
+    if reduction == "flatten" and attacker == "cca_r2":
+        pytest.skip("CCA needs fewer features than the batch's 128 images")
+    from simstress.networks.manipulation import logcosh
+    from simstress.networks.maps import estimator, layer_map, target_map
+
+    torch.manual_seed(0)
+    net = M1(1).to(device).train()
+    metric = estimator(attacker)
+    x = torch.randn(128, 1, 32, 32, device=device)
+    T = target_map("identity").to(device, torch.float32)
+
+    def step() -> None:
+        out = net.layers(x, BLOCK_LAYERS)
+        M = layer_map(metric, [reduce(out[b], reduction) for b in BLOCK_LAYERS])
+        net.zero_grad(set_to_none=True)
+        logcosh(M - T).mean().backward()
+        sync(device)
+
+    benchmark.pedantic(step, rounds=10, iterations=1, warmup_rounds=2)
+    benchmark.extra_info.update({"kind": "network", "name": f"m1_map_step[{attacker},{reduction}]", "n": 128,
+                                 "p": 8, "dtype": "float32", "device": device, "flops": None, "value": None,
+                                 "images_per_s": 128 / benchmark.stats.stats.median})

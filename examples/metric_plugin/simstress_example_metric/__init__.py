@@ -14,17 +14,19 @@ def _double_centered_distances(X: torch.Tensor) -> torch.Tensor:
 
     Features are centred first (distances do not change), so the Gram route ||x||² + ||y||² − 2xᵀy does not
     cancel huge terms when the data sit far from the origin; the diagonal is set to its exact 0, since the square
-    root would turn its rounding error (~1e-16·||x||²) into ~1e-8·||x||. The means are broadcast, never a dense
-    n×n centring matrix.
+    root would turn its rounding error (~1e-16·||x||²) into ~1e-8·||x|| (by selection, so gradients pass the
+    off-diagonal distances only). The means are broadcast, never a dense n×n centring matrix.
     """
     Xc = X - X.mean(dim=0, keepdim=True)
-    a = torch.cdist(Xc, Xc, compute_mode="use_mm_for_euclid_dist").fill_diagonal_(0.0)
+    d = torch.cdist(Xc, Xc, compute_mode="use_mm_for_euclid_dist")
+    a = torch.where(torch.eye(len(d), dtype=torch.bool, device=d.device), 0.0, d)  # not in place: autograd
     row = a.mean(dim=1, keepdim=True)
     return a - row - row.T + a.mean()
 
 
 @register(
     invariances=("translation", "isotropic_scaling", "orthogonal", "permutation"),
+    differentiable=True,  # so `simstress manipulate --attacker distance_correlation` can attack through it
     min_samples=4,
     cost="O(n²·(p1 + p2))",
     reference="Székely, Rizzo & Bakirov 2007, Measuring and testing dependence by correlation of distances "

@@ -1,0 +1,181 @@
+"""`map_manipulation`: networks fine-tuned so that one metric's layer map takes a target shape, same function.
+
+The attacks are artifacts (`simstress.networks.manipulation`, cached under `results/manipulated/`), one per
+(attacker, target) on one generalized network of the zoo, built once per scale and shared by every metric's
+cell: a metric that cannot be differentiated costs only its evaluations. Block outputs are reduced as the attacks
+saw them (global average pooling).
+
+Source: Davari et al. 2023 (ICLR), "Reliability of CKA as a Similarity Measure in Deep Learning", §4.3 and
+Figs. 5–7.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from simstress.core.artifacts import ArtifactSpec
+from simstress.core.metric import get_metric
+from simstress.core.task import Built, Case, Setup, Task, register_task
+from simstress.networks.activations import activations
+from simstress.networks.m1 import BLOCK_LAYERS
+from simstress.networks.manipulation import ATTACK_SCALES, attack_spec, load_manipulated
+from simstress.networks.maps import estimator
+from simstress.networks.zoo import load_network, network_name, network_spec
+
+from .zoo import sample_test_images
+
+# Every built-in metric a gradient can move, one per minibatch estimator (linear_cka_debiased is linear_cka's:
+# their attacks would be the same training). tests/test_manipulation.py checks that none is missing.
+ATTACKERS = ("linear_cka", "rbf_cka", "rbf_cka[sigma=0.5]", "rbf_cka[sigma=0.2]", "rbf_cka[median=lower]",
+             "rbf_cka[median=lower,sigma=0.5]", "rbf_cka[median=lower,sigma=0.2]", "cca_mean",
+             "cca_mean[normalize=width]", "cca_r2", "svcca", "pwcca", "procrustes", "procrustes_angular")
+# The default scale's set, within a CPU budget: one attacker per metric family the issue names (≈ 2–4 min each).
+DEFAULT_ATTACKERS = ("linear_cka", "rbf_cka", "cca_r2", "svcca", "procrustes")
+ATTACK_PREFIX = "attack:"
+MIN_AGREEMENT = 0.9  # below this the manipulated network no longer computes the original's function
+
+
+def attacks(scale: str, attackers: tuple[str, ...], targets: tuple[str, ...]) -> dict[str, ArtifactSpec]:
+    """The attack artifacts of a scale by name ("attack:<attacker>→<target>"), on the zoo's generalized seed 0."""
+    source = network_spec("generalized", 1, 0, ATTACK_SCALES[scale].zoo)
+    return {f"{ATTACK_PREFIX}{a}→{t}": attack_spec(source, a, t, scale) for a in attackers for t in targets}
+
+
+@dataclass
+class ManipulationSetup(Setup):
+    original: list[torch.Tensor]
+    manipulated: dict[str, list[torch.Tensor]]  # by attack name
+
+
+@register_task(name="map_manipulation", category="robustness", sweep_name="block i (layer map entry or pair)")
+class MapManipulation(Task):
+    """Networks fine-tuned so that a metric's layer map takes a chosen shape while their function is unchanged.
+
+    Construction: the attacks (`simstress.networks.manipulation`): the `generalized` M1 of the zoo with seed 0,
+    fine-tuned for each attacker (full: every built-in differentiable metric, one per minibatch estimator,
+    `ATTACKERS`; default: linear_cka, rbf_cka, cca_r2, svcca, procrustes; smoke: linear_cka, procrustes), plus a
+    differentiable plugin's own attack, and each target (`identity`: minimise every off-diagonal entry of the
+    attacker's 8×8 block map; `ones`: maximise them), with distillation from the original network keeping its
+    predictions (Davari et al.'s loss and α schedule; default 1,000 steps, full 7,800). On a stratified sample of test
+    images (smoke 30, default 100, full 500 per class; the seed draws it), the eight block outputs of the
+    original and of every manipulated network, global-average-pooled (as the attacks saw them), in float64.
+    Cases, for each attack: the metric's map of the manipulated network (every ordered pair i ≠ j), and layer i
+    of the original against layer i of the manipulated network; once: the original's map. Class labels: the
+    images'. An attack whose network agrees with the original on fewer than 90 % of the sample did not preserve
+    the function (a metric should see that change), so it is left out (details: `excluded`; `agreement` and each
+    attack's test accuracy before and after are recorded for all).
+    Ground truth: every manipulated network computes (nearly) the original's function, so a metric that
+    measures what the representations compute should see the same map and self-similarity across the two.
+    Score: for each attack a, damage(a) = ½·(mean_{i≠j} |S_a[i, j] − S_0[i, j]| + mean_i (1 − S(orig_i, man_i))),
+    S the self-normalised similarity clipped to [0, 1] (a refused or non-finite entry counts as the worst:
+    change 1, similarity 0); score = 1 − max_a damage(a). Per-attack values: details `attacks`.
+    Source: Davari et al. 2023 (ICLR), §4.3 and Figs. 5–7 (loss, schedule, targets); the attack matrix across
+    metrics is this suite's extension.
+    """
+
+    sizes = {"smoke": {"scale": "smoke", "per_class": 30, "attackers": ("linear_cka", "procrustes"),
+                       "targets": ("identity", "ones")},
+             "default": {"scale": "default", "per_class": 100, "attackers": DEFAULT_ATTACKERS,
+                         "targets": ("identity", "ones")},
+             "full": {"scale": "full", "per_class": 500, "attackers": ATTACKERS,
+                      "targets": ("identity", "ones", "first_last", "christmas_tree", "goblin", "carrot", "sword",
+                                  "bow_arrow")}}
+
+    def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
+        size = self.sizes[scale]
+        specs = attacks(size["scale"], size["attackers"], size["targets"])
+        return {"network": dict(next(iter(specs.values())).inputs)["network"], **specs}
+
+    def metric_artifacts(self, scale: str, seed: int, metric: str) -> dict[str, ArtifactSpec]:
+        """A metric from outside the suite (a plugin) that is differentiable brings its own attack, unless one of
+        the built-in attackers (`ATTACKERS`) already trains with its estimator."""
+        spec = get_metric(metric).spec
+        if not spec.differentiable or spec.needs_labels:
+            return {}
+        size = self.sizes[scale]
+        own = estimator(metric).id
+        if own in {estimator(a).id for a in (*ATTACKERS, *size["attackers"])}:
+            return {}
+        return attacks(size["scale"], (get_metric(metric).id,), size["targets"])
+
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device, artifacts: Built) -> ManipulationSetup:
+        images, labels, sample = sample_test_images(ATTACK_SCALES[size["scale"]].zoo, size["per_class"], seed)
+        original = load_network(artifacts["network"], device)
+        names = sorted(n for n in artifacts if n.startswith(ATTACK_PREFIX))
+
+        def blocks(model: torch.nn.Module, reduction: str) -> tuple[list[torch.Tensor], torch.Tensor]:
+            acts = activations(model, images, (*BLOCK_LAYERS, "logits"), reduction=reduction, device=device,
+                               out_device=device)
+            return [acts[b].to(torch.float64) for b in BLOCK_LAYERS], acts["logits"].argmax(1)
+
+        manipulated, agreement, summary, excluded = {}, {}, {}, {}
+        reduction = None
+        predicted = None
+        for name in names:
+            card = artifacts[name].card
+            recipe = artifacts[name].spec.params["recipe"]
+            if reduction is None:
+                reduction = recipe["reduction"]
+                reference, predicted = blocks(original, reduction)
+            stack, pred = blocks(load_manipulated(artifacts[name], device), recipe["reduction"])
+            attack = name.removeprefix(ATTACK_PREFIX)
+            manipulated[attack] = stack
+            agreement[attack] = float((pred == predicted).double().mean())
+            if agreement[attack] < MIN_AGREEMENT:  # the premise fails: a metric should see this change
+                excluded[attack] = agreement[attack]
+                del manipulated[attack]
+            summary[attack] = {"test_accuracy": card["test_accuracy"], "agreement_test": card["agreement"],
+                               "map_error": {k: m["error"]["achieved"] for k, m in card["maps"].items()}}
+        if not manipulated:
+            raise RuntimeError(f"{self.name}: no manipulated network agrees with the original on {MIN_AGREEMENT:.0%} "
+                               f"of the sample ({agreement}); none preserves the function, so none can be scored")
+        details = {**sample, "network": network_name(artifacts["network"].spec), "reduction": reduction,
+                   "agreement": agreement, "excluded": excluded, "attack_cards": summary}
+        return ManipulationSetup(labels=labels.to(device), details=details, original=reference,
+                                 manipulated=manipulated)
+
+    def cases(self, setup: ManipulationSetup) -> Iterator[Case]:
+        L = len(setup.original)
+        for i in range(L):
+            for j in range(L):
+                if i != j:
+                    yield Case(x=i, reference=setup.original[i], other=setup.original[j], ref_key=("original", i),
+                               truth={"attack": "", "kind": "map", "i": i, "j": j})
+        for attack, stack in setup.manipulated.items():
+            for i in range(L):
+                yield Case(x=i, reference=setup.original[i], other=stack[i], ref_key=("original", i),
+                           truth={"attack": attack, "kind": "pair", "i": i, "j": i})
+                for j in range(L):
+                    if i != j:
+                        yield Case(x=i, reference=stack[i], other=stack[j], ref_key=(attack, i),
+                                   truth={"attack": attack, "kind": "map", "i": i, "j": j})
+
+    def score(self, curve: pd.DataFrame, setup: ManipulationSetup) -> float:
+        return 1.0 - float(attack_effects(curve)["damage"].max())
+
+    def curve_details(self, curve: pd.DataFrame, setup: ManipulationSetup) -> dict[str, Any]:
+        effects = attack_effects(curve)
+        return {"attacks": {a: {k: float(v) for k, v in row.items()} for a, row in effects.iterrows()}}
+
+
+def attack_effects(curve: pd.DataFrame) -> pd.DataFrame:
+    """Per attack: `map_change` (mean |S_a − S_0| off the diagonal), `pair_drop` (mean 1 − S(orig_i, man_i)) and
+    `damage` (their mean), from a `map_manipulation` curve; similarities clipped to [0, 1], non-finite = worst."""
+    sim = curve["similarity"].to_numpy(dtype=np.float64)
+    curve = curve.assign(s=np.clip(np.where(np.isfinite(sim), sim, math.nan), 0.0, 1.0))
+    maps = curve[curve["kind"] == "map"]
+    base = maps[maps["attack"] == ""].set_index(["i", "j"])["s"]
+    rows = {}
+    for attack, part in curve[curve["attack"] != ""].groupby("attack", sort=True):
+        m = part[part["kind"] == "map"].set_index(["i", "j"])["s"]
+        change = (m - base.reindex(m.index)).abs().fillna(1.0)
+        drop = (1.0 - part[part["kind"] == "pair"]["s"]).fillna(1.0)
+        rows[attack] = {"map_change": float(change.mean()), "pair_drop": float(drop.mean()),
+                        "damage": 0.5 * (float(change.mean()) + float(drop.mean()))}
+    return pd.DataFrame.from_dict(rows, orient="index")
