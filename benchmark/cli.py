@@ -414,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", default="*", metavar="GLOB", help="task names or globs, comma-separated (default: all)")
     p.add_argument("--scale", choices=SCALES, default="default",
                    help="smoke: a few minutes for the whole grid on 2 CPU cores (seconds a cell); default: about "
-                        "38 min with the committed networks; full: paper scale, GPU "
+                        "68 min with the committed networks and attacks; full: paper scale, GPU "
                         "(default: %(default)s)")
     p.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
                    help="seeds 0..N-1 per cell (default: %(default)s)")
