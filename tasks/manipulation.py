@@ -109,21 +109,18 @@ class MapManipulation(Task):
         original = load_network(artifacts["network"], device)
         names = sorted(n for n in artifacts if n.startswith(ATTACK_PREFIX))
 
-        def blocks(model: torch.nn.Module, reduction: str) -> tuple[list[torch.Tensor], torch.Tensor]:
+        reduction = ATTACK_SCALES[size["scale"]].recipe.reduction  # every attack of a scale saw its blocks so
+
+        def blocks(model: torch.nn.Module) -> tuple[list[torch.Tensor], torch.Tensor]:
             acts = activations(model, images, (*BLOCK_LAYERS, "logits"), reduction=reduction, device=device,
                                out_device=device)
             return [acts[b].to(torch.float64) for b in BLOCK_LAYERS], acts["logits"].argmax(1)
 
+        reference, predicted = blocks(original)
         manipulated, agreement, summary, excluded = {}, {}, {}, {}
-        reduction = None
-        predicted = None
         for name in names:
             card = artifacts[name].card
-            recipe = artifacts[name].spec.params["recipe"]
-            if reduction is None:
-                reduction = recipe["reduction"]
-                reference, predicted = blocks(original, reduction)
-            stack, pred = blocks(load_manipulated(artifacts[name], device), recipe["reduction"])
+            stack, pred = blocks(load_manipulated(artifacts[name], device))
             attack = name.removeprefix(ATTACK_PREFIX)
             manipulated[attack] = stack
             agreement[attack] = float((pred == predicted).double().mean())
