@@ -24,7 +24,7 @@ from simstress.core.metric import get_metric
 from simstress.core.task import Built, Case, Setup, Task, register_task
 from simstress.networks.activations import activations
 from simstress.networks.m1 import BLOCK_LAYERS
-from simstress.networks.manipulation import ATTACK_SCALES, attack_spec, load_manipulated
+from simstress.networks.manipulation import ATTACK_SCALES, attack_label, attack_spec, load_manipulated
 from simstress.networks.maps import estimator
 from simstress.networks.zoo import load_network, network_name, network_spec
 
@@ -44,7 +44,7 @@ MIN_AGREEMENT = 0.9  # below this the manipulated network no longer computes the
 def attacks(scale: str, attackers: tuple[str, ...], targets: tuple[str, ...]) -> dict[str, ArtifactSpec]:
     """The attack artifacts of a scale by name ("attack:<attacker>→<target>"), on the zoo's generalized seed 0."""
     source = network_spec("generalized", 1, 0, ATTACK_SCALES[scale].zoo)
-    return {f"{ATTACK_PREFIX}{a}→{t}": attack_spec(source, a, t, scale) for a in attackers for t in targets}
+    return {ATTACK_PREFIX + attack_label(a, t): attack_spec(source, a, t, scale) for a in attackers for t in targets}
 
 
 @dataclass

@@ -236,9 +236,9 @@ def attack_spec(network: ArtifactSpec, attacker: str, target: str, scale: str,
     return ArtifactSpec(KIND, params, inputs)
 
 
-def attack_name(spec: ArtifactSpec) -> str:
-    """A readable name: "<attacker>→<target>@<source network>"."""
-    return f"{spec.params['attacker']}→{spec.params['target']}@{network_name(dict(spec.inputs)['network'])}"
+def attack_label(attacker: str, target: str) -> str:
+    """"<attacker>→<target>": an attack's name within one source network (the task's case labels)."""
+    return f"{attacker}→{target}"
 
 
 def top_share(X: torch.Tensor, fraction: float = 0.01) -> float:
@@ -279,7 +279,7 @@ def build_manipulated(params: Mapping[str, Any], inputs: Mapping[str, Artifact],
     elif params["target"].startswith(MATCH_PREFIX):
         other = block_map(load_network(inputs["match"], dev), attacker, x_val, recipe.reduction, dev)
     T = target_map(params["target"], own=own, other=other)
-    name = f"{params['attacker']}→{params['target']}@{network_name(source.spec)}"
+    name = f"{attack_label(params['attacker'], params['target'])}@{network_name(source.spec)}"
     with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
         model, history = manipulate(original, params["attacker"], T, train, validation, recipe, params["seed"], dev,
                                     desc=name)
