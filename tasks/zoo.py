@@ -75,19 +75,20 @@ def head_nullspace_direction(weight: torch.Tensor, g: torch.Generator) -> torch.
     return v / v.norm()
 
 
-def head_logits(model: torch.nn.Module, pooled: torch.Tensor) -> torch.Tensor:
+def head_logits(head: torch.nn.Linear, pooled: torch.Tensor) -> torch.Tensor:
     """The network's own linear layer applied in float64 to pooled features."""
-    W, b = model.fc.weight.detach().to(pooled), model.fc.bias.detach().to(pooled)
+    W, b = head.weight.detach().to(pooled), head.bias.detach().to(pooled)
     return pooled @ W.T + b
 
 
-def check_logits(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, what: str) -> float:
-    """Largest change of the network's logits from features X to Y, divided by max(1, largest |logit|); raises
-    beyond LOGIT_TOLERANCE or when any prediction changes."""
-    before, after = head_logits(model, X), head_logits(model, Y)
+def check_logits(head: torch.nn.Linear, X: torch.Tensor, Y: torch.Tensor, what: str,
+                 tolerance: float = LOGIT_TOLERANCE) -> float:
+    """Largest change of the logits of the linear layer `head` from features X to Y, divided by max(1, largest
+    |logit|); raises beyond `tolerance` or when any prediction changes."""
+    before, after = head_logits(head, X), head_logits(head, Y)
     change = float((after - before).abs().max() / before.abs().max().clamp_min(1.0))
     changed = int((after.argmax(1) != before.argmax(1)).sum())
-    if change > LOGIT_TOLERANCE or changed:
+    if change > tolerance or changed:
         raise RuntimeError(f"{what}: the network's logits moved by {change:.3g} (relative) and {changed} predictions "
                            f"changed under a null-space translation; the construction is broken")
     return change
@@ -247,7 +248,7 @@ class NetworkClassTranslation(OneNetworkTranslation):
                     Y = translate(X, rows, c * direction)
                     row["class"] = k
                     if variant == "head_nullspace":
-                        logit_change = max(logit_change, check_logits(model, X, Y, self.name))
+                        logit_change = max(logit_change, check_logits(model.fc, X, Y, self.name))
                     else:
                         probe_changed += int((probe.predict(Y) != before).sum())
             parts.append(Translation(variant, X, groups, direction, sweep, shifts, truth))
@@ -256,7 +257,7 @@ class NetworkClassTranslation(OneNetworkTranslation):
                                f"orthogonal to every class normal; the construction is broken")
         details = {
             **sample, "network": network_name(artifacts["network"].spec),
-            "network_accuracy": float((head_logits(model, pooled).argmax(1) == labels).double().mean()),
+            "network_accuracy": float((head_logits(model.fc, pooled).argmax(1) == labels).double().mean()),
             "probe_accuracy": probe.accuracy(last, labels), "logit_change_max": logit_change,
             "predictions_changed": probe_changed, "direction_min": float(d.min()), "direction_qp_residual": residual,
             "rms_radius": {p.variant: rms_radius(p.X) for p in parts},
@@ -308,7 +309,7 @@ class NetworkOutlier(OneNetworkTranslation):
             truth.append(theory(X, rows, v, shifts))
             for c, row in zip(shifts, truth[-1]):
                 row["image"] = index
-                logit_change = max(logit_change, check_logits(model, X, translate(X, rows, c * v), self.name))
+                logit_change = max(logit_change, check_logits(model.fc, X, translate(X, rows, c * v), self.name))
         details = {**sample, "network": network_name(artifacts["network"].spec), "points": points, "rms_radius": sigma,
                    "dim_pr": participation_ratio(X), "logit_change_max": logit_change,
                    "corollary3_limits": [outlier_limit(X, i) for i in points]}

@@ -3,6 +3,9 @@ generated cases on every run (a property suite must not be flaky) and nothing is
 One scratch artifact store for the session (`artifact_root`)."""
 
 import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before any test imports timm: a missing weight file fails at once, no retries
+
 from collections.abc import Iterator
 from pathlib import Path
 

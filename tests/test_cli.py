@@ -144,7 +144,7 @@ def test_perf_forwards_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_help_texts(capsys) -> None:
     for command, expected in (([], "leaderboard"), (["run"], "--force"), (["leaderboard"], "--check"),
-                              (["check"], "ID|MODULE|FILE"), (["list"], "{metrics,tasks}")):
+                              (["check"], "ID|MODULE|FILE"), (["list"], "{metrics,tasks,models}")):
         with pytest.raises(SystemExit) as stop:
             main([*command, "--help"])
         assert stop.value.code == 0 and expected in capsys.readouterr().out

@@ -19,6 +19,8 @@ BATTERY = {
     "pc_deletion": "sensitivity", "independent_highdim": "sensitivity", "matching": "specificity",
     "network_class_translation": "robustness", "network_outlier": "robustness", "memorization": "sensitivity",
     "layer_correspondence": "specificity", "map_manipulation": "robustness",
+    "pretrained_head_nullspace": "robustness", "pretrained_reparam": "robustness",
+    "pretrained_stage_correspondence": "specificity", "pretrained_vs_random": "sensitivity",
 }
 
 
@@ -66,8 +68,9 @@ def test_battery_is_registered_in_natural_order() -> None:
 
 def test_builtin_battery_is_registered_with_its_categories() -> None:
     assert {n: tasks.get_task(n).category for n in BATTERY} == BATTERY
-    assert tasks.list_tasks(category="specificity") == ["layer_correspondence", "matching"]
-    assert tasks.list_tasks("*", exclude="*translation,matching", category="robustness") == [
+    assert tasks.list_tasks(category="specificity") == ["layer_correspondence", "matching",
+                                                        "pretrained_stage_correspondence"]
+    assert tasks.list_tasks("*", exclude="*translation,matching,pretrained_*", category="robustness") == [
         "invertible_linear", "map_manipulation", "network_outlier", "outlier_shift"]
     with pytest.raises(ValueError, match="cannot be filtered on"):
         tasks.list_tasks(colour="red")

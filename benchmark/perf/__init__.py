@@ -19,7 +19,8 @@ exact streaming of 1e5 and 1e6 rows × 512 features (tests/perf/test_perf_stream
 n = 20000, p = 1024 in float32, row tiles against the untiled n×n path (tests/perf/test_perf_rbf_tiling.py).
 The model zoo's work runs beside them (--metrics 'networks:m1'): an M1 training step, the activation pass over the
 full test set, a layer × layer CKA map of one network, and the map forward + backward of one manipulation step at
-batch 128 per attacker (tests/perf/test_perf_networks.py).
+batch 128 per attacker (tests/perf/test_perf_networks.py); --metrics 'networks:timm' times the pretrained models'
+feature extraction, images per second per model and input resolution (tests/perf/test_perf_pretrained.py).
 
 A case that cannot run is skipped with its reason recorded (no CUDA; n×n memory over the cap; a call
 predicted, from the previous size and the FLOP model, to take longer than --budget seconds).

@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help=f"small sizes only: {QUICK_SIZES}")
     p.add_argument("--metrics", default="*", help="glob(s), comma-separated, over metric names (default all; "
                    "streaming:* are the exact streaming routes; networks:m1 the model zoo's training step, "
-                   "activation pass, layer map, and a manipulation step's map forward + backward)")
+                   "activation pass, layer map, and a manipulation step's map forward + backward; networks:timm "
+                   "the pretrained models' feature extraction per model and resolution)")
     p.add_argument("--devices", default="cpu,cuda", help="cpu,cuda (cuda cases skip with a reason without CUDA)")
     p.add_argument("--dtypes", default=",".join(DTYPES))
     p.add_argument("--budget", type=float, default=Config.budget_s,

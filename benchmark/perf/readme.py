@@ -64,8 +64,10 @@ def render_table(docs: list[dict]) -> str:
                 lines.append(f"| {route} | {v['value']:.10f} | {v['seconds']:.1f} | "
                              f"{_fmt(None if v['peak_bytes'] is None else v['peak_bytes'] / 2**20, '.0f')} |")
         if networks:
-            lines += ["", "The model zoo's work (M1; random images of Fashion-MNIST's padded shape, batch 128 for a "
-                      "training step, the 10,000-image test set otherwise):", "",
+            lines += ["", "The networks' work (M1: random images of Fashion-MNIST's padded shape, batch 128 for a "
+                      "training step, the 10,000-image test set otherwise; timm: feature extraction of the "
+                      "pretrained models, every stage pooled plus pre-logits and logits, 200 random images, p = "
+                      "the input resolution):", "",
                       "| work | images | median s | images/s |", "|---|---:|---:|---:|"]
             lines += [f"| {r['name']} | {r['n']} | {r['median']:.4g} | {r['images_per_s']:.4g} |" for r in networks]
         if meta["skipped"]:
