@@ -86,6 +86,17 @@ def sample_labels(artifact, per_class: int, seed: int) -> tuple[torch.Tensor, to
     return rows, labels[rows]
 
 
+def seed_model(seed: int) -> str:
+    """The one real model a seed of a single-model task uses: Lite0, Lite1, Lite2 in turn."""
+    return MODELS[seed % len(MODELS)]
+
+
+def seed_model_artifacts(scale: str, seed: int) -> dict[str, ArtifactSpec]:
+    """The seed's model: its activations on the scale's image pool, and its weights."""
+    model = seed_model(seed)
+    return {"activations": acts_spec(scale, model), "weights": weights_spec(model)}
+
+
 def short(model: str) -> str:
     return model.removeprefix("tf_efficientnet_")
 
@@ -126,8 +137,7 @@ class PretrainedHeadNullspace(Task):
                       "sweep": (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)}}
 
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
-        model = MODELS[seed % len(MODELS)]
-        return {"activations": acts_spec(scale, model), "weights": weights_spec(model)}
+        return seed_model_artifacts(scale, seed)
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device, artifacts: Built) -> NullspaceSetup:
         z = TIMM_SCALES[size["scale"]]
@@ -159,7 +169,7 @@ class PretrainedHeadNullspace(Task):
                 change = max(change, check_logits(head, X, Y, self.name, LOGIT_TOLERANCE))
             parts.append(Translation(variant, X, [mask], v, list(size["sweep"]), shifts, [truth]))
             limits.append(theorem1_limit(X, mask))
-        details = {"model": MODELS[seed % len(MODELS)], "n": n, "features": X.shape[1], "classes": classes,
+        details = {"model": seed_model(seed), "n": n, "features": X.shape[1], "classes": classes,
                    "images": images, "rms_radius": sigma, "dim_pr": participation_ratio(X),
                    "logit_change_max": change, "stored_logits_error": stored, "theorem1_limits": limits}
         return NullspaceSetup(labels=labels.to(device), details=details, parts=parts)
@@ -263,8 +273,7 @@ class PretrainedReparam(Task):
              "full": {"scale": "full", "spreads": (0.5, 1.0, 2.0)}}
 
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
-        model = MODELS[seed % len(MODELS)]
-        return {"activations": acts_spec(scale, model), "weights": weights_spec(model)}
+        return seed_model_artifacts(scale, seed)
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device, artifacts: Built) -> ReparamSetup:
         z = TIMM_SCALES[size["scale"]]
@@ -296,7 +305,7 @@ class PretrainedReparam(Task):
         if max(changes) > LOGIT_TOLERANCE or any(m < 1e-2 for m in moved):
             raise RuntimeError(f"{self.name}: a reparametrisation changed the logits by {max(changes):.3g} or left "
                                f"the features unchanged ({min(moved):.3g}); the construction is broken")
-        details = {"model": MODELS[seed % len(MODELS)], "n": len(images), "block": "blocks[%d][%d]" % REPARAM_BLOCK,
+        details = {"model": seed_model(seed), "n": len(images), "block": "blocks[%d][%d]" % REPARAM_BLOCK,
                    "channels": conv.shape[1], "logit_change_max": max(changes), "feature_change_min": min(moved),
                    "resolution": images.shape[-1]}
         return ReparamSetup(labels=labels.to(device), details=details, items=items)
