@@ -192,6 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from simstress.core.provenance import run_device
 
     from . import runner
+    from .executors import make_executor
     from .plan import select_metrics, select_tasks
     from .records import ResultStore
 
@@ -201,8 +202,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     store.check_writable()
     metric_ids, task_names = select_metrics(args.metrics), select_tasks(args.tasks)
     checked = runner.refresh_conformance(store, metric_ids, force=args.force, quiet=args.quiet)
+    parallel = args.executor == "ray" or args.jobs > 1
+    modules = runner.worker_modules(metric_ids, task_names) if parallel else []
+    try:
+        executor = make_executor(args.executor, jobs=args.jobs, address=args.address, modules=modules)
+    except ImportError as exc:
+        print(f"simstress: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     summary = runner.run(store, metric_ids, task_names, scale=args.scale, seeds=list(range(args.seeds)),
-                         device=device, force=args.force, quiet=args.quiet, timeout_s=args.timeout)
+                         device=device, force=args.force, quiet=args.quiet, timeout_s=args.timeout,
+                         executor=executor)
     _say(f"conformance: {checked} report(s) refreshed in {store.root / 'conformance'}", *summary.lines())
     if summary.interrupted:
         return EXIT_INTERRUPTED
@@ -429,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compute every (metric id, task, seed) cell at one scale whose record is "
                                    "missing or stale (metric or task version, or seeds, changed). Each record is "
                                    "written atomically to RESULTS/records/<scale>/<task>/<metric id>.json; "
-                                   "Ctrl-C loses at most the cell in flight. A cell that raises is recorded as an "
+                                   "Ctrl-C loses at most the cells in flight. A cell that raises is recorded as an "
                                    "error and the run goes on; a metric that does not apply to a task is recorded "
                                    "as skipped. Also caches each metric's conformance report in "
                                    "RESULTS/conformance/.",
@@ -441,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", default="*", metavar="GLOB", help="task names or globs, comma-separated (default: all)")
     p.add_argument("--scale", choices=SCALES, default="default",
                    help="smoke: a few minutes for the whole grid on 2 CPU cores (seconds a cell); default: about "
-                        "68 min with the committed networks and attacks; full: paper scale, GPU "
+                        "72 min with the committed networks and attacks; full: paper scale, GPU "
                         "(default: %(default)s)")
     p.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
                    help="seeds 0..N-1 per cell (default: %(default)s)")
@@ -452,6 +461,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
                    help="time limit per cell (all its seeds); a cell past it is recorded as an error and the run "
                         "goes on (default: the task's limit for the scale: 5 min smoke, 30 min default, 6 h full)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where artifacts and cells run: local (this machine) or ray (a Ray cluster; pip install "
+                        "'simstress[ray]'); records are the same either way (default: %(default)s)")
+    p.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+                   help="local: N worker processes (1: in this process, as always); ray without --address: the "
+                        "CPUs of the local cluster it starts (default: %(default)s)")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="the Ray cluster to join: auto (the one `ray start` runs here) or ray://HOST:PORT; the "
+                        "results folder must be a path every node shares (default: start a local cluster)")
     p.add_argument("--results", default="results", metavar="DIR", help="results root (default: %(default)s)")
     p.set_defaults(func=cmd_run)
 

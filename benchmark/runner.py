@@ -2,16 +2,19 @@
 
 A cell is (metric id, task, scale, seeds); one record holds all seeds of a (metric id, task, scale) triple. The
 driver plans (`plan.plan`: which cells are missing or stale, which artifacts they need), builds each missing
-artifact once (`ArtifactStore.ensure`, inputs first), plans again now that every artifact's content is known,
-then hands each cell, task by task, to the executor (`cells.execute`: plain data in, a record dict out) and alone
-writes the records, each atomically. An artifact that fails to build makes the cells that need it error records
-naming the failure; the run goes on. Ctrl-C stops after saving every finished record; the next run resumes there.
+artifact once as a job on the executor (`executors`: in-process, worker processes or Ray), as soon as its inputs
+exist, and commits it (card, rename); plans again now that every artifact's content is known, then hands every
+cell, task by task, to the executor (`cells.execute`: plain data in, a record dict out) and alone writes the
+records, each atomically, in the order they finish. An artifact that fails to build makes the cells that need it
+error records naming the failure; so does a worker that dies on every retry, or a cell past its time limit; the
+run goes on. Ctrl-C cancels the jobs in flight after saving every finished record; the next run resumes there.
 
 Conformance reports (`refresh_conformance`) are a step of their own: `simstress run` calls it before the cells.
 """
 
 from __future__ import annotations
 
+import itertools
 import signal
 import threading
 import time
@@ -23,13 +26,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from simstress.core.artifacts import ArtifactStore
+from simstress.core.artifacts import ArtifactSpec, ArtifactStore
 from simstress.core.conformance import applicable_checks, check_metric
 from simstress.core.metric import get_metric
 from simstress.core.provenance import git_commit, package_versions
 from simstress.core.task import get_task
 
 from .cells import Cell, SetupCache, empty_record, error_fields, exception_type, execute, finish
+from .executors import Executor, Job, LocalExecutor
 from .plan import Plan, plan
 from .records import SCHEMA, RecordError, ResultStore
 
@@ -66,6 +70,10 @@ def refresh_conformance(store: ResultStore, metric_ids: list[str], force: bool =
     for mid in tqdm(todo, desc="conformance", unit="metric", disable=quiet or not todo, dynamic_ncols=True):
         store.save_conformance(conformance_entry(mid, versions[mid]))
     return len(todo)
+
+
+class WorkerDied(RuntimeError):
+    """A job's worker process (or node) died, every retry included: the cell is recorded as an error naming it."""
 
 
 class CellTimeout(BaseException):
@@ -188,19 +196,39 @@ def _error_line(record: dict[str, Any]) -> str:
     return f"{err['type']}: {err['message'].splitlines()[0] if err['message'] else ''}"
 
 
-def _build_artifacts(results: ResultStore, p: Plan, device: str, quiet: bool) -> dict[str, str]:
-    """Build the plan's missing artifacts in order on `device`; returns {key: "Type: message"} of those that failed."""
+def _build_artifacts(results: ResultStore, p: Plan, device: str, executor: Executor, quiet: bool) -> dict[str, str]:
+    """Build the plan's missing artifacts, each once, as soon as its inputs are built (independent ones at the same
+    time on a parallel executor); the driver commits each (card, rename). Returns {key: "Type: message"} of those
+    that failed (and of those whose inputs failed)."""
     store = ArtifactStore(results.root, device)
     failed: dict[str, str] = {}
-    for spec in tqdm(p.artifacts, desc="artifacts", unit="artifact", disable=quiet or not p.artifacts,
-                     dynamic_ncols=True):
-        if any(sub.key in failed for _, sub in spec.inputs):
-            failed[spec.key] = f"input of {spec.kind}/{spec.key} failed to build"
-            continue
-        try:
-            store.ensure(spec)
-        except Exception as exc:  # a failed build fails the cells that need it, not the run
-            failed[spec.key] = f"{type(exc).__name__}: {exc}"
+    pending = list(p.artifacts)
+    jobs: dict[int, ArtifactSpec] = {}
+    ids = itertools.count()
+    with tqdm(total=len(pending), desc="artifacts", unit="artifact", disable=quiet or not pending,
+              dynamic_ncols=True) as bar:
+        while pending or jobs:
+            for spec in list(pending):
+                if any(sub.key in failed for _, sub in spec.inputs):
+                    failed[spec.key] = f"input of {spec.kind}/{spec.key} failed to build"
+                    pending.remove(spec)
+                    bar.update(1)
+                elif all(store.have(sub) for _, sub in spec.inputs):
+                    pending.remove(spec)
+                    job = Job(next(ids), "artifact",
+                              {"spec": spec.to_dict(), "root": str(results.root), "device": device}, None,
+                              gpu=device.startswith("cuda"), group=spec.kind)
+                    jobs[job.id] = spec
+                    executor.submit(job)
+            for outcome in executor.wait():
+                spec = jobs.pop(outcome.job.id)
+                try:
+                    if outcome.error is not None:
+                        raise RuntimeError(outcome.error)
+                    store.commit(spec, outcome.value)
+                except Exception as exc:  # a failed build fails the cells that need it, not the run
+                    failed[spec.key] = outcome.error or f"{type(exc).__name__}: {exc}"
+                bar.update(1)
     return failed
 
 
@@ -213,37 +241,63 @@ def _blocked_record(cell: Cell, failed: dict[str, str]) -> dict[str, Any]:
                                             + "; ".join(reasons or ["unknown cause"])))
 
 
+def worker_modules(metric_ids: list[str], task_names: list[str]) -> list[str]:
+    """The modules a worker process must import to know the run's plugin metrics and tasks (built-ins load
+    themselves); a metric or task defined in `__main__` cannot be run there."""
+    modules = sorted({get_metric(m).spec.fn.__module__ for m in metric_ids}
+                     | {type(get_task(t)).__module__ for t in task_names})
+    if "__main__" in modules:
+        raise ValueError("a metric or task of this run is defined in __main__, which worker processes cannot import; "
+                         "move it into a module (or run with the local executor and --jobs 1)")
+    return [m for m in modules if not m.startswith("simstress.")]
+
+
+def _job_error(text: str) -> BaseException:
+    kind, _, message = text.partition(": ")
+    return {"TimeoutError": TimeoutError, "WorkerDied": WorkerDied}.get(kind, RuntimeError)(message or text)
+
+
 def run(results: ResultStore, metric_ids: list[str], task_names: list[str], *, scale: str, seeds: list[int],
-        device: str, force: bool = False, quiet: bool = False, timeout_s: float | None = None) -> RunSummary:
+        device: str, force: bool = False, quiet: bool = False, timeout_s: float | None = None,
+        executor: Executor | None = None) -> RunSummary:
     """Compute every missing or stale cell of metric_ids × task_names at `scale`, then return the summary.
 
-    Each cell runs under `timeout_s` seconds, by default its task's limit for the scale (`Task.timeout_s`).
-    A record that cannot be written stops the run (`RunSummary.unsaved` says which cell and why).
+    Jobs run on `executor` (default: in this process, one at a time). Each cell runs under `timeout_s` seconds,
+    by default its task's limit for the scale (`Task.timeout_s`). A record that cannot be written stops the run
+    (`RunSummary.unsaved` says which cell and why). Ctrl-C cancels the jobs in flight; finished records are kept.
     """
     start = time.perf_counter()
     summary = RunSummary(scale, list(seeds))
+    executor = executor if executor is not None else LocalExecutor()
     try:
         p = plan(results, metric_ids, task_names, scale=scale, seeds=seeds, device=device, force=force)
-        failed = _build_artifacts(results, p, device, quiet)
+        failed = _build_artifacts(results, p, device, executor, quiet)
         summary.artifacts = len(p.artifacts) - len(failed)
         if p.artifacts:
             p = plan(results, metric_ids, task_names, scale=scale, seeds=seeds, device=device, force=force)
         summary.current = len(p.current)
         summary.errors += [(c.metric, c.task, _error_line(r)) for c, r in p.current if r["status"] == "error"]
-        setups = SetupCache()
         work = p.blocked + p.todo
+        cells: dict[int, Cell] = {}
         with tqdm(total=len(work), unit="cell", disable=quiet or not work, dynamic_ncols=True) as bar:
-            for cell in work:
+            outcomes: list[tuple[Cell, dict[str, Any]]] = [(c, _blocked_record(c, failed)) for c in p.blocked]
+            for i, cell in enumerate(p.todo):
+                limit = timeout_s if timeout_s is not None else get_task(cell.task).timeout_s.get(scale)
+                cells[i] = cell
+                executor.submit(Job(i, "cell", cell.to_dict(), limit, gpu=device.startswith("cuda"), group=cell.task))
+            while outcomes or cells:
+                for o in [] if outcomes else executor.wait():
+                    cell = cells.pop(o.job.id)
+                    outcomes.append((cell, o.value if o.error is None else failed_record(cell, _job_error(o.error))))
+                if not outcomes:
+                    continue
+                cell, record = outcomes.pop(0)
                 bar.set_postfix_str(f"{cell.metric} × {cell.task}", refresh=True)
-                if cell in p.blocked:
-                    record = _blocked_record(cell, failed)
-                else:
-                    limit = timeout_s if timeout_s is not None else get_task(cell.task).timeout_s.get(scale)
-                    record = guarded_execute(cell, setups, limit)
                 try:
                     results.save_record(record)
                 except OSError as exc:
                     summary.unsaved = f"{cell.metric} × {cell.task}: {exc}"
+                    executor.cancel()
                     break
                 bar.update(1)
                 summary.computed[record["status"]] += 1
@@ -252,6 +306,9 @@ def run(results: ResultStore, metric_ids: list[str], task_names: list[str], *, s
                     if not quiet:
                         bar.write(f"error: {cell.metric} × {cell.task}: {_error_line(record)}")
     except KeyboardInterrupt:
+        executor.cancel()
         summary.interrupted = True
+    finally:
+        executor.close()
     summary.elapsed_s = time.perf_counter() - start
     return summary

@@ -17,6 +17,9 @@ cells that used it stale.
 
     store = ArtifactStore("results", device="cpu")   # the device builders compute on (not part of the key)
     store.have(spec); store.ensure(spec) -> Artifact; store.get(spec) -> Artifact; artifact.file("weights.pt")
+
+`ensure` is `build_files` (the builder's work, anywhere the results folder is reachable) then `commit` (hashes,
+card, rename: the driver's part), so that an executor can build in a worker while only the driver writes cards.
 """
 
 from __future__ import annotations
@@ -168,15 +171,35 @@ class ArtifactStore:
         """The artifact, built first (inputs before it) when it is missing."""
         if self.have(spec):
             return self.get(spec)
-        inputs = {name: self.ensure(s) for name, s in spec.inputs}
+        for _, sub in spec.inputs:
+            self.ensure(sub)
+        return self.commit(spec, self.build_files(spec))
+
+    def build_files(self, spec: ArtifactSpec) -> dict[str, Any]:
+        """Run the builder into a new temporary folder beside the artifact's final one (its inputs must be built).
+
+        Returns plain data for `commit`: the folder, the builder's card extras, the seconds and the device. This is
+        the part a worker process or another machine sharing the results folder can do; `commit` is the driver's.
+        """
+        inputs = {name: self.get(s) for name, s in spec.inputs}
         b = builder(spec.kind)
         final = self.path(spec)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{spec.key}.", suffix=".tmp"))
         try:
             start = time.perf_counter()
-            extras = dict(b.fn(spec.params, inputs, tmp, self.device) or {})
+            extras = jsonable(dict(b.fn(spec.params, inputs, tmp, self.device) or {}))
             seconds = time.perf_counter() - start
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return {"folder": str(tmp), "extras": extras, "seconds": seconds, "device": self.device}
+
+    def commit(self, spec: ArtifactSpec, staged: Mapping[str, Any]) -> Artifact:
+        """Hash the files `build_files` wrote, write the card and rename the folder into place (atomically)."""
+        tmp, final, b = Path(staged["folder"]), self.path(spec), builder(spec.kind)
+        try:
+            inputs = {name: self.get(s) for name, s in spec.inputs}
             files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
             if not files:
                 raise ArtifactError(f"builder {b.source} wrote no file for {spec.kind}/{spec.key}")
@@ -185,8 +208,8 @@ class ArtifactStore:
                 "schema": CARD_SCHEMA, "kind": spec.kind, "key": spec.key, "builder": b.source,
                 "builder_version": b.version, "params": dict(spec.params),
                 "inputs": {name: {"key": a.spec.key, "sha256": a.sha256} for name, a in inputs.items()},
-                "files": files, "sha256": content, "build_seconds": round(seconds, 3), "build_device": self.device,
-                "packages": package_versions(), **jsonable(extras),
+                "files": files, "sha256": content, "build_seconds": round(staged["seconds"], 3),
+                "build_device": staged["device"], "packages": package_versions(), **staged["extras"],
             }
             write_json_atomic(tmp / CARD, card)
             try:
