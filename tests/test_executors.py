@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import ray  # the dev extra installs it: the Ray executor is tested, never skipped
 import torch
 
 from simstress import metrics, tasks
@@ -20,7 +21,6 @@ from simstress.benchmark.executors import MAX_RETRIES, make_executor
 from simstress.benchmark.records import ResultStore
 
 pytestmark = pytest.mark.slow
-ray = pytest.importorskip("ray")
 
 PLUGIN = '''
 """Test plugins for the executors: a task on a shared artifact, and metrics that kill or hang their worker."""
