@@ -98,6 +98,23 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def overdue(job: Job, started: float, now: float) -> bool:
+    """Past its time limit and the grace its worker had to record that itself."""
+    return bool(job.timeout_s) and now > started + job.timeout_s + GRACE_S
+
+
+def wait_limit(running: list[tuple[Job, float]], timeout: float | None) -> float | None:
+    """How long to block: until the first job in flight is overdue, at most `timeout`."""
+    deadlines = [started + job.timeout_s + GRACE_S for job, started in running if job.timeout_s]
+    limit = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+    return limit if timeout is None else (timeout if limit is None else min(limit, timeout))
+
+
+def timed_out(job: Job, what: str) -> Outcome:
+    return Outcome(job, error=f"TimeoutError: the job ran past its time limit of {job.timeout_s:g} s and did not "
+                              f"stop; {what}")
+
+
 # ------------------------------------------------------------------------------------------------ local
 
 
@@ -238,9 +255,7 @@ class ProcessExecutor:
         busy = [w for w in self.workers if w.job is not None]
         if not busy:
             return []
-        deadlines = [w.started + w.job.timeout_s + GRACE_S for w in busy if w.job.timeout_s]
-        limit = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-        limit = limit if timeout is None else (timeout if limit is None else min(limit, timeout))
+        limit = wait_limit([(w.job, w.started) for w in busy], timeout)
         ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], limit))
         out: list[Outcome] = []
         for worker in busy:
@@ -255,10 +270,9 @@ class ProcessExecutor:
                 out.append(Outcome(job, value=value) if status == "ok" else Outcome(job, error=value))
             elif worker.process.sentinel in ready:
                 out += self._died(worker)
-            elif job.timeout_s and time.monotonic() > worker.started + job.timeout_s + GRACE_S:
+            elif overdue(job, worker.started, time.monotonic()):
                 self._retire(worker, kill=True)
-                out.append(Outcome(job, error=f"TimeoutError: the job ran past its time limit of {job.timeout_s:g} s "
-                                              f"and did not stop; its worker was killed"))
+                out.append(timed_out(job, "its worker was killed"))
         self._dispatch()
         return out
 
@@ -335,9 +349,7 @@ class RayExecutor:
         self._dispatch()
         if not self.running:
             return []
-        deadlines = [t + j.timeout_s + GRACE_S for j, t in self.running.values() if j.timeout_s]
-        limit = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-        limit = limit if timeout is None else (timeout if limit is None else min(limit, timeout))
+        limit = wait_limit(list(self.running.values()), timeout)
         done, _ = ray.wait(list(self.running), num_returns=1, timeout=limit)
         out = []
         for ref in done:
@@ -351,11 +363,10 @@ class RayExecutor:
                 out.append(Outcome(job, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
         now = time.monotonic()
         for ref, (job, started) in list(self.running.items()):
-            if job.timeout_s and now > started + job.timeout_s + GRACE_S:
+            if overdue(job, started, now):
                 ray.cancel(ref, force=True)
                 self.running.pop(ref)
-                out.append(Outcome(job, error=f"TimeoutError: the job ran past its time limit of {job.timeout_s:g} s "
-                                              f"and did not stop; its Ray task was cancelled"))
+                out.append(timed_out(job, "its Ray task was cancelled"))
         self._dispatch()
         return out
 
