@@ -30,7 +30,12 @@ from simstress.core.synthetic import generator
 from simstress.core.task import Built, Case, Setup, Task, register_task
 from simstress.core.theory import participation_ratio, rms_radius, theorem1_limit
 from simstress.networks.pretrained import LITE, load_pretrained, weights_spec
-from simstress.networks.timm_activations import activations_spec, dataset_images, load_activations
+from simstress.networks.timm_activations import (
+    activations_spec,
+    dataset_images,
+    input_resolution,
+    load_activations,
+)
 
 from .zoo import Translation, check_logits, head_logits, head_nullspace_direction, theory, translation_cases
 
@@ -281,7 +286,7 @@ class PretrainedReparam(Task):
         model = load_pretrained(artifacts["weights"], device)
         card = artifacts["activations"].card
         cfg = card["data_config"]
-        images, *_ = dataset_images(z.dataset, z.pool_per_class, POOL_SEED, _resolution(z, cfg),
+        images, *_ = dataset_images(z.dataset, z.pool_per_class, POOL_SEED, input_resolution(z.resolution, cfg),
                                     tuple(cfg["mean"]), tuple(cfg["std"]))
         images = images[rows].to(device)
         logits, conv, expanded = run_block(model, images)
@@ -316,10 +321,6 @@ class PretrainedReparam(Task):
 
     def score(self, curve: pd.DataFrame, setup: ReparamSetup) -> float:
         return mean_clipped(curve["similarity"])
-
-
-def _resolution(z: TimmScale, cfg: Mapping[str, Any]) -> int:
-    return int(cfg["input_size"][-1]) if z.resolution == "native" else int(z.resolution)
 
 
 # ---------------------------------------------------------------------------------------------- specificity

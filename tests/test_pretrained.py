@@ -24,7 +24,7 @@ from simstress.networks.pretrained import (
     require_weights,
     weights_spec,
 )
-from simstress.networks.timm_activations import extract, layer_names, photos
+from simstress.networks.timm_activations import activations_spec, extract, input_resolution, layer_names, photos
 from simstress.tasks import get_task
 from simstress.tasks.pretrained import (
     REPARAM_BLOCK,
@@ -166,6 +166,17 @@ def test_extract_stages_pre_logits_and_logits():
     torch.testing.assert_close(flat["pre_logits"], acts["pre_logits"])
     with pytest.raises(ValueError, match=r"\(n, 3, h, w\)"):
         extract(model, x[:, :1])
+
+
+def test_native_resolution_is_the_models_own(tmp_path):
+    """The full scale asks for "native": each model's own input size (160 px for timm's test EfficientNet)."""
+    images = {"dataset": "fashion_mnist_slice", "per_class": 1, "seed": 0}
+    spec = activations_spec("test_efficientnet", init="random:0", images=images, resolution="native")
+    artifact = ArtifactStore(tmp_path).ensure(spec)
+    size = random_model("test_efficientnet", 0).pretrained_cfg["input_size"][-1]
+    assert artifact.card["resolution"] == size and artifact.card["n"] == 10
+    with pytest.raises(ValueError, match="resolution must be"):
+        input_resolution("huge", {"input_size": (3, 224, 224)})
 
 
 def test_seed_rows_are_stratified_and_seeded():

@@ -46,6 +46,15 @@ def layer_names(model: nn.Module) -> list[str]:
     return [*stage_names(model), "pre_logits", "logits"]
 
 
+def input_resolution(resolution: int | str, cfg: Mapping[str, Any]) -> int:
+    """Pixels a side: `resolution` itself, or the model's own input size for "native"."""
+    if resolution == "native":
+        return int(cfg["input_size"][-1])
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 16:
+        raise ValueError(f"resolution must be 'native' or an int ≥ 16 pixels, got {resolution!r}")
+    return resolution
+
+
 def dataset_images(dataset: str, per_class: int, seed: int, resolution: int, mean: tuple[float, ...],
                    std: tuple[float, ...]) -> tuple[torch.Tensor, np.ndarray, np.ndarray, str]:
     """A stratified sample of a dataset's test split as model input (n, 3, r, r), its labels, indices and sha256."""
@@ -95,7 +104,7 @@ def extract(model: nn.Module, images: torch.Tensor, *, reduction: str = "pool", 
     return {n: torch.cat(parts[n]) for n in names}  # outside inference mode: ordinary tensors for any later use
 
 
-def activations_spec(model: str, *, init: str, images: Mapping[str, Any], resolution: int,
+def activations_spec(model: str, *, init: str, images: Mapping[str, Any], resolution: int | str,
                      reduction: str = "pool") -> ArtifactSpec:
     """One model's layers on an image sample: `init` is "pretrained" or "random:<seed>"; `images` names the sample
     ({"dataset", "per_class", "seed"})."""
@@ -120,8 +129,9 @@ def build_activations(params: Mapping[str, Any], inputs: Mapping[str, Artifact],
     model = model_for(params, inputs, device)
     cfg = data_config(model)
     im = params["images"]
-    x, labels, index, sha = dataset_images(im["dataset"], im["per_class"], im["seed"], params["resolution"],
-                                           tuple(cfg["mean"]), tuple(cfg["std"]))
+    x, labels, index, sha = dataset_images(im["dataset"], im["per_class"], im["seed"],
+                                           input_resolution(params["resolution"], cfg), tuple(cfg["mean"]),
+                                           tuple(cfg["std"]))
     start = time.perf_counter()
     acts = extract(model, x, reduction=params["reduction"], device=device,
                    desc=f"{params['model']} ({params['init']}) on {len(x)} images")
@@ -132,6 +142,7 @@ def build_activations(params: Mapping[str, Any], inputs: Mapping[str, Artifact],
     torch.save({"layers": acts, "labels": torch.from_numpy(labels), "index": torch.from_numpy(index)},
                out / "activations.pt")
     return {"model": params["model"], "init": params["init"], "n": len(x), "test_sha256": sha,
+            "resolution": x.shape[-1],
             "widths": {n: a.shape[1] for n, a in acts.items()}, "data_config": cfg,
             "modules": [f["module"] for f in model.feature_info], "images_per_s": round(len(x) / seconds, 1)}
 
