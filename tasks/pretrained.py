@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from simstress.core.artifacts import ArtifactSpec
+from simstress.core.artifacts import Artifact, ArtifactSpec
 from simstress.core.scoring import EFFECT_FLOOR, mean_clipped, pair_matrix, resolved
 from simstress.core.synthetic import generator
 from simstress.core.task import Built, Case, Setup, Task, register_task
@@ -79,16 +79,13 @@ def seed_rows(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(np.sort(np.concatenate(rows)))
 
 
-def stages(artifact, rows: torch.Tensor, names: list[str], device: torch.device) -> list[torch.Tensor]:
-    layers, _ = load_activations(artifact)
-    return [layers[n][rows].to(device, torch.float64) for n in names]
-
-
-def sample_labels(artifact, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The seed's pool rows and their labels."""
-    _, labels = load_activations(artifact)
+def seed_sample(artifact: Artifact, per_class: int, seed: int, names: list[str], device: torch.device,
+                ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """The seed's stratified sample of an activations artifact's pool (one read of its file): the layers `names`
+    in float64 on `device`, the pool rows, and their labels."""
+    layers, labels = load_activations(artifact)
     rows = seed_rows(labels, per_class, seed)
-    return rows, labels[rows]
+    return [layers[n][rows].to(device, torch.float64) for n in names], rows, labels[rows]
 
 
 def seed_model(seed: int) -> str:
@@ -146,8 +143,8 @@ class PretrainedHeadNullspace(Task):
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device, artifacts: Built) -> NullspaceSetup:
         z = TIMM_SCALES[size["scale"]]
-        rows, labels = sample_labels(artifacts["activations"], z.per_class, seed)
-        X, logits = stages(artifacts["activations"], rows, ["pre_logits", "logits"], device)
+        (X, logits), _, labels = seed_sample(artifacts["activations"], z.per_class, seed, ["pre_logits", "logits"],
+                                             device)
         head = load_pretrained(artifacts["weights"]).get_classifier().to(device)
         stored = output_change(logits, head_logits(head, X))
         if stored > LOGIT_TOLERANCE:
@@ -282,7 +279,7 @@ class PretrainedReparam(Task):
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device, artifacts: Built) -> ReparamSetup:
         z = TIMM_SCALES[size["scale"]]
-        rows, labels = sample_labels(artifacts["activations"], z.per_class, seed)
+        _, rows, labels = seed_sample(artifacts["activations"], z.per_class, seed, [], device)
         model = load_pretrained(artifacts["weights"], device)
         card = artifacts["activations"].card
         cfg = card["data_config"]
@@ -334,10 +331,13 @@ class StageSetup(Setup):
 
 def pretrained_stacks(artifacts: Built, scale: str, seed: int, names: list[str], device: torch.device,
                       ) -> tuple[dict[str, list[torch.Tensor]], torch.Tensor]:
-    """The stages `names` of every artifact, on the seed's rows (the same images for all), and their labels."""
-    first = next(iter(artifacts.values()))
-    rows, labels = sample_labels(first, TIMM_SCALES[scale].per_class, seed)
-    return {k: stages(a, rows, names, device) for k, a in artifacts.items()}, labels.to(device)
+    """The stages `names` of every artifact, on the seed's rows (the same images for all: one pool), and their
+    labels."""
+    samples = {k: seed_sample(a, TIMM_SCALES[scale].per_class, seed, names, device) for k, a in artifacts.items()}
+    labels = next(iter(samples.values()))[2]
+    if any(not torch.equal(sample[2], labels) for sample in samples.values()):
+        raise RuntimeError("the activations artifacts of one task hold different image pools; rebuild them")
+    return {k: sample[0] for k, sample in samples.items()}, labels.to(device)
 
 
 @register_task(name="pretrained_stage_correspondence", category="specificity", sweep_name="stage j of model B")
@@ -387,7 +387,7 @@ class PretrainedStageCorrespondence(Task):
         return float(np.mean(credit))
 
 
-def stage_names_of(artifact) -> list[str]:
+def stage_names_of(artifact: Artifact) -> list[str]:
     return [n for n in artifact.card["widths"] if n.startswith("stage")]
 
 

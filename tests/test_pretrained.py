@@ -132,8 +132,7 @@ def test_local_weights_file_is_found_converted_and_loaded(tmp_path, monkeypatch)
     model = load_pretrained(ArtifactStore(tmp_path / "store").ensure(spec))
     for k, v in original.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
-    listed = [row for row in pretrained.catalogue("test_eff*")[0]]
-    assert [x.model for x in listed] == ["test_efficientnet"]
+    assert [w.model for w in pretrained.catalogue("test_eff*")[0]] == ["test_efficientnet"]
 
 
 def test_list_models(capsys):
@@ -247,11 +246,9 @@ def test_reparam_task_builds_exact_cases(store):
     assert setup.details["logit_change_max"] <= 1e-4 and setup.details["feature_change_min"] > 1e-2
     variants = [c.truth["variant"] for c in task.cases(setup)]
     assert variants == ["scale", "permute"]
-    result = task.evaluate(get_metric("cca_mean"), setup) if setup.details["n"] > 240 else None
     procrustes = task.evaluate(get_metric("procrustes"), setup).curve.set_index("variant")["similarity"]
     assert procrustes["permute"] == pytest.approx(1.0, abs=1e-9)  # permutation-invariant: exactly 1
     assert procrustes["scale"] < 1.0 - 1e-3  # not invariant to a diagonal rescaling
-    assert result is None or result.score == pytest.approx(1.0, abs=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------- scores

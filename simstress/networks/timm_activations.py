@@ -32,7 +32,7 @@ from simstress.core.artifacts import Artifact, ArtifactError, ArtifactSpec, arti
 from simstress.data import load_images
 
 from .activations import reduce
-from .pretrained import data_config, load_pretrained, random_model, weights_spec
+from .pretrained import data_config, load_pretrained, random_model, timm_module, weights_spec
 
 KIND = "activations"
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # colour photos in scikit-image's wheel
@@ -75,8 +75,6 @@ def photos(model: nn.Module, names: tuple[str, ...] = PHOTOS) -> torch.Tensor:
     except ImportError:
         raise ImportError("the photos ship in scikit-image: pip install scikit-image") from None
     from PIL import Image
-
-    from .pretrained import timm_module
 
     timm = timm_module()
     transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
