@@ -327,43 +327,42 @@ def installed(metric_id: str) -> bool:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from simstress.core.files import write_atomic
 
-    from .leaderboard import build_board, card_keys, render
+    from .leaderboard import Apart, build_board, render
     from .records import ResultStore
 
     load_plugins(args.strict)
     store = ResultStore(args.results)
     records = store.records(args.scale)
-    conformance = {m: store.load_conformance(m) for m in sorted({r["metric"] for r in records})}
-    cards = {key: store.load_card(kind, key) for kind, key in card_keys(records)}
-    board = build_board(args.scale, records, conformance, installed, cards)
+    conformance = {m: store.load_conformance(m) for m in sorted({r.metric for r in records})}
+    board = build_board(args.scale, records, conformance, installed, store.load_card, store.root)
     output = Path(args.output)
     figures_rel = Path(os.path.relpath(store.figures_dir.resolve(), output.resolve().parent)).as_posix()
-    text = render(board, figures_rel)
+    page = render(board, figures_rel)
     if args.check:
         current = output.read_text(encoding="utf-8") if output.exists() else ""
-        if current != text:
-            diff = list(difflib.unified_diff(current.splitlines(), text.splitlines(), str(output),
+        if current != page.text:
+            diff = list(difflib.unified_diff(current.splitlines(), page.text.splitlines(), str(output),
                                              "from the records", lineterm="", n=1))
             _say(f"{output} is stale: it differs from what the records give. Rerun `simstress leaderboard`.",
                  *diff[:60], *(["..."] if len(diff) > 60 else []))
             return EXIT_FAILED
-        missing = [n for n in board.figures() if not (store.figures_dir / n).is_file()]
+        missing = [f.name for f in page.figures if not (store.figures_dir / f.name).is_file()]
         if missing:
             _say(f"figures missing from {store.figures_dir}: {', '.join(missing)}; rerun `simstress leaderboard`")
             return EXIT_FAILED
-        fixable = [r for r in board.apart if any(w.startswith(("incomplete", "not installed")) for w in r.apart)]
+        fixable = [r for r in board.apart if any(w.kind in (Apart.INCOMPLETE, Apart.NOT_INSTALLED) for w in r.apart)]
         if fixable:
             _say(f"{output} is up to date, but {len(fixable)} row(s) are not ranked for want of records or of the "
                  f"metric itself (`simstress run --scale {args.scale}` computes missing cells, `simstress prune` "
                  f"removes records of uninstalled metrics):",
-                 *(f"  {r.metric}: {'; '.join(r.apart)}" for r in fixable))
+                 *(f"  {r.metric}: {'; '.join(w.text for w in r.apart)}" for r in fixable))
             return EXIT_FAILED
         _say(f"{output} is up to date with {len(records)} records")
         return 0
     from .figures import draw  # matplotlib/seaborn only when drawing
 
-    written = draw(board, store.figures_dir, store.root)
-    write_atomic(output, text)
+    written = draw(page, store.figures_dir)
+    write_atomic(output, page.text)
     _say(f"wrote {output} ({len(board.metrics)} metrics × {len(board.tasks)} tasks) and "
          f"{len(written)} figures in {store.figures_dir}")
     return 0

@@ -15,7 +15,8 @@ and Ray's object store (in memory, gone with the cluster) does not.
 Faults: a job whose worker dies (a killed process, a lost node) is retried up to `MAX_RETRIES` times, then fails
 with the cause; a job past its time limit is cut off: inside the worker by the SIGALRM guard (the record says so),
 and, should the worker not come back (a native call that never returns), by the driver, which kills it
-`GRACE_S` later. Failures come back as `Outcome(error=...)`; the driver turns them into error records.
+`GRACE_S` later. Failures come back as data, `Outcome(error=CellError)` with the exception's type, message and
+cause (never text to parse); the driver turns them into error records.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ import os
 import signal
 import sys
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from importlib import import_module
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
+
+from simstress.core.record import Cause, CellError
 
 MAX_RETRIES = 2  # a job whose worker dies is run at most 1 + MAX_RETRIES times
 GRACE_S = 30.0  # after a job's time limit, how long the driver waits for the worker's own timeout record
@@ -53,7 +55,11 @@ class Job:
 class Outcome:
     job: Job
     value: Any = None
-    error: str | None = None  # "Type: message" when the job did not return a value
+    error: CellError | None = None  # set when the job did not return a value (as data: never parsed from text)
+
+
+class WorkerDied(RuntimeError):
+    """A job's worker process (or node) died, every retry included: the cell is recorded as an error naming it."""
 
 
 class Executor(Protocol):
@@ -89,13 +95,14 @@ def run_job(kind: str, payload: dict[str, Any], setups: Any, timeout_s: float | 
         store = ArtifactStore(payload["root"], payload["device"])
         return store.build_files(ArtifactSpec.from_dict(payload["spec"]))
     from .cells import Cell
-    from .runner import guarded_execute
+    from .guard import guarded_execute
 
     return guarded_execute(Cell.from_dict(payload), setups, timeout_s)
 
 
-def error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+def job_error(exc: BaseException) -> CellError:
+    """What a job that raised (an artifact build; a cell never raises) returns instead of a value."""
+    return CellError.from_exception(exc, Cause.FAILURE)
 
 
 def overdue(job: Job, started: float, now: float) -> bool:
@@ -111,8 +118,12 @@ def wait_limit(running: list[tuple[Job, float]], timeout: float | None) -> float
 
 
 def timed_out(job: Job, what: str) -> Outcome:
-    return Outcome(job, error=f"TimeoutError: the job ran past its time limit of {job.timeout_s:g} s and did not "
-                              f"stop; {what}")
+    return Outcome(job, error=CellError.from_exception(TimeoutError(
+        f"the job ran past its time limit of {job.timeout_s:g} s and did not stop; {what}"), Cause.TIMEOUT))
+
+
+def died(job: Job, why: str, attempts: int) -> Outcome:
+    return Outcome(job, error=CellError.from_exception(WorkerDied(f"{why}; tried {attempts} times"), Cause.CRASH))
 
 
 # ------------------------------------------------------------------------------------------------ local
@@ -139,7 +150,7 @@ class LocalExecutor:
         try:
             return [Outcome(job, run_job(job.kind, job.payload, self.setups, job.timeout_s))]
         except Exception as exc:  # an artifact build that raised
-            return [Outcome(job, error=error_text(exc))]
+            return [Outcome(job, error=job_error(exc))]
 
     def cancel(self) -> None:
         self.queue.clear()
@@ -172,7 +183,7 @@ def _worker_main(conn: Connection, modules: list[str], threads: int) -> None:
         try:
             conn.send(("ok", run_job(kind, payload, setups, timeout_s)))
         except Exception as exc:
-            conn.send(("error", error_text(exc) + "\n" + traceback.format_exc(limit=3)))
+            conn.send(("error", job_error(exc)))
 
 
 @dataclass
@@ -248,7 +259,7 @@ class ProcessExecutor:
         if job.attempts <= MAX_RETRIES:
             self.queue.appendleft(job)
             return []
-        return [Outcome(job, error=f"WorkerDied: {why}; tried {job.attempts} times")]
+        return [died(job, why, job.attempts)]
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
         self._dispatch()
@@ -357,10 +368,11 @@ class RayExecutor:
             try:
                 out.append(Outcome(job, value=ray.get(ref)))
             except ray.exceptions.WorkerCrashedError as exc:
-                out.append(Outcome(job, error=f"WorkerDied: the Ray worker died; tried {1 + MAX_RETRIES} times "
-                                              f"({str(exc).splitlines()[0]})"))
+                out.append(died(job, f"the Ray worker died ({str(exc).splitlines()[0]})", 1 + MAX_RETRIES))
+            except ray.exceptions.RayTaskError as exc:  # the job itself raised: report its own exception
+                out.append(Outcome(job, error=job_error(exc.cause if isinstance(exc.cause, BaseException) else exc)))
             except ray.exceptions.RayError as exc:
-                out.append(Outcome(job, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+                out.append(Outcome(job, error=job_error(exc)))
         now = time.monotonic()
         for ref, (job, started) in list(self.running.items()):
             if overdue(job, started, now):

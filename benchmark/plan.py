@@ -9,15 +9,15 @@ in dependency order, for the driver to build before it plans again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from simstress.core.artifacts import ArtifactSpec, ArtifactStore
 from simstress.core.metric import get_metric, list_metrics
+from simstress.core.record import Record, RecordError
 from simstress.core.registry import UnknownNameError
 from simstress.core.task import Task, get_task, list_tasks
 
-from .cells import Cell, artifact_entries, built_artifacts
-from .records import RecordError, ResultStore, is_current
+from .cells import Cell, artifact_uses, built_artifacts
+from .records import ResultStore, is_current
 
 _GLOB = set("*?")
 
@@ -52,7 +52,7 @@ class Plan:
     """Cells to compute, cells already current (with their records), and artifacts to build first."""
 
     todo: list[Cell] = field(default_factory=list)
-    current: list[tuple[Cell, dict[str, Any]]] = field(default_factory=list)
+    current: list[tuple[Cell, Record]] = field(default_factory=list)
     blocked: list[Cell] = field(default_factory=list)  # waiting for artifacts in `artifacts`
     artifacts: list[ArtifactSpec] = field(default_factory=list)
 
@@ -91,7 +91,7 @@ def plan(results: ResultStore, metric_ids: list[str], task_names: list[str], *, 
             if missing:
                 out.blocked.append(cell)
                 continue
-            used = artifact_entries(built_artifacts(task, scale, tuple(seeds), store, mid))
+            used = artifact_uses(built_artifacts(task, scale, tuple(seeds), store, mid))
             try:
                 old = None if force else results.load_record(scale, name, mid)
             except RecordError:

@@ -357,6 +357,7 @@ class PretrainedStageCorrespondence(Task):
     Source: Kornblith et al. 2019 (ICML), §6.1 and §6.3; Tan & Le 2019 (ICML), EfficientNet scaling.
     """
 
+    sweep_plot = False  # each x holds several pairs (shown in its own section)
     sizes = {"smoke": {"scale": "smoke"}, "default": {"scale": "default"}, "full": {"scale": "full"}}
 
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
@@ -422,6 +423,7 @@ class PretrainedVsRandom(Task):
     (generalized vs random networks).
     """
 
+    sweep_plot = False  # each x holds several pairs (shown in its own section)
     sizes = {"smoke": {"scale": "smoke"}, "default": {"scale": "default"}, "full": {"scale": "full"}}
 
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_runner import NoiseSweep, fake_check
+from conftest import NoiseSweep, fake_check
 
 from simstress import tasks
 from simstress.benchmark import runner

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 import torch
-from test_runner import NoiseSweep, fake_check  # the tiny real task and conformance stand-in of the runner tests
+from conftest import NoiseSweep, fake_check
 
 from simstress import metrics, tasks
 from simstress.benchmark import runner

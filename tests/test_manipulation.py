@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_tasks import registered
+from conftest import registered
 
 from simstress import metrics, tasks
 from simstress.core.artifacts import ArtifactError, ArtifactStore

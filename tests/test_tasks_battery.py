@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
-from test_tasks import evaluate
+from conftest import evaluate
 
 from simstress import metrics, tasks
 from simstress.core.linalg import center, double_center

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_tasks import evaluate
+from conftest import evaluate
 
 from simstress import metrics, tasks
 from simstress.core.synthetic import generator, unit_vector

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_tasks import registered
+from conftest import registered
 
 from simstress import metrics, tasks
 from simstress.benchmark.plan import plan
@@ -120,7 +120,7 @@ def test_a_retrained_network_makes_exactly_its_cells_stale(tmp_path: Path, monke
     summary = run(store, ["linear_cka"], names, **grid)
     assert summary.computed["ok"] == 2
     records = {n: store.load_record("smoke", n, "linear_cka") for n in names}
-    used = {n: {a["name"]: a["sha256"] for a in r["artifacts"]} for n, r in records.items()}
+    used = {n: {a.name: a.sha256 for a in r.artifacts} for n, r in records.items()}
     assert used["layer_correspondence"]["a"] == used["network_outlier"]["network"]
     # retrain the second network of layer_correspondence (used by no network_outlier cell) to other weights
     spec = tasks.get_task("layer_correspondence").artifacts("smoke", 0)["b"]
