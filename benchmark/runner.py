@@ -7,7 +7,8 @@ exist, and commits it (card, rename); plans again now that every artifact's cont
 cell, task by task, to the executor (`cells.execute` under `guard`'s time limit: plain data in, a `Record` out)
 and alone writes the records, each atomically, in the order they finish. An artifact that fails to build makes
 the cells that need it error records naming the failure; so does a worker that dies on every retry, or a cell past
-its time limit; the run goes on. Ctrl-C cancels the jobs in flight after saving every finished record; the next run resumes there.
+its time limit; the run goes on. Ctrl-C cancels the jobs in flight after saving every finished record; the next
+run resumes there.
 
 Conformance reports (`refresh_conformance`) are a step of their own: `simstress run` calls it before the cells.
 """
