@@ -514,9 +514,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_manipulate)
 
     p = sub.add_parser("leaderboard", parents=[common], help="render leaderboard.md and the figures from the records",
-                       description="Render the ranking page and RESULTS/figures/*.png from the records and "
-                                   "cached conformance reports alone. Deterministic: the same records give the "
-                                   "same markdown bytes.")
+                       description="Render the ranking page and RESULTS/figures/*.png from the records, the "
+                                   "cached conformance reports and the cards of the artifacts the records name, "
+                                   "nothing else. Deterministic: the same records give the same markdown bytes. "
+                                   "Exit code: 0 written (or, with --check, current); 1 --check found the page "
+                                   "stale, a figure missing or a row not ranked for want of records or of the "
+                                   "metric; 2 invalid records.")
     p.add_argument("--scale", choices=SCALES, default="default", help="which records (default: %(default)s)")
     p.add_argument("--results", default="results", metavar="DIR", help="results root (default: %(default)s)")
     p.add_argument("--output", default="leaderboard.md", metavar="FILE", help="the page (default: %(default)s)")

@@ -34,9 +34,9 @@ class OutlierShift(TranslationTask):
     """One point translated by c·v, up to 1000× the data's RMS radius; every other point unchanged.
 
     Construction: X = ReLU'd 10-class Gaussian mixture whose classes share a correlated covariance with a
-    power-law spectrum λ_k ∝ 1/k (`data.gaussian_mixture`); one random row x_o is translated by c·v, v a random
-    unit vector, c/σ̄ ∈ {1, 3, 10, 30, 100, 300, 1000}, σ̄ = RMS distance of the rows to their mean. Computed in
-    float64. Class labels: the mixture's.
+    power-law spectrum λ_k ∝ 1/k (`simstress.core.synthetic.gaussian_mixture`); one random row x_o is translated by c·v,
+    v a random unit vector, c/σ̄ ∈ {1, 3, 10, 30, 100, 300, 1000}, σ̄ = RMS distance of the rows to their mean. Computed
+    in float64. Class labels: the mixture's.
     Ground truth: n − 1 of n points are untouched, so the representation is functionally the same; the ideal
     similarity stays 1. Linear CKA instead tends to Corollary 3's limit sqrt(dim_PR(X))·||x_o − x̄||² /
     ((n−1)·σ̄²), dim_PR = ||X̃||_F⁴/||X̃ᵀX̃||²_F (details: `corollary3_limit`; curve: the exact finite-c linear
@@ -73,9 +73,9 @@ class SubsetTranslation(TranslationTask):
     """Two cubes, the second translated by c·v (Davari et al. Fig. 4a): Theorem 1's subset translation.
 
     Construction: cube 1 = U[−0.5, 0.5]^p, cube 2 = the same law shifted by 1.1 on the first coordinate
-    (`data.two_cubes`); all of cube 2 (ρ = 1/2) translated by c·v, v a random unit vector, c ∈ {1, 5, 10, 15,
-    …, 50}. Sizes: smoke 2×200 points, p = 200; default 2×2000, p = 200; full 2×10000, p = 1000 (the paper's).
-    Computed in float64. Class labels: cube membership.
+    (`simstress.core.synthetic.two_cubes`); all of cube 2 (ρ = 1/2) translated by c·v, v a random unit vector, c ∈ {1,
+    5, 10, 15, …, 50}. Sizes: smoke 2×200 points, p = 200; default 2×2000, p = 200; full 2×10000, p = 1000 (the
+    paper's). Computed in float64. Class labels: cube membership.
     Ground truth: each cube keeps its shape (a rigid translation), so the ideal similarity stays 1. The cubes
     stay disjoint, hence linearly separable, iff 1.1·e₁ + c·v ∉ [−1, 1]^p (curve: `cubes_disjoint`; v pointing
     back toward cube 1 can make them overlap at small c, as in the paper's set-up). Linear CKA
@@ -143,10 +143,10 @@ class ClassTranslationSetup(TranslationSetup):
 class ClassTranslation(TranslationTask):
     """One class at a time translated along a direction every linear probe normal ignores (Corollary 4).
 
-    Construction: X = ReLU'd 10-class Gaussian mixture (`data.gaussian_mixture`, power-law covariance). A linear
-    probe (`metrics.probe.fit_probe`, multinomial logistic, l2 = 1e-3) is fitted on all rows; d solves
-    min dᵀ(QQᵀ + 1e-7·I)d s.t. d ≥ 0.1 elementwise (Q = orthonormal basis of the probe's class normals; scipy
-    BVLS), the ridge's ~1e-7 residual is projected out and d is normalised: activations stay non-negative and
+    Construction: X = ReLU'd 10-class Gaussian mixture (`simstress.core.synthetic.gaussian_mixture`, power-law
+    covariance). A linear probe (`simstress.metrics.probe.fit_probe`, multinomial logistic, l2 = 1e-3) is fitted on all
+    rows; d solves min dᵀ(QQᵀ + 1e-7·I)d s.t. d ≥ 0.1 elementwise (Q = orthonormal basis of the probe's class normals;
+    scipy BVLS), the ridge's ~1e-7 residual is projected out and d is normalised: activations stay non-negative and
     the probe's logits all move by the same amount. Each class k in turn is translated by c·d, c/σ̄ in a sweep
     (smoke and default {1, 10, 100}; full {0.1, 0.3, 1, 3, 10, 30, 100, 1000}). Computed in float64.
     Ground truth: the probe's predictions are identical at every c (asserted by the task; details:
@@ -203,8 +203,8 @@ class InvertibleSetup(Setup):
 class InvertibleLinear(Task):
     """Y = X·M for well-conditioned random M with i.i.d. N(μ, σ²) entries over a (μ, σ) grid (Fig. 4b).
 
-    Construction: X = two cubes (`data.two_cubes`, as Fig. 4a); M (p×p) has i.i.d. N(μ, σ²) entries, redrawn
-    until cond(M) < 1e10 (so X = Y·M⁻¹ is recoverable to ~1e-6 in float64; the paper's bound 1/eps only ensures
+    Construction: X = two cubes (`simstress.core.synthetic.two_cubes`, as Fig. 4a); M (p×p) has i.i.d. N(μ, σ²) entries,
+    redrawn until cond(M) < 1e10 (so X = Y·M⁻¹ is recoverable to ~1e-6 in float64; the paper's bound 1/eps only ensures
     invertibility); μ, σ ∈ smoke {1, 10, 100}, default {1, 10, 100, 1000}, full {1, 5, 10, 25, 50, 100, 500,
     1e3, 5e3} (the paper's). Computed in float64. Class labels: cube membership.
     Ground truth: an invertible linear map preserves linear separability exactly (every linear read-out of X is
@@ -262,10 +262,10 @@ class GlobalSetup(Setup):
 class GlobalTranslation(Task):
     """Every point translated by c·v, c up to 2e4, in float32: numerical soundness of translation invariance.
 
-    Construction: X = ReLU'd 10-class Gaussian mixture (`data.gaussian_mixture`, unit-scale features), cast to
-    float32; Y = X + c·v computed in float32, v a random unit vector, c ∈ {10, 100, 1e3, 5e3, 1e4, 2e4}. The
-    metric sees float32 tensors (the only task that does). Class labels: the mixture's. Only metrics that declare
-    translation invariance are scored: for the others a translation is a real change (e.g. rsa, mutual_knn), and
+    Construction: X = ReLU'd 10-class Gaussian mixture (`simstress.core.synthetic.gaussian_mixture`, unit-scale
+    features), cast to float32; Y = X + c·v computed in float32, v a random unit vector, c ∈ {10, 100, 1e3, 5e3, 1e4,
+    2e4}. The metric sees float32 tensors (the only task that does). Class labels: the mixture's. Only metrics that
+    declare translation invariance are scored: for the others a translation is a real change (e.g. rsa, mutual_knn), and
     whether the invariance holds at all is the conformance check's job (the leaderboard's invariance table).
     Ground truth: a translation of all points changes nothing but the origin, so the ideal similarity stays 1
     for every c; a translation-invariant metric that falls here has lost precision (Gram-side centring in float32

@@ -30,9 +30,9 @@ class NoiseSetup(Setup):
 class NoiseSweep(Task):
     """Y = X + ε·σ̄·E: growing isotropic noise drowns the representation.
 
-    Construction: X = ReLU'd 10-class Gaussian mixture (`data.gaussian_mixture`, power-law covariance), σ̄ its
-    RMS distance to the mean; E has i.i.d. N(0, 1/p) entries (rows of unit RMS norm, one draw shared by every ε,
-    so the damage is nested); ε ∈ {0, 0.1, 0.3, 1, 3, 10}, i.e. noise RMS = ε·σ̄. Computed in float64. Class
+    Construction: X = ReLU'd 10-class Gaussian mixture (`simstress.core.synthetic.gaussian_mixture`, power-law
+    covariance), σ̄ its RMS distance to the mean; E has i.i.d. N(0, 1/p) entries (rows of unit RMS norm, one draw shared
+    by every ε, so the damage is nested); ε ∈ {0, 0.1, 0.3, 1, 3, 10}, i.e. noise RMS = ε·σ̄. Computed in float64. Class
     labels: the mixture's.
     Ground truth: information about X in Y strictly decreases with ε; the ideal similarity falls monotonically,
     from 1 at ε = 0 to near 0 at ε = 10.
@@ -78,17 +78,18 @@ class DeletionSetup(Setup):
 class PCDeletion(Task):
     """Remove the top-k principal components when the labels live in them; truth = a probe's accuracy.
 
-    Construction: X = ReLU'd correlated Gaussian with a power-law spectrum (`data.correlated_gaussian`); with
-    uⱼ its j-th whitened principal-component score (left singular vector of X̃), labels = argmax_c Σ_{j≤16}
-    j^(−1/2)·uⱼ·Bⱼc over 4 classes, B (16×4) with orthonormal columns, so each step of the sweep removes a
-    similar share of the label signal. Y_k = X − X̃·V_k·V_kᵀ (V_k: top-k principal directions),
-    k ∈ {0, 1, 2, 4, 8, 16}. Computed in float64. Class labels: those labels.
-    Ground truth: the held-out accuracy of a linear probe (`metrics.probe.fit_probe`, l2 = 1e-3) fitted on Y_k
+    Construction: X = ReLU'd correlated Gaussian with a power-law spectrum
+    (`simstress.core.synthetic.correlated_gaussian`); with uⱼ its j-th whitened principal-component score (left singular
+    vector of X̃), labels = argmax_c Σ_{j≤16} j^(−1/2)·uⱼ·Bⱼc over 4 classes, B (16×4) with orthonormal columns, so each
+    step of the sweep removes a similar share of the label signal. Y_k = X − X̃·V_k·V_kᵀ (V_k: top-k principal
+    directions), k ∈ {0, 1, 2, 4, 8, 16}. Computed in float64. Class labels: those labels.
+    Ground truth: the held-out accuracy of a linear probe (`simstress.metrics.probe.fit_probe`, l2 = 1e-3) fitted on Y_k
     (seeded 50/50 stratified split), which falls from near 1 toward chance (1/4) as k grows (curve:
     `probe_accuracy`; details: the accuracies).
     Score: max(0, Spearman(similarity to X, probe accuracy)) × min(1, range of similarity / 0.1): the right order,
     earned in full only by a metric whose similarity moves by at least a tenth of its self-similarity over the
-    sweep (`scoring.effect_weight`; a metric that moves by 1e-3 has no effect, only rounding-level order).
+    sweep (`simstress.core.scoring.effect_weight`; a metric that moves by 1e-3 has no effect, only rounding-level
+    order).
     Convention: the CCA family averages over min(rank X̃, rank Ỹ) canonical correlations, and deleting directions
     from Y lowers its rank while every remaining correlation stays 1, so mean CCA stays flat here and scores 0 by
     that convention; `cca_mean[normalize=width]` divides Σρ by min(p1, p2) instead and sees the deletion.

@@ -1,7 +1,7 @@
 """Stress tasks on the networks the suite trains itself (the Fashion-MNIST zoo of `simstress.networks`).
 
-Every task here reads activations of M1 networks (`networks.activations`) on a seeded, stratified sample of the
-test images, and every metric of a task sees the same representations, in float64. Conv blocks are reduced by
+Every task here reads activations of M1 networks (`simstress.networks.activations`) on a seeded, stratified sample of
+the test images, and every metric of a task sees the same representations, in float64. Conv blocks are reduced by
 average pooling to at most 2×2 cells (`pool2`; 4×4 at full scale, `pool4`), then flattened: block 0 flattened
 is 14,400 features per image, which would make the CCA family refuse every early layer (it needs p < n) and cost
 O(n·p²) per comparison (a linear probe, more). 2×2 cells keep a coarse spatial layout at ≤ 256 features for
@@ -145,11 +145,11 @@ class NetworkClassTranslation(OneNetworkTranslation):
     full 500 per class), in float64. (a) `head_nullspace`: the pooled features the linear layer reads (64w-d);
     v = a random unit vector in the null space of the network's own linear layer W (W·v = 0), so its logits do
     not change (asserted: ≤ 1e-5 relative, every prediction identical). (b) `qp_direction`, the paper's variant:
-    the flattened last block (block 7, 2×2 cells, 256w-d), a linear probe (`metrics.probe.fit_probe`) fit on it,
-    and the non-negative direction d of Davari et al. (min dᵀ(QQᵀ + 1e-7·I)d s.t. d ≥ 0.1, Q an orthonormal basis
-    of the probe's class normals; `robustness.separability_preserving_direction`), so the translated activations
-    stay ReLU-like and every probe prediction is unchanged (asserted). In each variant one class k at a time is
-    translated by c·v, c/σ̄ ∈ {1, 10, 100} (full: 0.1 … 1000), σ̄ = the features' RMS radius, up to the plateau
+    the flattened last block (block 7, 2×2 cells, 256w-d), a linear probe (`simstress.metrics.probe.fit_probe`) fit on
+    it, and the non-negative direction d of Davari et al. (min dᵀ(QQᵀ + 1e-7·I)d s.t. d ≥ 0.1, Q an orthonormal basis
+    of the probe's class normals; `simstress.tasks.robustness.separability_preserving_direction`), so the translated
+    activations stay ReLU-like and every probe prediction is unchanged (asserted). In each variant one class k at a time
+    is translated by c·v, c/σ̄ ∈ {1, 10, 100} (full: 0.1 … 1000), σ̄ = the features' RMS radius, up to the plateau
     of Theorem 1. Class labels: the images'.
     Ground truth: the network's (or the probe's) function on these features is unchanged, so the ideal
     similarity stays 1. Linear CKA falls towards the Theorem 1 limit of the class (details: `theorem1_limits`;
@@ -287,8 +287,8 @@ class Memorization(Task):
     the memorizing and random ones near chance; a partner whose agreement with A is higher should be the more
     similar one, layer by layer.
     Score: fraction of (block, comparison) cells, comparisons (B vs memorized) and (B vs random), where the
-    similarity of the more-agreeing pair exceeds the other's by ≥ 0.01 (`scoring.EFFECT_FLOOR`; a non-finite
-    similarity loses). Davari et al. found that CKA fails this in early layers.
+    similarity of the more-agreeing pair exceeds the other's by ≥ 0.01 (`simstress.core.scoring.EFFECT_FLOOR`; a
+    non-finite similarity loses). Davari et al. found that CKA fails this in early layers.
     Source: Davari et al. 2023 (ICLR), §4.1 and Fig. 2; memorization by label permutation after Zhang et al.
     2017 (ICLR), "Understanding deep learning requires rethinking generalization".
     """
