@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import NoiseSweep, fake_check
 
 from simstress import tasks
 from simstress.benchmark import runner
 from simstress.benchmark.plan import plan
 from simstress.benchmark.records import ResultStore
 from simstress.core.artifacts import ArtifactError, ArtifactSpec, ArtifactStore, artifact_builder
+
+from .conftest import NoiseSweep, fake_check
 
 BUILDS: list[dict] = []  # every call of the test builders, in order
 SALT = {"value": 0.0}  # changes what `test_matrix` writes without changing its spec: a non-reproducible rebuild

@@ -11,12 +11,13 @@ from typing import Iterator
 
 import pytest
 import torch
-from conftest import NoiseSweep, fake_check
 
 from simstress import metrics, tasks
 from simstress.benchmark import runner
 from simstress.benchmark.cli import main
 from simstress.core.conformance import applicable_checks
+
+from .conftest import NoiseSweep, fake_check
 
 
 @pytest.fixture

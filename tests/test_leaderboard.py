@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import CATS, as_records, conformance, grid, make_record, passed
 
 from simstress import metrics
 from simstress.benchmark.cli import main
@@ -23,6 +22,8 @@ from simstress.benchmark.figures import draw
 from simstress.benchmark.leaderboard import HEATMAP, build_board, render, sweep_figure
 from simstress.benchmark.records import ResultStore
 from simstress.core.record import Record
+
+from .conftest import CATS, as_records, conformance, grid, make_record, passed
 
 
 def board_of(recs: list[dict], conf: dict, **kw):

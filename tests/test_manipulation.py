@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import registered
 
 from simstress import metrics, tasks
 from simstress.core.artifacts import ArtifactError, ArtifactStore
@@ -29,6 +28,8 @@ from simstress.networks.maps import (
 )
 from simstress.networks.zoo import load_network, network_spec
 from simstress.tasks.manipulation import ATTACKERS, attack_effects
+
+from .conftest import registered
 
 SMOKE = mp.ATTACK_SCALES["smoke"].recipe
 

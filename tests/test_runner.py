@@ -18,7 +18,6 @@ from typing import Iterator
 
 import pytest
 import torch
-from conftest import NOISE, SEEDS, NoiseSweep, fake_check, register
 
 from simstress import metrics, tasks
 from simstress.benchmark import runner
@@ -28,6 +27,8 @@ from simstress.benchmark.runner import conformance_entry, refresh_conformance, r
 from simstress.core.conformance import check_metric
 from simstress.core.record import RecordError
 from simstress.metrics.cka import linear_cka
+
+from .conftest import NOISE, SEEDS, NoiseSweep, fake_check, register
 
 
 def _register_tmp_metric(version: int, needs_labels: bool = False) -> None:

@@ -12,7 +12,6 @@ import statistics
 from pathlib import Path
 
 import pytest
-from conftest import CATS, as_records, conformance, grid, make_record, passed
 
 from simstress.benchmark.cli import main
 from simstress.benchmark.figures import draw
@@ -26,6 +25,8 @@ from simstress.tasks.manipulation_page import (
     excluded_attacks,
 )
 from simstress.tasks.zoo_page import FIG4C_FIGURE, MEMO_FIGURE, ZOO_FIGURE, fig4c_numbers, metric_family
+
+from .conftest import CATS, as_records, conformance, grid, make_record, passed
 
 # ------------------------------------------------------------------------------------- the trained networks
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import evaluate, registered
 
 from simstress import metrics, tasks
 from simstress.core.registry import natural_key
+
+from .conftest import evaluate, registered
 
 BATTERY = {
     "outlier_shift": "robustness", "subset_translation": "robustness", "class_translation": "robustness",

@@ -5,11 +5,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
-from conftest import evaluate
 
 from simstress import metrics, tasks
 from simstress.core.linalg import center, double_center
 from simstress.tasks.robustness import translate
+
+from .conftest import evaluate
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import registered
 
 from simstress import metrics, tasks
 from simstress.benchmark.plan import plan
@@ -23,6 +22,8 @@ from simstress.networks.activations import activations
 from simstress.networks.zoo import load_network
 from simstress.tasks.robustness import separability_preserving_direction
 from simstress.tasks.zoo import head_nullspace_direction, sample_test_images
+
+from .conftest import registered
 
 
 def smoke(name: str, root: Path, seed: int = 0) -> tuple[tasks.Task, tasks.Setup, dict]:
