@@ -13,13 +13,14 @@ A seed that raises `NotApplicable` makes the cell skipped, with the reason; any 
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Hashable, Mapping
+from typing import Any, Callable, ContextManager, Hashable, Mapping
 
 import torch
 
 from simstress.core.artifacts import Artifact, ArtifactStore
-from simstress.core.files import jsonable
+from simstress.core.files import EnvironmentFault, jsonable
 from simstress.core.inputs import InputError
 from simstress.core.metric import get_metric
 from simstress.core.provenance import device_name, git_commit, package_versions
@@ -90,8 +91,8 @@ def built_artifacts(task: Task, scale: str, seeds: tuple[int, ...], store: Artif
 
 
 def artifact_uses(built: Mapping[int, Mapping[str, Artifact]]) -> list[ArtifactUse]:
-    """What a record names of the artifacts it used: seed, name, kind, key and content sha256 each."""
-    return [ArtifactUse(seed, name, a.spec.kind, a.spec.key, a.sha256)
+    """What a record names of the artifacts it used: seed, name, kind, key, content sha256 and fingerprint each."""
+    return [ArtifactUse(seed, name, a.spec.kind, a.spec.key, a.sha256, a.card.get("fingerprint"))
             for seed, by_name in built.items() for name, a in sorted(by_name.items())]
 
 
@@ -106,12 +107,17 @@ def empty_record(cell: Cell, metric_version: int, task: Task) -> Record:
 
 
 def cause_of(exc: BaseException) -> Cause:
-    """A refusal when the metric refused its input (`InputError`); otherwise the metric's or the task's failure."""
-    return Cause.REFUSAL if isinstance(exc, InputError) else Cause.FAILURE
+    """A refusal when the metric refused its input (`InputError`); the environment's fault when data or artifacts
+    are missing or corrupt (`EnvironmentFault`); otherwise the metric's or the task's failure."""
+    if isinstance(exc, InputError):
+        return Cause.REFUSAL
+    return Cause.ENVIRONMENT if isinstance(exc, EnvironmentFault) else Cause.FAILURE
 
 
-def execute(cell: Cell | Mapping[str, Any], setups: SetupCache | None = None) -> Record:
-    """Run one cell and return its record (nothing is raised but Ctrl-C); `setups` may be shared across cells."""
+def execute(cell: Cell | Mapping[str, Any], setups: SetupCache | None = None,
+            working: Callable[[], ContextManager[Any]] = nullcontext) -> Record:
+    """Run one cell and return its record (nothing is raised but Ctrl-C); `setups` may be shared across cells.
+    Each seed's evaluation, the metric's own work, runs inside `working()` (where a time limit is spent)."""
     cell = cell if isinstance(cell, Cell) else Cell.from_dict(cell)
     setups = setups or SetupCache()
     metric = get_metric(cell.metric)
@@ -128,8 +134,9 @@ def execute(cell: Cell | Mapping[str, Any], setups: SetupCache | None = None) ->
         for seed in cell.seeds:
             setup = setups.get(task, cell.scale, seed, cell.device, built[seed])
             start = time.perf_counter()  # the metric's work on the task, not the set-up shared by every metric
-            result = task.evaluate(metric, setup)
-            _synchronize(cell.device)
+            with working():
+                result = task.evaluate(metric, setup)
+                _synchronize(cell.device)
             runs.append(seed_run(seed, result, time.perf_counter() - start))
     except NotApplicable as exc:
         return record.skipped(str(exc) or type(exc).__name__)

@@ -6,9 +6,11 @@ overall is the mean of the category scores. An error cell counts as 0 (a metric 
 for it); a skipped cell (not applicable) is left out. The spread is the standard deviation over seeds of the
 overall score computed seed by seed. Ranks compare the unrounded overall scores; only equal values share a rank.
 
-Only a row that can be trusted is ranked: a metric with a current record on every task of the page, whose
-conformance report passed at the version of its records, and (when the caller says which ids are installed) that
-is still installed. Every other row is listed apart with its reasons. The ranking's stability is shown beside it:
+Only a row that can be trusted is ranked: a metric with a current record on every task of the page — at the
+installed metric and task versions, when the caller says what is installed, and on the page's seeds (the seed
+list most records share) — whose conformance report passed at the version of its records, and that is still
+installed. Every other row is listed apart with its reasons; a registered task without records is named on the
+page (and fails `leaderboard --check`). The ranking's stability is shown beside it:
 the ranks under equal task weights and with each category left out, with Kendall's τ against the headline.
 
 This engine knows no task and no metric family by name: it renders what they all share, and the sections and
@@ -20,11 +22,11 @@ sorted everything, fixed number formats.
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from scipy import stats
 
@@ -70,6 +72,7 @@ class Cell:
     seed_scores: dict[int, float]
     runtimes: tuple[float, ...]         # seconds per finished seed
     message: str | None                 # error "Type: message" or skip reason
+    seeds: tuple[int, ...] = ()         # the record's seed list
 
     @property
     def counted(self) -> float | None:
@@ -84,6 +87,8 @@ class Apart(StrEnum):
     """Why a row is not ranked."""
 
     INCOMPLETE = "incomplete"
+    STALE = "stale"
+    SEEDS = "other seeds"
     NOT_INSTALLED = "not installed"
     NOT_CHECKED = "not checked"
     STALE_CHECK = "stale check"
@@ -95,6 +100,18 @@ class Apart(StrEnum):
 class Reason:
     kind: Apart
     text: str
+
+
+# The reasons a rerun of `simstress run` (or `simstress prune`) fixes: `leaderboard --check` fails on them.
+FIXABLE = frozenset({Apart.INCOMPLETE, Apart.STALE, Apart.SEEDS, Apart.NOT_INSTALLED})
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What is installed: each metric id's version (None: not installed), and the registered tasks' versions."""
+
+    metric_version: Callable[[str], int | None]
+    tasks: Mapping[str, int]
 
 
 @dataclass(frozen=True)
@@ -127,6 +144,8 @@ class Board:
     conformance: dict[str, dict[str, Any] | None]
     saturated: frozenset[str]           # task names
     stability: Stability
+    seeds: tuple[int, ...] = ()         # the seed list the page compares on
+    unrecorded: tuple[str, ...] = ()    # registered tasks without a record
     load_card: CardLoader | None = None  # the cards of the artifacts the records name, for the tasks' sections
     root: Path | None = None            # the results folder (artifact files a section's figure reads)
 
@@ -161,22 +180,26 @@ def _cell(rec: Record) -> Cell:
     message = rec.error.line if rec.error is not None else rec.reason if rec.status == "skipped" else None
     seed_scores = {r.seed: r.score for r in rec.runs} if rec.ok else {}
     return Cell(rec.metric, rec.task, rec.task_version, rec.metric_version, rec.status, rec.score, seed_scores,
-                tuple(r.runtime_s for r in rec.runs), message)
+                tuple(r.runtime_s for r in rec.runs), message, rec.seeds)
 
 
-def _tasks(records: list[Record]) -> list[PageTask]:
-    """One task per name, from its records at the newest task version."""
-    newest: dict[str, Record] = {}
+def _tasks(records: list[Record], versions: Mapping[str, int]) -> list[PageTask]:
+    """One task per name in the records, at its installed version (`versions`), or else at its newest recorded one;
+    described by a record at that version when there is one."""
+    chosen: dict[str, Record] = {}
     for rec in records:
-        cur = newest.get(rec.task)
-        if cur is None or rec.task_version > cur.task_version:
-            newest[rec.task] = rec
+        cur = chosen.get(rec.task)
+        target = versions.get(rec.task)
+        if cur is None or (rec.task_version == target) > (cur.task_version == target) or (
+                (rec.task_version == target) == (cur.task_version == target) and rec.task_version > cur.task_version):
+            chosen[rec.task] = rec
     found = []
-    for name, rec in newest.items():
+    for name, rec in chosen.items():
         info = rec.task_info
         if info.category not in CATEGORIES:
             raise RecordError(f"task {name!r} has category {info.category!r}; expected one of {list(CATEGORIES)}")
-        found.append(PageTask(name, info.category, rec.task_version, info.summary, info.sweep_name, info.log_x))
+        found.append(PageTask(name, info.category, versions.get(name, rec.task_version), info.summary,
+                              info.sweep_name, info.log_x))
     order = list(CATEGORIES)
     return sorted(found, key=lambda t: (order.index(t.category), natural_key(t.name)))
 
@@ -212,16 +235,25 @@ def _stability(headline: dict[str, float], values: dict[str, dict[str, float | N
 
 
 def _reasons(metric: str, mcells: list[Cell], tasks: list[PageTask], conf: dict[str, Any] | None,
-             installed: Callable[[str], bool] | None) -> list[Reason]:
+             installed: Installed | None, seeds: tuple[int, ...]) -> list[Reason]:
     """Why a metric's row cannot be ranked (empty when it can)."""
     out = []
     current = {(c.task, c.version) for c in mcells}
     missing = [t.name for t in tasks if (t.name, t.version) not in current]
     if missing:
         out.append(Reason(Apart.INCOMPLETE, f"incomplete: no current record on {', '.join(missing)}"))
-    if installed is not None and not installed(metric):
+    version = installed.metric_version(metric) if installed is not None else None
+    if installed is not None and version is None:
         out.append(Reason(Apart.NOT_INSTALLED, "not installed: no registered metric has this id (`simstress prune` "
                                                "removes its records)"))
+    elif version is not None and {c.metric_version for c in mcells} != {version}:
+        old = sorted({c.metric_version for c in mcells} - {version})
+        out.append(Reason(Apart.STALE, f"stale: records at metric version {', '.join(map(str, old))}, installed "
+                                       f"{version} (`simstress run --metrics '{metric}'` recomputes them)"))
+    other = sorted({c.task for c in mcells if c.seeds != seeds})
+    if other:
+        out.append(Reason(Apart.SEEDS, f"other seeds: the records on {', '.join(other)} do not hold the page's "
+                                       f"seeds {', '.join(map(str, seeds))}"))
     if conf is None:
         out.append(Reason(Apart.NOT_CHECKED, "not checked: no conformance report (`simstress run` makes one)"))
     elif {conf.get("metric_version")} != {c.metric_version for c in mcells}:
@@ -236,17 +268,22 @@ def _reasons(metric: str, mcells: list[Cell], tasks: list[PageTask], conf: dict[
 
 
 def build_board(scale: str, records: list[Record], conformance: dict[str, dict[str, Any] | None],
-                installed: Callable[[str], bool] | None = None, load_card: CardLoader | None = None,
+                installed: Installed | None = None, load_card: CardLoader | None = None,
                 root: Path | None = None) -> Board:
     """Aggregate the records of one scale: cells, category and overall scores, spread, ranks and stability.
 
-    `installed(metric_id)` says whether an id is still registered; without it nothing is marked uninstalled.
-    `load_card(kind, key)` reads the card of an artifact the records name (None when it is missing), for the tasks'
-    sections; `root` is the results folder their figures may read artifact files from.
+    `installed` says which metric ids and tasks are installed, at which versions; without it nothing is marked
+    uninstalled or stale. `load_card(kind, key)` reads the card of an artifact the records name (None when it is
+    missing), for the tasks' sections; `root` is the results folder their figures may read artifact files from.
     """
     if not records:
         raise RecordError(f"no records for scale {scale!r}; run `simstress run --scale {scale}` first")
-    task_list = _tasks(records)
+    task_list = _tasks(records, installed.tasks if installed is not None else {})
+    recorded = {r.task for r in records}
+    unrecorded = tuple(sorted((t for t in (installed.tasks if installed is not None else {}) if t not in recorded),
+                              key=natural_key))
+    seed_lists = Counter(r.seeds for r in records)
+    page_seeds = max(seed_lists, key=lambda s: (seed_lists[s], s))
     category = {t.name: t.category for t in task_list}
     cells = {(r.metric, r.task): _cell(r) for r in records}
     by_metric: dict[str, list[Cell]] = defaultdict(list)
@@ -261,7 +298,7 @@ def build_board(scale: str, records: list[Record], conformance: dict[str, dict[s
         per_seed = [_overall({c.task: c.at_seed(s) for c in mcells}, category)[1] for s in seeds]
         spread = statistics.stdev(per_seed) if len(per_seed) >= 2 else None
         computed[metric] = (cats, overall, spread,
-                            _reasons(metric, mcells, task_list, conformance.get(metric), installed))
+                            _reasons(metric, mcells, task_list, conformance.get(metric), installed, page_seeds))
 
     headline = {m: v[1] for m, v in computed.items() if not v[3]}
     ranks = _ranks(headline)
@@ -276,7 +313,7 @@ def build_board(scale: str, records: list[Record], conformance: dict[str, dict[s
         and statistics.median(vals) >= SATURATED
     )
     return Board(scale, task_list, rows, cells, records, {m: conformance.get(m) for m in by_metric}, saturated,
-                 _stability(headline, ranked_cells, category), load_card, root)
+                 _stability(headline, ranked_cells, category), page_seeds, unrecorded, load_card, root)
 
 
 # ---------------------------------------------------------------------------------------------------- rendering
@@ -491,10 +528,13 @@ def _provenance(board: Board) -> list[str]:
         lines.append(f"- ⚠ {len(missing)} metric × task cells have no record ({shown}); those metrics are not "
                      f"ranked. Rerun `simstress run --scale {md(board.scale)}`.")
     if len(seeds) > 1:
-        lines.append("- ⚠ records use different seed lists; rerun with one `--seeds` to compare like with like.")
+        lines.append(f"- ⚠ records use different seed lists; the page compares on "
+                     f"{', '.join(map(str, board.seeds))}: rerun with one `--seeds` to compare like with like.")
+    if board.unrecorded:
+        lines.append(f"- ⚠ registered task(s) without a record, left out of the ranking: "
+                     f"{', '.join(code(t) for t in board.unrecorded)}; run "
+                     f"{code(f'simstress run --scale {board.scale} --tasks ' + ','.join(board.unrecorded))}.")
     return lines
-
-
 
 
 def render(board: Board, figures: str) -> Page:

@@ -10,10 +10,9 @@ Layout under the results root (default `results/`):
     conformance/<metric id>.json              the cached `simstress check` report of each metric
     figures/*.png                             written by `simstress leaderboard`
 
-A record is *current* when its schema, metric version, task version, seed list and the content hashes of the
-artifacts it used equal what a run asks for; anything else (missing, unreadable, stale) is recomputed. Files are
-replaced atomically (temporary file in the same folder, fsync, rename), so an interrupted run leaves every record
-either old and whole or new and whole.
+Which records are current is the plan's question (`plan.is_current`); anything else (missing, unreadable,
+stale) is recomputed. Files are replaced atomically (temporary file in the same folder, fsync, rename), so an
+interrupted run leaves every record either old and whole or new and whole.
 JSON has no NaN: non-finite floats are written as null.
 """
 
@@ -30,7 +29,7 @@ from urllib.parse import quote, unquote
 import pandas as pd
 
 from simstress.core.files import jsonable, write_json_atomic
-from simstress.core.record import ArtifactUse, Record, RecordError, problems
+from simstress.core.record import Record, RecordError, problems
 
 CONFORMANCE_SCHEMA = 1  # the cached conformance reports' own format
 # Characters of metric ids kept verbatim in file names: `rbf_cka[sigma=0.5]` stays readable.
@@ -66,17 +65,6 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RecordError(f"record {path} holds a {type(data).__name__}, not a JSON object")
     return data
-
-
-def is_current(record: Record, metric_version: int, task_version: int, seeds: list[int],
-               artifacts: list[ArtifactUse]) -> bool:
-    """True when the record answers exactly this question: same versions, seeds and artifact contents."""
-    return (
-        record.metric_version == metric_version
-        and record.task_version == task_version
-        and record.seeds == tuple(seeds)
-        and list(record.artifacts) == list(artifacts)
-    )
 
 
 class ResultStore:

@@ -4,13 +4,14 @@ A cell is (metric id, task, scale, seeds); one record holds all seeds of a (metr
 driver plans (`plan.plan`: which cells are missing or stale, which artifacts they need), builds each missing
 artifact once as a job on the executor (`executors`: in-process, worker processes or Ray), as soon as its inputs
 exist, and commits it (card, rename); plans again now that every artifact's content is known, then hands every
-cell, task by task, to the executor (`cells.execute` under `guard`'s time limit: plain data in, a `Record` out)
+cell, task by task, to the executor (`jobs.guarded_execute`: plain data in, a `Record` out)
 and alone writes the records, each atomically, in the order they finish. An artifact that fails to build makes
 the cells that need it error records naming the failure; so does a worker that dies on every retry, or a cell past
 its time limit; the run goes on. Ctrl-C cancels the jobs in flight after saving every finished record; the next
 run resumes there.
 
-Conformance reports (`refresh_conformance`) are a step of their own: `simstress run` calls it before the cells.
+Conformance reports (`refresh_conformance`) are a step of their own, jobs on the same executor under a time limit:
+`simstress run` calls it before the cells.
 """
 
 from __future__ import annotations
@@ -19,40 +20,28 @@ import itertools
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from tqdm import tqdm
 
-from simstress.core.artifacts import ArtifactSpec, ArtifactStore
-from simstress.core.conformance import applicable_checks, check_metric
+from simstress.core.artifacts import ArtifactFault, ArtifactSpec, ArtifactStore
+from simstress.core.conformance import applicable_checks
 from simstress.core.metric import get_metric
-from simstress.core.provenance import git_commit, package_versions
-from simstress.core.record import Cause, CellError, Record, RecordError, exception_type
+from simstress.core.record import Cause, CellError, Record, RecordError
 from simstress.core.task import get_task
 
-from .cells import Cell
+from .cells import Cell, cause_of
 from .executors import Executor, Job, LocalExecutor
-from .guard import failed_record
+from .jobs import failed_record, failed_report
 from .plan import Plan, plan
 from .records import CONFORMANCE_SCHEMA, ResultStore
 
-
-def conformance_entry(metric_id: str, version: int) -> dict[str, Any]:
-    """`check_metric` as a JSON-able report; a crash of the checker itself is a failed check, not an abort."""
-    try:
-        report = check_metric(metric_id)
-        rows = [[c.name, bool(c.ok), c.detail] for c in report.checks]
-        declared, observed, passed = sorted(report.declared), sorted(report.observed), bool(report.passed)
-    except Exception as exc:
-        declared = sorted(get_metric(metric_id).spec.invariances)
-        rows, observed, passed = [["check_metric", False, f"raised {exception_type(exc)}: {exc}"]], [], False
-    return {"schema": CONFORMANCE_SCHEMA, "metric": metric_id, "metric_version": version, "passed": passed,
-            "declared": declared, "observed": observed, "checks": rows, "packages": package_versions(),
-            "git_commit": git_commit()}
+CONFORMANCE_TIMEOUT_S = 600.0  # a metric's conformance check: seconds on the reference machine, never minutes
 
 
-def refresh_conformance(store: ResultStore, metric_ids: list[str], force: bool = False, quiet: bool = False) -> int:
-    """Recompute missing or stale cached conformance reports; returns how many were computed.
+def refresh_conformance(store: ResultStore, metric_ids: list[str], force: bool = False, quiet: bool = False,
+                        executor: Executor | None = None, timeout_s: float | None = CONFORMANCE_TIMEOUT_S) -> int:
+    """Recompute missing or stale cached conformance reports, as jobs on `executor` (default: in this process)
+    under a time limit (a check that hangs is a failed check); returns how many were computed.
 
     Stale: another schema or metric version, or another set of checks than apply now (the suite gained one)."""
     versions = {m: get_metric(m).spec.version for m in metric_ids}
@@ -67,8 +56,19 @@ def refresh_conformance(store: ResultStore, metric_ids: list[str], force: bool =
         if (force or stale
                 or (checks != {"check_metric"} and checks != set(applicable_checks(get_metric(mid))))):
             todo.append(mid)
-    for mid in tqdm(todo, desc="conformance", unit="metric", disable=quiet or not todo, dynamic_ncols=True):
-        store.save_conformance(conformance_entry(mid, versions[mid]))
+    executor = executor if executor is not None else LocalExecutor()
+    for i, mid in enumerate(todo):
+        executor.submit(Job(i, "conformance", {"metric": mid}, timeout_s, group="conformance"))
+    with tqdm(total=len(todo), desc="conformance", unit="metric", disable=quiet or not todo,
+              dynamic_ncols=True) as bar:
+        left = len(todo)
+        while left:
+            for outcome in executor.wait():
+                mid = todo[outcome.job.id]
+                report = outcome.value if outcome.error is None else failed_report(mid, versions[mid], outcome.error)
+                store.save_conformance(report)
+                left -= 1
+                bar.update(1)
     return len(todo)
 
 
@@ -121,7 +121,7 @@ def _build_artifacts(results: ResultStore, p: Plan, device: str, executor: Execu
                      ) -> dict[str, CellError]:
     """Build the plan's missing artifacts, each once, as soon as its inputs are built (independent ones at the same
     time on a parallel executor); the driver commits each (card, rename). Returns the errors of those that failed
-    (and of those whose inputs failed), by key."""
+    (and of those whose inputs failed), by key; Ctrl-C removes the half-built folders of the builds in flight."""
     store = ArtifactStore(results.root, device)
     failed: dict[str, CellError] = {}
     pending = list(p.artifacts)
@@ -129,31 +129,37 @@ def _build_artifacts(results: ResultStore, p: Plan, device: str, executor: Execu
     ids = itertools.count()
     with tqdm(total=len(pending), desc="artifacts", unit="artifact", disable=quiet or not pending,
               dynamic_ncols=True) as bar:
-        while pending or jobs:
-            for spec in list(pending):
-                broken = [failed[sub.key] for _, sub in spec.inputs if sub.key in failed]
-                if broken:
-                    failed[spec.key] = replace(broken[0], message=f"an input of {spec.kind}/{spec.key} failed to "
-                                                                  f"build: {broken[0].message}")
-                    pending.remove(spec)
+        try:
+            while pending or jobs:
+                for spec in list(pending):
+                    broken = [failed[sub.key] for _, sub in spec.inputs if sub.key in failed]
+                    if broken:
+                        failed[spec.key] = replace(broken[0], message=f"an input of {spec.kind}/{spec.key} failed to "
+                                                                      f"build: {broken[0].message}")
+                        pending.remove(spec)
+                        bar.update(1)
+                    elif all(store.have(sub) for _, sub in spec.inputs):
+                        pending.remove(spec)
+                        job = Job(next(ids), "artifact",
+                                  {"spec": spec.to_dict(), "root": str(results.root), "device": device}, None,
+                                  gpu=device.startswith("cuda"), group=spec.kind)
+                        jobs[job.id] = spec
+                        executor.submit(job)
+                for outcome in executor.wait():
+                    spec = jobs.pop(outcome.job.id)
+                    if outcome.error is not None:
+                        failed[spec.key] = outcome.error
+                    else:
+                        try:
+                            store.commit(spec, outcome.value)
+                        except Exception as exc:  # a failed build fails the cells that need it, not the run
+                            failed[spec.key] = CellError.from_exception(exc, cause_of(exc))
                     bar.update(1)
-                elif all(store.have(sub) for _, sub in spec.inputs):
-                    pending.remove(spec)
-                    job = Job(next(ids), "artifact",
-                              {"spec": spec.to_dict(), "root": str(results.root), "device": device}, None,
-                              gpu=device.startswith("cuda"), group=spec.kind)
-                    jobs[job.id] = spec
-                    executor.submit(job)
-            for outcome in executor.wait():
-                spec = jobs.pop(outcome.job.id)
-                if outcome.error is not None:
-                    failed[spec.key] = outcome.error
-                else:
-                    try:
-                        store.commit(spec, outcome.value)
-                    except Exception as exc:  # a failed build fails the cells that need it, not the run
-                        failed[spec.key] = CellError.from_exception(exc, Cause.FAILURE)
-                bar.update(1)
+        except KeyboardInterrupt:
+            executor.cancel()
+            for spec in jobs.values():
+                store.discard(spec)
+            raise
     return failed
 
 
@@ -198,6 +204,8 @@ def run(results: ResultStore, metric_ids: list[str], task_names: list[str], *, s
         p = plan(results, metric_ids, task_names, scale=scale, seeds=seeds, device=device, force=force)
         failed = _build_artifacts(results, p, device, executor, quiet)
         summary.artifacts = len(p.artifacts) - len(failed)
+        failed.update({key: CellError.from_exception(ArtifactFault(why), Cause.ENVIRONMENT)
+                       for key, why in p.broken.items()})
         if p.artifacts:
             p = plan(results, metric_ids, task_names, scale=scale, seeds=seeds, device=device, force=force)
         summary.current = len(p.current)
@@ -207,9 +215,10 @@ def run(results: ResultStore, metric_ids: list[str], task_names: list[str], *, s
         with tqdm(total=len(work), unit="cell", disable=quiet or not work, dynamic_ncols=True) as bar:
             outcomes: list[tuple[Cell, Record]] = [(c, _blocked_record(c, failed)) for c in p.blocked]
             for i, cell in enumerate(p.todo):
-                limit = timeout_s if timeout_s is not None else get_task(cell.task).timeout_s.get(scale)
+                own = get_task(cell.task).timeout_s.get(scale)
                 cells[i] = cell
-                executor.submit(Job(i, "cell", cell.to_dict(), limit, gpu=device.startswith("cuda"), group=cell.task))
+                executor.submit(Job(i, "cell", cell.to_dict(), own if timeout_s is None else timeout_s,
+                                    gpu=device.startswith("cuda"), group=cell.task, setup_timeout_s=own))
             while outcomes or cells:
                 for o in [] if outcomes else executor.wait():
                     cell = cells.pop(o.job.id)

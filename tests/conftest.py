@@ -189,3 +189,9 @@ def conformance() -> dict:
                      "checks": [["finite_scalar", True, ""], ["invariance:orthogonal", False, "max change 0.3"]]},
         "metric_b": passed("metric_b"), "metric_c": passed("metric_c"), "metric_d": passed("metric_d"),
     }
+
+
+def install_tasks(monkeypatch: pytest.MonkeyPatch, names) -> None:
+    """As if exactly `names` were the registered tasks (version 1, every scale), for the leaderboard command."""
+    monkeypatch.setattr(tasks, "list_tasks", lambda *a, **k: list(names))
+    monkeypatch.setattr(tasks, "get_task", lambda name: SimpleNamespace(version=1, scales=("smoke", "default")))

@@ -19,11 +19,11 @@ import pytest
 from simstress import metrics
 from simstress.benchmark.cli import main
 from simstress.benchmark.figures import draw
-from simstress.benchmark.leaderboard import HEATMAP, build_board, render, sweep_figure
+from simstress.benchmark.leaderboard import HEATMAP, Installed, build_board, render, sweep_figure
 from simstress.benchmark.records import ResultStore
 from simstress.core.record import Record
 
-from .conftest import CATS, as_records, conformance, grid, make_record, passed
+from .conftest import CATS, as_records, conformance, grid, install_tasks, make_record, passed
 
 
 def board_of(recs: list[dict], conf: dict, **kw):
@@ -115,7 +115,7 @@ def test_only_equal_unrounded_scores_tie() -> None:
 def test_uninstalled_unchecked_and_stale_reports_are_listed_apart() -> None:
     conf = {**conformance(), "metric_b": {**passed("metric_b"), "metric_version": 2}}
     del conf["metric_d"]
-    board = board_of(grid(), conf, installed=lambda m: m != "metric_c")
+    board = board_of(grid(), conf, installed=Installed(lambda m: None if m == "metric_c" else 1, {t: 1 for t in CATS}))
     apart = {r.metric: texts(r.apart) for r in board.apart}
     assert apart["metric_c"] == ("not installed: no registered metric has this id (`simstress prune` removes its "
                                  "records)",)
@@ -159,10 +159,12 @@ def test_text_from_records_cannot_break_or_inject_the_page() -> None:
 
 
 @pytest.fixture
-def grid_metrics() -> Iterator[None]:
-    """The grid's metric ids registered (as throw-away metrics), so the CLI sees them installed."""
+def grid_metrics(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The grid's metric ids registered (as throw-away metrics) and its tasks the only ones installed, so that the
+    CLI sees the grid as a complete, current leaderboard."""
     for name in ("metric_a", "metric_b", "metric_c", "metric_d"):
         metrics.register(name=name, cost="O(1)", reference="test only")(_one)
+    install_tasks(monkeypatch, CATS)
     yield
     for name in ("metric_a", "metric_b", "metric_c", "metric_d"):
         metrics.REGISTRY.remove(name)
@@ -250,7 +252,7 @@ def test_prune_removes_records_of_what_is_not_installed(tmp_path: Path, capsys) 
 
 
 @pytest.mark.parametrize("bad", [1.7, -5, None, "abc", float("nan")])
-def test_a_hand_edited_score_is_caught_not_ranked(tmp_path: Path, capsys, bad) -> None:
+def test_a_hand_edited_score_is_caught_not_ranked(tmp_path: Path, capsys, bad, grid_metrics: None) -> None:
     store = _store(tmp_path)
     for metric, task in (("metric_a", "r1"), ("metric_c", "s1")):
         path = store.record_path("smoke", task, metric)
@@ -263,7 +265,7 @@ def test_a_hand_edited_score_is_caught_not_ranked(tmp_path: Path, capsys, bad) -
     assert "is not a finite number in [0, 1]" in err or "unreadable record" in err
 
 
-def test_output_and_results_paths_are_configurable(tmp_path: Path, capsys) -> None:
+def test_output_and_results_paths_are_configurable(tmp_path: Path, capsys, grid_metrics: None) -> None:
     store = _store(tmp_path)
     out = tmp_path / "site" / "board.md"
     assert main(["leaderboard", "--scale", "smoke", "--results", str(store.root), "--output", str(out)]) == 0
@@ -285,3 +287,72 @@ def test_figures_are_byte_identical_across_draws(tmp_path: Path) -> None:
     assert first == second and len(first) == 1 + len(CATS)
 
 
+
+
+# ------------------------------------------------------------------------------------- records the code outgrew
+
+INSTALLED = Installed(lambda m: 1, {t: 1 for t in CATS})
+
+
+def test_a_metric_version_bump_without_a_rerun_is_stale_not_ranked() -> None:
+    board = board_of(grid(), conformance(), installed=Installed(lambda m: 2 if m == "metric_c" else 1,
+                                                                {t: 1 for t in CATS}))
+    apart = {r.metric: texts(r.apart) for r in board.apart}
+    assert apart["metric_c"][0] == ("stale: records at metric version 1, installed 2 (`simstress run --metrics "
+                                    "'metric_c'` recomputes them)")
+    assert [r.metric for r in board.ranked] == ["metric_b"]
+
+
+def test_a_record_of_a_newer_task_version_is_the_stale_one() -> None:
+    recs = grid()
+    recs[0] = make_record("metric_a", "r1", [1.0, 0.8], task_version=2)  # not the installed version
+    board = board_of(recs, {**conformance(), "metric_a": passed("metric_a")}, installed=INSTALLED)
+    assert [t.version for t in board.tasks] == [1, 1, 1, 1]
+    apart = {r.metric: texts(r.apart) for r in board.apart}
+    assert apart["metric_a"] == ("incomplete: no current record on r1",)
+    assert [r.metric for r in board.ranked] == ["metric_c", "metric_b"]  # the others are not made incomplete
+
+
+def test_a_registered_task_without_records_is_named() -> None:
+    recs = [r for r in grid() if r["task"] != "p1"]
+    board = board_of(recs, conformance(), installed=INSTALLED)
+    assert board.unrecorded == ("p1",) and "p1" not in [t.name for t in board.tasks]
+    page = render(board, "figs").text
+    assert ("⚠ registered task(s) without a record, left out of the ranking: `p1`; run "
+            "`simstress run --scale smoke --tasks p1`.") in page
+
+
+def test_a_record_cut_to_fewer_seeds_is_not_ranked_beside_the_others() -> None:
+    recs = grid()
+    cut = make_record("metric_c", "s1", [0.5, 0.7])
+    cut.update(seeds=[0], seed_scores=[0.5], score=0.5, runs=cut["runs"][:1])
+    recs[[i for i, r in enumerate(recs) if (r["metric"], r["task"]) == ("metric_c", "s1")][0]] = cut
+    board = board_of(recs, conformance(), installed=INSTALLED)
+    assert board.seeds == (0, 1)
+    assert texts({r.metric: r for r in board.apart}["metric_c"].apart) == (
+        "other seeds: the records on s1 do not hold the page's seeds 0, 1",)
+
+
+def test_check_fails_on_stale_records_and_unrecorded_tasks(tmp_path: Path, monkeypatch, capsys,
+                                                           grid_metrics: None) -> None:
+    _store(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["leaderboard", "--scale", "smoke"]) == 0
+    assert main(["leaderboard", "--scale", "smoke", "--check"]) == 0
+    metrics.REGISTRY.remove("metric_c")
+    metrics.register(name="metric_c", cost="O(1)", reference="test only", version=2)(_one)
+    assert main(["leaderboard", "--scale", "smoke"]) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", "--scale", "smoke", "--check"]) == 1
+    assert "metric_c: stale: records at metric version 1, installed 2" in capsys.readouterr().out
+    install_tasks(monkeypatch, [*CATS, "unrun"])
+    assert main(["leaderboard", "--scale", "smoke"]) == 0
+    assert main(["leaderboard", "--scale", "smoke", "--check"]) == 1
+    assert "task unrun: no record" in capsys.readouterr().out
+
+
+def test_a_metric_id_that_looks_like_mathtext_is_drawn_as_written(tmp_path: Path) -> None:
+    dollar = "cost$\\alpha$"
+    recs = [make_record(dollar, t, [0.5, 0.5]) for t in CATS]
+    page = render(board_of(recs, {dollar: passed(dollar)}), "figs")
+    assert {p.name for p in draw(page, tmp_path)} == {HEATMAP, *(sweep_figure(t) for t in CATS)}

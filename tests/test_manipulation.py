@@ -170,6 +170,14 @@ def test_bad_attacks_are_refused_with_a_remedy(network, data) -> None:
     with pytest.raises(ValueError, match="needs"):
         mp.attack_spec(network_spec("generalized", 1, 0, "smoke"), "linear_cka", "match:x", "smoke")
 
+    def detached(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        """Linear CKA computed off the graph: declared differentiable, yet no gradient (a test metric)."""
+        return metrics.get_metric("linear_cka")(X.detach(), Y.detach())
+
+    for name in registered("test_detached", detached, differentiable=True):  # a no-op attack is never made
+        with pytest.raises(ArtifactError, match="no gradient flows from its layer map"):
+            mp.manipulate(network, name, target_map("identity"), train, validation, SMOKE, 0, progress=False)
+
 
 def test_a_differentiable_plugin_attacks_and_brings_its_own_attack(artifact_root: Path, network, data) -> None:
     def gram_cosine(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:

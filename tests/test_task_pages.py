@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from simstress.benchmark.cli import main
+from simstress.benchmark.cli import installed_version, main
 from simstress.benchmark.figures import draw
 from simstress.benchmark.leaderboard import HEATMAP, build_board, render, sweep_figure
 from simstress.benchmark.records import ResultStore
@@ -26,7 +26,7 @@ from simstress.tasks.manipulation_page import (
 )
 from simstress.tasks.zoo_page import FIG4C_FIGURE, MEMO_FIGURE, ZOO_FIGURE, fig4c_numbers, metric_family
 
-from .conftest import CATS, as_records, conformance, grid, make_record, passed
+from .conftest import CATS, as_records, conformance, grid, install_tasks, make_record, passed
 
 # ------------------------------------------------------------------------------------- the trained networks
 
@@ -67,6 +67,7 @@ def zoo_curve(task: str, metric: str, seed: int) -> dict:
 
 def zoo_record(metric: str, task: str, keys: tuple[str, ...] = (KEY,)) -> dict:
     rec = make_record(metric, "r1", [0.5, 0.5])
+    rec["metric_version"] = installed_version(metric) or 1  # current, where installed
     category, sweep, log_x = ZOO[task]
     rec.update(task=task, task_info={"category": category, "summary": f"the {task} task", "sweep_name": sweep,
                                      "log_x": log_x},
@@ -164,7 +165,8 @@ def test_zoo_figures_are_valid_deterministic_and_only_their_own_stale_files_go(t
     assert left == {HEATMAP, "perf_cpu.png", *(sweep_figure(t) for t in CATS)}
 
 
-def test_cli_reads_the_cards_from_the_results_folder(tmp_path: Path, capsys) -> None:
+def test_cli_reads_the_cards_from_the_results_folder(tmp_path: Path, capsys, monkeypatch) -> None:
+    install_tasks(monkeypatch, ZOO)
     store = ResultStore(tmp_path / "results")
     for rec in as_records(zoo_records()):
         store.save_record(rec)

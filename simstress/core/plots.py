@@ -33,8 +33,9 @@ def png(fig: Figure) -> bytes:
 @contextmanager
 def style(axes: str = "whitegrid") -> Iterator[None]:
     """The page's plotting style: matplotlib's defaults, seaborn's notebook context, `axes` ("white" for heatmaps,
-    "whitegrid" for curves)."""
-    with matplotlib.style.context("default"), sns.plotting_context("notebook"), sns.axes_style(axes):
+    "whitegrid" for curves); text is drawn as written (a metric id holding `$…$` is a name, not mathtext)."""
+    with matplotlib.style.context("default"), sns.plotting_context("notebook"), sns.axes_style(axes), \
+            matplotlib.rc_context({"text.parse_math": False}):
         yield
 
 

@@ -87,13 +87,16 @@ class TaskInfo:
 
 @dataclass(frozen=True)
 class ArtifactUse:
-    """An artifact one seed of the cell used: the task's name for it, its kind and key, its content sha256."""
+    """An artifact one seed of the cell used: the task's name for it, its kind and key (what determines it), and,
+    for provenance, its content sha256 and fingerprint (`simstress.core.artifacts.fingerprint`: whether a rebuild
+    holds the same values up to rounding)."""
 
     seed: int
     name: str
     kind: str
     key: str
     sha256: str
+    fingerprint: Mapping[str, list[float] | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,8 @@ class Record:
             "score": self.score, "seed_scores": self.seed_scores, "reason": self.reason,
             "error": None if err is None else {"type": err.type, "message": err.message, "cause": str(err.cause),
                                                "seed": err.seed, "traceback": err.traceback},
-            "artifacts": [{"seed": a.seed, "name": a.name, "kind": a.kind, "key": a.key, "sha256": a.sha256}
+            "artifacts": [{"seed": a.seed, "name": a.name, "kind": a.kind, "key": a.key, "sha256": a.sha256,
+                           **({} if a.fingerprint is None else {"fingerprint": a.fingerprint})}
                           for a in self.artifacts],
             "runs": [{"seed": r.seed, "score": r.score, "runtime_s": r.runtime_s, "curve": r.curve,
                       "details": r.details} for r in self.runs],
@@ -198,7 +202,7 @@ class Record:
             git_commit=str(data.get("git_commit", "")), status=data["status"],
             runs=tuple(SeedRun(r["seed"], float(r["score"]), float(r.get("runtime_s") or 0.0), r.get("curve"),
                                r.get("details") or {}) for r in data["runs"]),
-            artifacts=tuple(ArtifactUse(a["seed"], a["name"], a["kind"], a["key"], a["sha256"])
+            artifacts=tuple(ArtifactUse(a["seed"], a["name"], a["kind"], a["key"], a["sha256"], a.get("fingerprint"))
                             for a in data.get("artifacts") or []),
             error=None if err is None else CellError(err["type"], err["message"], Cause(err["cause"]),
                                                      err.get("seed"), err.get("traceback") or ""),
@@ -243,8 +247,9 @@ def _artifact_problems(entries: Any) -> list[str]:
     if entries is None:
         return []
     if not isinstance(entries, list) or not all(
-            isinstance(a, Mapping) and all(isinstance(a.get(k), t) for k, t in keys.items()) for a in entries):
-        return ["artifacts must be a list of {seed, name, kind, key, sha256}"]
+            isinstance(a, Mapping) and all(isinstance(a.get(k), t) for k, t in keys.items())
+            and isinstance(a.get("fingerprint", {}), Mapping) for a in entries):
+        return ["artifacts must be a list of {seed, name, kind, key, sha256[, fingerprint]}"]
     return []
 
 
