@@ -110,8 +110,9 @@ def wait_limit(deadlines: list[float | None], timeout: float | None) -> float | 
 
 
 def timed_out(job: Job, what: str, started: bool) -> Outcome:
-    phase = (f"its work ran past its time limit of {job.timeout_s:g} s" if started
-             else f"it did not start its work within its set-up limit of {job.setup_timeout_s or 0:g} s")
+    phase = (f"its work ran past its time limit of {job.timeout_s:g} s" if started else
+             f"it ran past its set-up limit of {job.setup_timeout_s or 0:g} s plus its time limit of "
+             f"{job.timeout_s or 0:g} s")
     return Outcome(job, error=CellError.from_exception(TimeoutError(f"{phase} and did not stop; {what}"),
                                                        Cause.TIMEOUT))
 
@@ -343,10 +344,10 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, modules: list[str] | None = None, jobs: int | None = None) -> None:
         ray = self.ray = ray_module()
+        reachable(address)
         self.modules = list(modules or [])
         self.owned = not ray.is_initialized()
         if self.owned:
-            reachable(address)
             ray.init(address=address, num_cpus=jobs if address is None else None, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
         # Workers import the run's plugin modules from the driver's path (on a cluster: install them on every node).

@@ -18,17 +18,18 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from importlib import import_module
 from typing import Any, Callable
 
-from simstress.core.artifacts import ArtifactSpec, ArtifactStore
+from simstress.core.artifacts import ArtifactFault, ArtifactSpec, ArtifactStore
 from simstress.core.conformance import check_metric
 from simstress.core.metric import get_metric
 from simstress.core.provenance import git_commit, package_versions
 from simstress.core.record import Cause, CellError, Record, exception_type
 from simstress.core.task import get_task
 
-from .cells import Cell, SetupCache, empty_record, execute
+from .cells import Cell, SetupCache, artifact_uses, built_artifacts, empty_record, execute
 from .records import CONFORMANCE_SCHEMA
 
 
@@ -93,8 +94,15 @@ class Guard:
 
 
 def failed_record(cell: Cell, error: CellError) -> Record:
-    """The error record of a cell that did not return one (a timeout, an exit, a dead worker, a failed build)."""
-    return empty_record(cell, get_metric(cell.metric).spec.version, get_task(cell.task)).failed(error)
+    """The error record of a cell that did not return one (a timeout, an exit, a dead worker, a failed build),
+    naming the artifacts it was given when they are built (so that the record is current until they change)."""
+    task = get_task(cell.task)
+    record = empty_record(cell, get_metric(cell.metric).spec.version, task)
+    try:
+        used = artifact_uses(built_artifacts(task, cell.scale, cell.seeds, ArtifactStore(cell.results), cell.metric))
+    except ArtifactFault:
+        used = []
+    return replace(record, artifacts=tuple(used)).failed(error)
 
 
 def timeout_message(seconds: float) -> str:

@@ -68,6 +68,7 @@ class Shared(Task):
     """
 
     sizes = {"smoke": {}}
+    timeout_s = {"smoke": 5.0}  # the driver's backstop allows this for loading the data (Ray cannot see more)
     counter = str(Path(__file__).with_name("builds.txt"))  # the same in every process
 
     def artifacts(self, scale, seed):
@@ -96,6 +97,8 @@ class SlowSetup(Shared):
     Score: mean clipped similarity.
     Source: Kornblith et al. 2019 (ICML), §2.
     """
+
+    timeout_s = {"smoke": 60.0}
 
     def build(self, size, seed, device, artifacts):
         time.sleep(6.0)
