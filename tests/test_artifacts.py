@@ -24,6 +24,7 @@ from simstress.core.artifacts import (
     artifact_builder,
     fingerprint,
     fingerprints_match,
+    upgrade_card,
 )
 
 from .conftest import NoiseSweep, fake_check
@@ -283,3 +284,18 @@ def test_an_artifact_that_fails_to_build_fails_its_cells_and_the_run_goes_on(
     assert summary.computed == {"ok": 1, "error": 1} and summary.artifacts == 0
     rec = json.loads((tmp_path / "records/smoke/broken_task/linear_cka.json").read_text())
     assert rec["status"] == "error" and "RuntimeError: the training diverged" in rec["error"]["message"]
+
+
+def test_a_schema_1_card_is_upgraded_after_its_files_are_checked(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    built = store.ensure(matrix())
+    card = json.loads((built.path / "card.json").read_text())
+    old = {k: v for k, v in card.items() if k not in ("card_sha256", "fingerprint")} | {"schema": 1}
+    (built.path / "card.json").write_text(json.dumps(old))
+    assert store.get(matrix()).card["schema"] == 1  # still readable (its files are checked)
+    assert upgrade_card(built.path) and not upgrade_card(built.path)
+    assert dict(store.get(matrix()).card) == card  # the same card the current builder writes
+    torch.save(torch.zeros(2), built.file("matrix.pt"))
+    (built.path / "card.json").write_text(json.dumps(old))
+    with pytest.raises(ArtifactFault, match="restore it before upgrading"):
+        upgrade_card(built.path)

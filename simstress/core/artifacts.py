@@ -353,17 +353,19 @@ class ArtifactStore:
             shutil.rmtree(tmp, ignore_errors=True)
         return self.get(spec)
 
-    def upgrade(self, spec: ArtifactSpec) -> Artifact:
-        """Rewrite a schema-1 card as the current schema (fingerprints and the card's own hash), after checking
-        every file against it; an artifact already current is left alone."""
-        artifact = self.get(spec)
-        card = dict(artifact.card)
-        if card.get("schema", 1) >= CARD_SCHEMA:
-            return artifact
-        card.update(schema=CARD_SCHEMA, fingerprint=fingerprints(artifact.path, card["files"]))
-        card.pop("card_sha256", None)
-        write_json_atomic(artifact.path / CARD, {**card, "card_sha256": card_hash(card)})
-        return self.get(spec)
+def upgrade_card(folder: Path) -> bool:
+    """Rewrite a schema-1 card (no fingerprints, no hash of its own) at the current schema, after checking every file
+    against it; True when it was rewritten. ArtifactFault when a file does not match."""
+    path = folder / CARD
+    card = json.loads(path.read_text(encoding="utf-8"))
+    if card.get("schema", 1) >= CARD_SCHEMA:
+        return False
+    for name, expected in card["files"].items():
+        if sha256_file(folder / name) != expected:
+            raise ArtifactFault(f"{folder / name} does not match its card; restore it before upgrading the card")
+    card.update(schema=CARD_SCHEMA, fingerprint=fingerprints(folder, card["files"]))
+    write_json_atomic(path, {**card, "card_sha256": card_hash(card)})
+    return True
 
 
 def fingerprints(folder: Path, files: Mapping[str, str]) -> dict[str, list[float] | None]:
