@@ -100,7 +100,8 @@ def empty_record(cell: Cell, metric_version: int, task: Task) -> Record:
     """The record of a cell before any seed ran: identity, versions and provenance."""
     return Record(
         metric=cell.metric, metric_version=metric_version, task=task.name, task_version=task.version,
-        task_info=TaskInfo(task.category, task.summary, task.sweep_name, bool(task.log_x)), scale=cell.scale,
+        task_info=TaskInfo(task.category, task.summary, task.sweep_name, bool(task.log_x), task.data),
+        scale=cell.scale,
         seeds=tuple(cell.seeds), device=cell.device, device_name=device_name(cell.device),
         packages=package_versions(), git_commit=git_commit(),
     )

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
 from scipy import stats
 
-from simstress.core.constants import CATEGORIES
+from simstress.core.constants import CATEGORIES, DATA
 from simstress.core.page import (
     CardLoader,
     Figure,
@@ -51,6 +52,8 @@ from simstress.core.task import REGISTRY
 
 SHORT = {"robustness": "rob.", "sensitivity": "sens.", "specificity": "spec."}
 SATURATED = 0.99  # a task on which the median ranked metric scores at least this separates few metrics
+SPREAD = 0.02  # ... and so does one on which the ranked metrics' interquartile range is below this
+WEIGHT_DRAWS, WEIGHT_SEED = 2000, 0  # random task weightings (Dirichlet(1, ..., 1)) for the rank distribution
 DIGITS = 3
 HEATMAP = "scores_heatmap.png"
 
@@ -125,11 +128,23 @@ class Row:
 
 
 @dataclass(frozen=True)
+class RankSpread:
+    """A ranked metric's rank under random task weightings: P(first), the median and a 90 % interval."""
+
+    first: float
+    median: float
+    low: int
+    high: int
+
+
+@dataclass(frozen=True)
 class Stability:
-    """Ranks of the ranked rows under alternative weightings, and Kendall's τ of each against the headline."""
+    """Ranks of the ranked rows under alternative weightings, and Kendall's τ of each against the headline; the
+    rank distribution under random task weightings."""
 
     ranks: dict[str, dict[str, int]]    # weighting -> metric -> rank
     tau: dict[str, float | None]        # weighting -> τ against the headline (None with fewer than two rows)
+    spread: dict[str, RankSpread] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -170,6 +185,11 @@ def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def _iqr(values: list[float]) -> float:
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q3 - q1
+
+
 def _overall(values: dict[str, float | None], category: dict[str, str]) -> tuple[dict[str, float | None], float | None]:
     """Category means of the task values given (None = left out), and their mean."""
     cats = {c: _mean([v for t, v in values.items() if v is not None and category[t] == c]) for c in CATEGORIES}
@@ -199,7 +219,7 @@ def _tasks(records: list[Record], versions: Mapping[str, int]) -> list[PageTask]
         if info.category not in CATEGORIES:
             raise RecordError(f"task {name!r} has category {info.category!r}; expected one of {list(CATEGORIES)}")
         found.append(PageTask(name, info.category, versions.get(name, rec.task_version), info.summary,
-                              info.sweep_name, info.log_x))
+                              info.sweep_name, info.log_x, info.data))
     order = list(CATEGORIES)
     return sorted(found, key=lambda t: (order.index(t.category), natural_key(t.name)))
 
@@ -214,14 +234,18 @@ def _ranks(scores: dict[str, float]) -> dict[str, int]:
 
 
 def _stability(headline: dict[str, float], values: dict[str, dict[str, float | None]],
-               category: dict[str, str]) -> Stability:
-    """Ranks under equal task weights and with each category left out; Kendall's τ of each against the headline."""
+               category: dict[str, str], data: dict[str, str]) -> Stability:
+    """Ranks under equal task weights, with each category left out, and on each kind of data alone; Kendall's τ of
+    each against the headline; the rank distribution under random task weightings."""
     alternatives = {"equal tasks": {m: _mean([v for v in vals.values() if v is not None]) for m, vals in
                                     values.items()}}
     for left_out in CATEGORIES:
         scores = {m: _mean([c for cat, c in _overall(vals, category)[0].items() if cat != left_out and c is not None])
                   for m, vals in values.items()}
         alternatives[f"without {left_out}"] = scores
+    for kind in (k for k in DATA if k in data.values()):
+        alternatives[f"{kind} only"] = {m: _overall({t: v for t, v in vals.items() if data[t] == kind}, category)[1]
+                                        for m, vals in values.items()}
     ranks = {"equal categories": _ranks(headline)}
     tau: dict[str, float | None] = {}
     for name, scores in alternatives.items():
@@ -231,7 +255,24 @@ def _stability(headline: dict[str, float], values: dict[str, dict[str, float | N
         t = stats.kendalltau([headline[m] for m in common], [kept[m] for m in common]).statistic \
             if len(common) >= 2 else None
         tau[name] = None if t is None or t != t else float(t)
-    return Stability(ranks, tau)
+    return Stability(ranks, tau, _rank_spread(values))
+
+
+def _rank_spread(values: dict[str, dict[str, float | None]]) -> dict[str, RankSpread]:
+    """Each metric's competition rank under WEIGHT_DRAWS seeded Dirichlet(1, ..., 1) weightings of the tasks (a
+    task that does not apply to a metric drops out of its weighted mean, as from the headline)."""
+    metrics = sorted(values, key=natural_key)
+    tasks = sorted({t for vals in values.values() for t in vals}, key=natural_key)
+    if not metrics or not tasks:
+        return {}
+    V = np.array([[np.nan if values[m].get(t) is None else values[m][t] for t in tasks] for m in metrics])
+    W = np.random.default_rng(WEIGHT_SEED).dirichlet(np.ones(len(tasks)), WEIGHT_DRAWS).T  # tasks × draws
+    with np.errstate(invalid="ignore", divide="ignore"):
+        S = (np.nan_to_num(V) @ W) / ((~np.isnan(V)).astype(float) @ W)  # metrics × draws
+    R = 1 + (S[None, :, :] > S[:, None, :]).sum(axis=1)  # 1 + how many score strictly higher
+    low, high = np.quantile(R, [0.05, 0.95], axis=1, method="inverted_cdf")
+    return {m: RankSpread(float((R[i] == 1).mean()), float(np.median(R[i])), int(low[i]), int(high[i]))
+            for i, m in enumerate(metrics)}
 
 
 def _reasons(metric: str, mcells: list[Cell], tasks: list[PageTask], conf: dict[str, Any] | None,
@@ -310,10 +351,11 @@ def build_board(scale: str, records: list[Record], conformance: dict[str, dict[s
     saturated = frozenset(
         t.name for t in task_list
         if (vals := [v[t.name] for v in ranked_cells.values() if v.get(t.name) is not None])
-        and statistics.median(vals) >= SATURATED
+        and (statistics.median(vals) >= SATURATED or len(vals) >= 4 and _iqr(vals) < SPREAD)
     )
     return Board(scale, task_list, rows, cells, records, {m: conformance.get(m) for m in by_metric}, saturated,
-                 _stability(headline, ranked_cells, category), page_seeds, unrecorded, load_card, root)
+                 _stability(headline, ranked_cells, category, {t.name: t.data for t in task_list}), page_seeds,
+                 unrecorded, load_card, root)
 
 
 # ---------------------------------------------------------------------------------------------------- rendering
@@ -396,8 +438,9 @@ def _ranking(board: Board) -> list[str]:
     ]
     if board.saturated:
         names = ", ".join(code(t) for t in sorted(board.saturated, key=natural_key))
-        lines.append(f"- ⚠ Saturated (the median ranked metric scores ≥ {SATURATED}, so it separates few metrics): "
-                     f"{names}. See the rank stability below for what the weighting does to the order.")
+        lines.append(f"- ⚠ Saturated (the median ranked metric scores ≥ {SATURATED}, or the ranked metrics' "
+                     f"interquartile range is below {SPREAD}: it separates few metrics): {names}. See the rank "
+                     f"stability below for what the weighting does to the order.")
     return lines
 
 
@@ -406,12 +449,21 @@ def _stability_table(board: Board) -> list[str]:
     st = board.stability
     names = list(st.ranks)
     rows = [[code(r.metric), *[str(st.ranks[n].get(r.metric, "–")) for n in names]] for r in board.ranked]
-    lines = ["The headline ranking weighs each category equally. The same ranked metrics under other weightings "
-             "(rank 1 = best):", ""]
+    lines = ["The headline ranking weighs each category equally. The same ranked metrics under other weightings, "
+             "and on each kind of data alone (synthetic tasks; networks simstress trained; pretrained models), "
+             "rank 1 = best:", ""]
     lines += table(["Metric", *names], [":---", *["---:"] * len(names)], rows)
     taus = "; ".join(f"{n} {'–' if t is None else f'{t:.2f}'}" for n, t in st.tau.items())
-    return lines + ["", f"Kendall's τ against the headline order: {taus} (1 = the same order)."]
-
+    lines += ["", f"Kendall's τ against the headline order: {taus} (1 = the same order)."]
+    if st.spread:
+        lines += ["", f"Under {WEIGHT_DRAWS:,} random weightings of the tasks (Dirichlet(1, …, 1), seed "
+                  f"{WEIGHT_SEED}), how often each ranked metric comes first, its median rank and the interval "
+                  f"that holds 90 % of its ranks:", ""]
+        lines += table(["Metric", "Headline rank", "P(first)", "Median rank", "90 % interval"],
+                       [":---", "---:", "---:", "---:", "---:"],
+                       [[code(r.metric), str(r.rank), f"{(d := st.spread[r.metric]).first:.3f}", f"{d.median:g}",
+                         f"{d.low}–{d.high}"] for r in board.ranked if r.metric in st.spread])
+    return lines
 
 
 def _per_task(board: Board, figures: str, links: dict[str, str], footnotes: list[str]) -> list[str]:
@@ -459,7 +511,7 @@ def _tasks_table(board: Board, figures: str, links: dict[str, str]) -> list[str]
         sweep = md(t.sweep_name) or "–"
         if t.name in links:
             sweep = f"[{sweep}]({url(figures, links[t.name])})"
-        note = f" ⚠ saturated (median ranked score ≥ {SATURATED})" if t.name in board.saturated else ""
+        note = f" ⚠ saturated (median ≥ {SATURATED} or IQR < {SPREAD})" if t.name in board.saturated else ""
         rows.append([code(t.name), t.category, str(t.version), sweep, md(t.summary) + note])
     return table(["Task", "Category", "Version", "Sweep", "What it tests"], [":---"] * 5, rows)
 

@@ -53,7 +53,8 @@ class ManipulationSetup(Setup):
     manipulated: dict[str, list[torch.Tensor]]  # by attack name
 
 
-@register_task(name="map_manipulation", category="robustness", sweep_name="block i (layer map entry or pair)")
+@register_task(name="map_manipulation", category="robustness", sweep_name="block i (layer map entry or pair)",
+               data="trained")
 class MapManipulation(Task):
     """Networks fine-tuned so that a metric's layer map takes a chosen shape while their function is unchanged.
 

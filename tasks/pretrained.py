@@ -116,7 +116,7 @@ def short(model: str) -> str:
 
 
 @register_task(name="pretrained_head_nullspace", category="robustness",
-               sweep_name="c / σ̄ (real ImageNet head's null space)", log_x=True)
+               sweep_name="c / σ̄ (real ImageNet head's null space)", log_x=True, data="pretrained")
 class PretrainedHeadNullspace(TranslationTask):
     """A class, or one image, of a real ImageNet model's pre-logits moved where its classifier reads nothing.
 
@@ -239,7 +239,7 @@ class ReparamSetup(Setup):
 
 
 @register_task(name="pretrained_reparam", category="robustness",
-               sweep_name="orders of magnitude spanned by the channel factors (0: permutation)")
+               sweep_name="orders of magnitude spanned by the channel factors (0: permutation)", data="pretrained")
 class PretrainedReparam(Task):
     """Exact function-preserving reparametrisations of a real ImageNet network, compared on its own features.
 
@@ -334,7 +334,8 @@ def pretrained_stacks(artifacts: Built, scale: str, seed: int, names: list[str],
     return {k: sample[0] for k, sample in samples.items()}, labels.to(device)
 
 
-@register_task(name="pretrained_stage_correspondence", category="specificity", sweep_name="stage j of model B")
+@register_task(name="pretrained_stage_correspondence", category="specificity", sweep_name="stage j of model B",
+               data="pretrained")
 class PretrainedStageCorrespondence(Task):
     """Real models of one recipe at three scales: each stage of one must be most similar to the same stage of another.
 
@@ -397,7 +398,7 @@ class RandomSetup(Setup):
     items: list[tuple[str, int, torch.Tensor, dict[str, torch.Tensor]]]  # model, stage, reference, partners
 
 
-@register_task(name="pretrained_vs_random", category="sensitivity", sweep_name="stage")
+@register_task(name="pretrained_vs_random", category="sensitivity", sweep_name="stage", data="pretrained")
 class PretrainedVsRandom(Task):
     """A real ImageNet model must be more similar to another real one than to its own architecture untrained.
 

@@ -80,7 +80,7 @@ class LayerSetup(Setup):
     B: list[torch.Tensor]
 
 
-@register_task(name="layer_correspondence", category="specificity", sweep_name="layer j of network B")
+@register_task(name="layer_correspondence", category="specificity", sweep_name="layer j of network B", data="trained")
 class LayerCorrespondence(Task):
     """Two networks trained alike from different seeds: each layer of one must be most similar to its own twin.
 
@@ -137,7 +137,7 @@ class OneNetworkTranslation(TranslationTask):
 
 
 @register_task(name="network_class_translation", category="robustness",
-               sweep_name="c / σ̄ (class translation, real features)", log_x=True)
+               sweep_name="c / σ̄ (class translation, real features)", log_x=True, data="trained")
 class NetworkClassTranslation(OneNetworkTranslation):
     """One class of a trained network's features translated along a direction its read-out ignores (Fig. 4c).
 
@@ -209,7 +209,7 @@ class NetworkClassTranslation(OneNetworkTranslation):
 
 
 @register_task(name="network_outlier", category="robustness", sweep_name="c / σ̄ (one image's features)",
-               log_x=True)
+               log_x=True, data="trained")
 class NetworkOutlier(OneNetworkTranslation):
     """One test image's features moved far along the null space of the network's own linear layer (Cor. 3).
 
@@ -271,7 +271,7 @@ class MemorizationSetup(Setup):
 PAIRS = ("generalized", "memorized", "random")
 
 
-@register_task(name="memorization", category="sensitivity", sweep_name="block")
+@register_task(name="memorization", category="sensitivity", sweep_name="block", data="trained")
 class Memorization(Task):
     """A generalized network must be more similar to another generalized one than to a memorizing or random one.
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from simstress import metrics
@@ -138,7 +139,7 @@ def test_saturation_and_rank_stability() -> None:
     assert board.stability.tau["without specificity"] == pytest.approx(1.0)  # p1 is the same for all
     assert board.stability.tau["without sensitivity"] == pytest.approx(-1 / 3)
     page = render(board, "figs").text
-    assert "⚠ Saturated" in page and "⚠ saturated (median ranked score ≥ 0.99)" in page
+    assert "⚠ Saturated" in page and "⚠ saturated (median ≥ 0.99 or IQR < 0.02)" in page
     assert "| `m2` | 1 | 2 | 1 | 3 | 1 |" in page  # equal categories, equal tasks, without rob./sens./spec.
 
 
@@ -356,3 +357,37 @@ def test_a_metric_id_that_looks_like_mathtext_is_drawn_as_written(tmp_path: Path
     recs = [make_record(dollar, t, [0.5, 0.5]) for t in CATS]
     page = render(board_of(recs, {dollar: passed(dollar)}), "figs")
     assert {p.name for p in draw(page, tmp_path)} == {HEATMAP, *(sweep_figure(t) for t in CATS)}
+
+
+def test_a_task_whose_metrics_barely_spread_is_saturated_too() -> None:
+    scores = {f"m{i}": {"r1": 0.5 + 0.003 * i, "s1": 0.1 * i} for i in range(5)}
+    recs = [make_record(m, t, [v, v]) for m, row in scores.items() for t, v in row.items()]
+    board = board_of(recs, {m: passed(m) for m in scores})
+    assert board.saturated == {"r1"}  # median 0.506 < 0.99, but an interquartile range of 0.006
+
+
+def test_the_rank_distribution_under_random_task_weightings() -> None:
+    # m1 is best on r1 only, m2 on everything else: m2 should come first under most weightings
+    scores = {"m1": {"r1": 1.0, "r2": 0.2, "s1": 0.2, "p1": 0.2}, "m2": {"r1": 0.5, "r2": 0.6, "s1": 0.6, "p1": 0.6},
+              "m3": {"r1": 0.0, "r2": 0.0, "s1": 0.0, "p1": 0.0}}
+    recs = [make_record(m, t, [v, v]) for m, row in scores.items() for t, v in row.items()]
+    spread = board_of(recs, {m: passed(m) for m in scores}).stability.spread
+    weights = np.random.default_rng(0).dirichlet(np.ones(4), 2000)  # tasks in natural order: p1, r1, r2, s1
+    m1 = weights @ np.array([0.2, 1.0, 0.2, 0.2])
+    m2 = weights @ np.array([0.6, 0.5, 0.6, 0.6])
+    assert spread["m1"].first == pytest.approx(float(np.mean(m1 > m2)))  # by hand, the same draws
+    assert spread["m3"].first == 0.0 and spread["m3"].median == 3 and (spread["m3"].low, spread["m3"].high) == (3, 3)
+    assert 0.0 < spread["m1"].first < 0.5 < spread["m2"].first and spread["m1"].high == 2
+
+
+def test_rankings_on_each_kind_of_data_alone() -> None:
+    recs = grid()
+    for rec in recs:
+        rec["task_info"]["data"] = "pretrained" if rec["task"] == "p1" else "synthetic"
+    board = board_of(recs, conformance())
+    assert {"synthetic only", "pretrained only"} <= set(board.stability.ranks)
+    assert "trained only" not in board.stability.ranks  # no task of that kind
+    # p1 alone: metric_c 0.9 > metric_b 0.6
+    assert board.stability.ranks["pretrained only"] == {"metric_c": 1, "metric_b": 2}
+    page = render(board, "figs").text
+    assert "| `metric_c` | 1 |" in page and "P(first)" in page

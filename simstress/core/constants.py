@@ -11,3 +11,6 @@ CATEGORIES = {
     "specificity": "the right pair must win (e.g. the corresponding layer across seeds or training recipes)",
 }
 SCALES = ("smoke", "default", "full")
+# What a task's cases are made of, for the rankings on one kind of data alone (shown beside the headline).
+DATA = {"synthetic": "synthetic data with a known structure", "trained": "networks simstress trains itself",
+        "pretrained": "pretrained ImageNet models"}

@@ -82,6 +82,7 @@ class PageTask:
     summary: str
     sweep_name: str
     log_x: bool
+    data: str = ""  # what its cases are made of (`simstress.core.constants.DATA`)
 
 
 @dataclass(frozen=True)

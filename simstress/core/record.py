@@ -13,7 +13,8 @@ provenance (`device`, `device_name`, `packages`, `git_commit`), `status` ("ok" |
 (`score` = mean of `seed_scores`, `runtime_s`, `dtype`), written for readers of the files and checked on reading.
 JSON has no NaN: non-finite floats are written as null.
 
-Schema history: 1 → 2 added `error.cause` (before it, a refusal was told apart by its type name only).
+Schema history: 1 → 2 added `error.cause` (before it, a refusal was told apart by its type name only), the
+artifacts' `fingerprint` and `task_info.data` (both optional: a schema-1 record has neither).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class TaskInfo:
     summary: str
     sweep_name: str
     log_x: bool
+    data: str = ""  # what its cases are made of (`simstress.core.constants.DATA`); "" in records before schema 2
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,8 @@ class Record:
             "schema": SCHEMA, "metric": self.metric, "metric_version": self.metric_version, "task": self.task,
             "task_version": self.task_version,
             "task_info": {"category": self.task_info.category, "summary": self.task_info.summary,
-                          "sweep_name": self.task_info.sweep_name, "log_x": self.task_info.log_x},
+                          "sweep_name": self.task_info.sweep_name, "log_x": self.task_info.log_x,
+                          "data": self.task_info.data},
             "scale": self.scale, "seeds": list(self.seeds), "device": self.device, "device_name": self.device_name,
             "packages": dict(self.packages), "git_commit": self.git_commit, "status": self.status,
             "score": self.score, "seed_scores": self.seed_scores, "reason": self.reason,
@@ -196,7 +199,8 @@ class Record:
         return cls(
             metric=data["metric"], metric_version=data["metric_version"], task=data["task"],
             task_version=data["task_version"],
-            task_info=TaskInfo(info["category"], info["summary"], info["sweep_name"], bool(info["log_x"])),
+            task_info=TaskInfo(info["category"], info["summary"], info["sweep_name"], bool(info["log_x"]),
+                               str(info.get("data", ""))),
             scale=data["scale"], seeds=tuple(data["seeds"]), device=str(data.get("device", "")),
             device_name=str(data.get("device_name", "")), packages=dict(data.get("packages") or {}),
             git_commit=str(data.get("git_commit", "")), status=data["status"],

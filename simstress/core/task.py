@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from .artifacts import Artifact, ArtifactSpec
-from .constants import CATEGORIES, SCALES
+from .constants import CATEGORIES, DATA, SCALES
 from .inputs import InputError
 from .metric import Metric
 from .registry import Registry
@@ -94,6 +94,7 @@ class Task:
     version: ClassVar[int]
     sweep_name: ClassVar[str]
     log_x: ClassVar[bool]
+    data: ClassVar[str]  # what its cases are made of: a key of `constants.DATA`
     sizes: ClassVar[Mapping[str, Mapping[str, Any]]]
     # False when a curve holds several pairs at one sweep value (a layer map, a set of partners): the page's
     # generic plot of similarity against the sweep variable would average them into nothing.
@@ -235,15 +236,18 @@ REGISTRY: Registry[Task] = Registry("task", "simstress.tasks", "simstress.tasks"
 TaskT = TypeVar("TaskT", bound=type[Task])
 
 
-def register_task(*, name: str, category: str, sweep_name: str, log_x: bool = False,
-                  version: int = 1) -> Callable[[TaskT], TaskT]:
+def register_task(*, name: str, category: str, sweep_name: str, log_x: bool = False, version: int = 1,
+                  data: str = "synthetic") -> Callable[[TaskT], TaskT]:
     """Register a `Task` subclass (one instance) under `name`; use as a class decorator.
 
     `sweep_name` labels the curve's x column (with `log_x` for a geometric sweep) for the leaderboard's plots;
-    bump `version` whenever the task's numbers change.
+    `data` says what the cases are made of (synthetic, trained or pretrained networks' representations: the page
+    ranks on each alone too); bump `version` whenever the task's numbers change.
     """
     if category not in CATEGORIES:
         raise ValueError(f"task category must be one of {tuple(CATEGORIES)}, got {category!r}")
+    if data not in DATA:
+        raise ValueError(f"task data must be one of {tuple(DATA)}, got {data!r}")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"task version must be an int >= 1, got {version!r}")
 
@@ -259,6 +263,7 @@ def register_task(*, name: str, category: str, sweep_name: str, log_x: bool = Fa
         if not sizes or "smoke" not in sizes or any(s not in SCALES for s in sizes):
             raise ValueError(f"task {name!r} needs `sizes` for scales among {SCALES}, 'smoke' included")
         cls.name, cls.category, cls.version, cls.sweep_name, cls.log_x = name, category, version, sweep_name, log_x
+        cls.data = data
         REGISTRY.add(name, cls(), f"{cls.__module__}.{cls.__qualname__}")
         return cls
 
@@ -275,8 +280,9 @@ def list_tasks(pattern: str = "*", exclude: str | None = None, **where: Any) -> 
 
     `where` keeps tasks with those attribute values, e.g. `list_tasks(category="robustness")`.
     """
-    unknown = set(where) - {"category", "version", "log_x", "sweep_name"}
+    unknown = set(where) - {"category", "version", "log_x", "sweep_name", "data"}
     if unknown:
-        raise ValueError(f"tasks cannot be filtered on {sorted(unknown)}; use category, version, log_x, sweep_name")
+        raise ValueError(f"tasks cannot be filtered on {sorted(unknown)}; use category, version, log_x, sweep_name, "
+                         f"data")
     return [n for n in REGISTRY.match(pattern, exclude)
             if all(getattr(REGISTRY.get(n), k) == v for k, v in where.items())]
