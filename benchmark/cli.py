@@ -325,6 +325,16 @@ def installed(metric_id: str) -> bool:
     return installed_version(metric_id) is not None
 
 
+def calibration_role(metric_id: str) -> str:
+    """The calibration role of an installed metric id ("" for a metric to rank, or one not installed)."""
+    from simstress import metrics
+
+    try:
+        return metrics.get_metric(metric_id).spec.calibration
+    except (LookupError, ValueError):
+        return ""
+
+
 def installed_version(metric_id: str) -> int | None:
     """The installed version of a recorded metric id, None when no registered metric has that exact id."""
     from simstress import metrics
@@ -348,8 +358,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     records = store.records(args.scale)
     conformance = {m: store.load_conformance(m) for m in sorted({r.metric for r in records})}
     scaled = {n: t.version for n in tasks.list_tasks() if args.scale in (t := tasks.get_task(n)).scales}
-    board = build_board(args.scale, records, conformance, Installed(installed_version, scaled), store.load_card,
-                        store.root)
+    board = build_board(args.scale, records, conformance, Installed(installed_version, scaled, calibration_role),
+                        store.load_card, store.root)
     output = Path(args.output)
     figures_rel = Path(os.path.relpath(store.figures_dir.resolve(), output.resolve().parent)).as_posix()
     page = render(board, figures_rel)

@@ -31,7 +31,7 @@ PERF_PREFIX = "perf_"
 def heatmap_png(board: Board) -> bytes:
     """Scores as entered into the means (error = 0, marked ✗); skipped or missing cells blank (–)."""
     values, labels = [], []
-    for metric in board.metrics:
+    for metric in board.shown:
         row, text = [], []
         for task in board.tasks:
             cell = board.cells.get((metric, task.name))
@@ -40,9 +40,10 @@ def heatmap_png(board: Board) -> bytes:
             text.append("–" if v is None else "✗" if cell.status == "error" else f"{v:.2f}")
         values.append(row)
         labels.append(text)
-    frame = pd.DataFrame(values, index=board.metrics, columns=[f"{t.name}\n({t.category})" for t in board.tasks])
+    index = [f"{m} ({board.roles[m]})" if m in board.roles else m for m in board.shown]
+    frame = pd.DataFrame(values, index=index, columns=[f"{t.name}\n({t.category})" for t in board.tasks])
     with style("white"):
-        fig = Figure(figsize=(3.0 + 0.9 * len(board.tasks), 1.5 + 0.4 * len(board.metrics)))
+        fig = Figure(figsize=(3.0 + 0.9 * len(board.tasks), 1.5 + 0.4 * len(index)))
         ax = fig.add_subplot()
         sns.heatmap(frame, ax=ax, vmin=0.0, vmax=1.0, cmap="viridis", annot=labels, fmt="", linewidths=0.5,
                     cbar_kws={"label": "task score (1 = ideal)"})

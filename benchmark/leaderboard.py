@@ -111,10 +111,12 @@ FIXABLE = frozenset({Apart.INCOMPLETE, Apart.STALE, Apart.SEEDS, Apart.NOT_INSTA
 
 @dataclass(frozen=True)
 class Installed:
-    """What is installed: each metric id's version (None: not installed), and the registered tasks' versions."""
+    """What is installed: each metric id's version (None: not installed), the registered tasks' versions, and
+    which metric ids are calibration rows, by role (`MetricSpec.calibration`; "" for a metric to rank)."""
 
     metric_version: Callable[[str], int | None]
     tasks: Mapping[str, int]
+    calibration: Callable[[str], str] = lambda metric: ""
 
 
 @dataclass(frozen=True)
@@ -161,12 +163,20 @@ class Board:
     stability: Stability
     seeds: tuple[int, ...] = ()         # the seed list the page compares on
     unrecorded: tuple[str, ...] = ()    # registered tasks without a record
+    calibration: tuple[Row, ...] = ()   # rows of trivial behaviour, never ranked
+    roles: Mapping[str, str] = field(default_factory=dict)  # calibration metric -> its role
+    giveaways: frozenset[str] = frozenset()  # tasks on which the constant metric beats the median ranked one
     load_card: CardLoader | None = None  # the cards of the artifacts the records name, for the tasks' sections
     root: Path | None = None            # the results folder (artifact files a section's figure reads)
 
     @property
     def metrics(self) -> list[str]:
         return [r.metric for r in self.rows]
+
+    @property
+    def shown(self) -> list[str]:
+        """The metrics of the score tables and the heatmap: the rows, then the calibration rows."""
+        return self.metrics + [r.metric for r in self.calibration]
 
     @property
     def ranked(self) -> list[Row]:
@@ -331,6 +341,7 @@ def build_board(scale: str, records: list[Record], conformance: dict[str, dict[s
     for cell in cells.values():
         by_metric[cell.metric].append(cell)
 
+    roles = {m: role for m in by_metric if installed is not None and (role := installed.calibration(m))}
     computed = {}
     for metric, mcells in by_metric.items():
         cats, overall = _overall({c.task: c.counted for c in mcells}, category)
@@ -341,6 +352,7 @@ def build_board(scale: str, records: list[Record], conformance: dict[str, dict[s
         computed[metric] = (cats, overall, spread,
                             _reasons(metric, mcells, task_list, conformance.get(metric), installed, page_seeds))
 
+    calibration = tuple(Row(m, *computed.pop(m)[:3], None) for m in sorted(roles, key=lambda m: (roles[m], m)))
     headline = {m: v[1] for m, v in computed.items() if not v[3]}
     ranks = _ranks(headline)
     rows = [Row(m, computed[m][0], computed[m][1], computed[m][2], ranks[m]) for m in sorted(ranks, key=ranks.get)]
@@ -353,9 +365,16 @@ def build_board(scale: str, records: list[Record], conformance: dict[str, dict[s
         if (vals := [v[t.name] for v in ranked_cells.values() if v.get(t.name) is not None])
         and (statistics.median(vals) >= SATURATED or len(vals) >= 4 and _iqr(vals) < SPREAD)
     )
+    constants = [m for m, role in roles.items() if role == "constant"]
+    giveaways = frozenset(
+        t.name for t in task_list
+        if (vals := [v[t.name] for v in ranked_cells.values() if v.get(t.name) is not None])
+        and any((c := cells.get((m, t.name))) is not None and c.counted is not None
+                and c.counted > statistics.median(vals) for m in constants)
+    )
     return Board(scale, task_list, rows, cells, records, {m: conformance.get(m) for m in by_metric}, saturated,
                  _stability(headline, ranked_cells, category, {t.name: t.data for t in task_list}), page_seeds,
-                 unrecorded, load_card, root)
+                 unrecorded, calibration, roles, giveaways, load_card, root)
 
 
 # ---------------------------------------------------------------------------------------------------- rendering
@@ -422,6 +441,13 @@ def _ranking(board: Board) -> list[str]:
         lines += ["", "**Not ranked** — a row is ranked only when it is complete, conforms and is installed:", ""]
         lines += table(["Metric", "Overall (as recorded)", "Why not ranked"], [":---", "---:", ":---"],
                        [[code(r.metric), num(r.overall), md("; ".join(w.text for w in r.apart))] for r in board.apart])
+    if board.calibration:
+        lines += ["", "**Calibration rows** — what trivial behaviour earns on the same tasks (scored like every "
+                  "metric, never ranked): a metric that scores no better than these has shown nothing:", ""]
+        lines += table(["Role", "Metric", *[c.capitalize() for c in CATEGORIES], "Overall"],
+                       [":---", ":---", *["---:"] * len(CATEGORIES), "---:"],
+                       [[md(board.roles[r.metric]), code(r.metric), *[num(r.categories[c]) for c in CATEGORIES],
+                         num(r.overall)] for r in board.calibration])
     lines += ["", "How to read it:", ""]
     for cat, text in CATEGORIES.items():
         n = sum(t.category == cat for t in board.tasks)
@@ -441,6 +467,10 @@ def _ranking(board: Board) -> list[str]:
         lines.append(f"- ⚠ Saturated (the median ranked metric scores ≥ {SATURATED}, or the ranked metrics' "
                      f"interquartile range is below {SPREAD}: it separates few metrics): {names}. See the rank "
                      f"stability below for what the weighting does to the order.")
+    if board.giveaways:
+        names = ", ".join(code(t) for t in sorted(board.giveaways, key=natural_key))
+        lines.append(f"- ⚠ Gives a constant away (the constant calibration metric scores above the median ranked "
+                     f"metric): {names}.")
     return lines
 
 
@@ -473,8 +503,8 @@ def _per_task(board: Board, figures: str, links: dict[str, str], footnotes: list
         for t in board.tasks
     ]
     rows = []
-    for metric in board.metrics:
-        row = [code(metric)]
+    for metric in board.shown:
+        row = [code(metric) + (f" ({md(board.roles[metric])})" if metric in board.roles else "")]
         for t in board.tasks:
             cell = board.cells.get((metric, t.name))
             if cell is None:
@@ -512,6 +542,7 @@ def _tasks_table(board: Board, figures: str, links: dict[str, str]) -> list[str]
         if t.name in links:
             sweep = f"[{sweep}]({url(figures, links[t.name])})"
         note = f" ⚠ saturated (median ≥ {SATURATED} or IQR < {SPREAD})" if t.name in board.saturated else ""
+        note += " ⚠ a constant beats the median ranked metric" if t.name in board.giveaways else ""
         rows.append([code(t.name), t.category, str(t.version), sweep, md(t.summary) + note])
     return table(["Task", "Category", "Version", "Sweep", "What it tests"], [":---"] * 5, rows)
 

@@ -53,6 +53,9 @@ class MetricSpec:
     # The metric id a training loss evaluates on each minibatch in this metric's stead (None: the metric itself),
     # for a metric whose plain estimate is biased on small batches (linear CKA → the unbiased HSIC₁ form).
     minibatch: str | None = None
+    # A reference of trivial behaviour, by role ("constant", "blind", "random"; "" for a real metric): scored on
+    # every task and shown on the page for what it earns, never ranked.
+    calibration: str = ""
 
     @property
     def best(self) -> float:
@@ -213,13 +216,14 @@ def register(
     check_params: Callable[[dict[str, Any]], None] | None = None,
     layer_map: LayerMapFn | None = None,
     minibatch: str | None = None,
+    calibration: str = "",
     name: str | None = None,
 ) -> Callable[[MetricFn], MetricFn]:
     """Register `fn(X, Y, *, [labels,] **params) -> 0-d Tensor` under its function name (or `name`).
 
     Parameters are the keyword-only arguments of `fn` with their defaults; `variants` are extra parameter sets
     that `list_metrics` (and so the leaderboard) includes as ids of their own. The docstring's first line is the
-    one-line summary shown by `simstress list metrics`. `layer_map` and `minibatch`: see `MetricSpec`.
+    one-line summary shown by `simstress list metrics`. `layer_map`, `minibatch` and `calibration`: see `MetricSpec`.
     """
     bad = set(invariances) - set(INVARIANCES)
     if bad:
@@ -262,6 +266,7 @@ def register(
             check_params=check_params,
             layer_map=layer_map,
             minibatch=minibatch,
+            calibration=calibration,
         )
         REGISTRY.add(spec.name, spec, f"{fn.__module__}.{fn.__qualname__}")
         return fn
