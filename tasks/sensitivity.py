@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -66,35 +67,50 @@ class NoiseSweep(Task):
 
 
 @dataclass
+class Deletion:
+    """One variant of pc_deletion: the principal directions it removes, in order, the labels they carry, and the
+    held-out probe accuracy after each step of the sweep."""
+
+    name: str
+    components: torch.Tensor  # (p, max k): the directions removed first, then the next, ...
+    labels: torch.Tensor
+    accuracy: list[float]
+    variance_removed: list[float]
+
+
+@dataclass
 class DeletionSetup(Setup):
     X: torch.Tensor
-    components: torch.Tensor  # (p, max k) top principal directions of X, by decreasing variance
     centred: torch.Tensor  # X̃
     sweep: list[int]  # k
+    variants: list[Deletion]
 
 
-@register_task(name="pc_deletion", category="sensitivity", sweep_name="k (top principal components removed)",
-               version=2)
+@register_task(name="pc_deletion", category="sensitivity", sweep_name="k (principal components removed)",
+               version=3)
 class PCDeletion(Task):
-    """Remove the top-k principal components when the labels live in them; truth = a probe's accuracy.
+    """Remove principal components that carry the labels, of high variance and of low; truth = a probe's accuracy.
 
     Construction: X = ReLU'd correlated Gaussian with a power-law spectrum
-    (`simstress.core.synthetic.correlated_gaussian`); with uⱼ its j-th whitened principal-component score (left singular
-    vector of X̃), labels = argmax_c Σ_{j≤16} j^(−1/2)·uⱼ·Bⱼc over 4 classes, B (16×4) with orthonormal columns, so each
-    step of the sweep removes a similar share of the label signal. Y_k = X − X̃·V_k·V_kᵀ (V_k: top-k principal
-    directions), k ∈ {0, 1, 2, 4, 8, 16}. Computed in float64. Class labels: those labels.
-    Ground truth: the held-out accuracy of a linear probe (`simstress.metrics.probe.fit_probe`, l2 = 1e-3) fitted on Y_k
-    (seeded 50/50 stratified split), which falls from near 1 toward chance (1/4) as k grows (curve:
-    `probe_accuracy`; details: the accuracies).
-    Score: max(0, Spearman(similarity to X, probe accuracy)) × min(1, range of similarity / 0.1): the right order,
-    earned in full only by a metric whose similarity moves by at least a tenth of its self-similarity over the
-    sweep (`simstress.core.scoring.effect_weight`; a metric that moves by 1e-3 has no effect, only rounding-level
-    order).
-    Convention: the CCA family averages over min(rank X̃, rank Ỹ) canonical correlations, and deleting directions
-    from Y lowers its rank while every remaining correlation stays 1, so mean CCA stays flat here and scores 0 by
-    that convention; `cca_mean[normalize=width]` divides Σρ by min(p1, p2) instead and sees the deletion.
+    (`simstress.core.synthetic.correlated_gaussian`); uⱼ its j-th whitened principal-component score (left singular
+    vector of X̃). Two variants, each with its own labels over 4 classes: `top`, labels = argmax_c Σ_{j≤16}
+    j^(−1/2)·uⱼ·Bⱼc over the 16 top components, which are removed from the top, Y_k = X − X̃·V_k·V_kᵀ (V_k: the
+    top-k principal directions); `low`, the same over the 16 components of lowest variance, removed from the bottom
+    (Ding et al.'s decisive case: directions that carry the labels but little variance). k ∈ {0, 1, 2, 4, 8, 16}.
+    B (16×4) has orthonormal columns, so each step removes a similar share of the label signal. Computed in
+    float64. Class labels: the variant's.
+    Ground truth: the held-out accuracy of a linear probe (`simstress.metrics.probe.fit_probe`, l2 = 1e-3) fitted
+    on Y_k (seeded 50/50 stratified split), which falls from near 1 toward chance (1/4) as k grows, in both
+    variants (curve: `probe_accuracy`; details: the accuracies and the variance removed: ~0.3 of it at k = 16 on
+    top, a few percent on the bottom).
+    Score: mean over the two variants of max(0, Spearman(similarity to X, probe accuracy)) × min(1, range of
+    similarity / 0.1): the right order, earned in full only by a metric whose similarity moves by at least a tenth
+    of its self-similarity over the sweep (`simstress.core.scoring.effect_weight`): full credit only for tracking
+    the probe in both. Convention: the CCA family averages over min(rank X̃, rank Ỹ) canonical correlations, and
+    deleting directions from Y lowers its rank while every remaining correlation stays 1, so mean CCA stays flat
+    and scores 0 by that convention; `cca_mean[normalize=width]` divides Σρ by min(p1, p2) instead.
     Source: Ding, Denain & Steinhardt 2021, Grounding Representation Similarity with Statistical Testing
-    (NeurIPS), principal-component deletion.
+    (NeurIPS), principal-component deletion (low-variance components carry function that CKA misses).
     """
 
     sizes = {scale: {"n": n, "p": p, "sweep": (0, 1, 2, 4, 8, 16)}
@@ -110,39 +126,50 @@ class PCDeletion(Task):
         X = correlated_gaussian(n, p, generator(seed, 0)).clamp_min(0.0).to(device)
         Xc = center(X)
         U, S, Vh = torch.linalg.svd(Xc, full_matrices=False)
+        rank = int((S > S[0] * 1e-10).sum())  # the bottom directions must be real ones, not the null space
         weights = torch.arange(1, m + 1, dtype=torch.float64, device=device).rsqrt()
         B = random_rotation(m, generator(seed, 1))[:, : self.n_label_classes].to(device)
-        labels = ((U[:, :m] * weights) @ B).argmax(dim=1)
-        setup = DeletionSetup(labels=labels, details={}, X=X, components=Vh[: max(sweep)].T, centred=Xc, sweep=sweep)
-        train, test = stratified_split(labels, test_fraction=self.test_fraction, seed=seed)
-        accuracy = []
-        for k in sweep:
-            Y = self.delete(setup, k)
-            accuracy.append(fit_probe(Y[train], labels[train]).accuracy(Y[test], labels[test]))
         var = S.square()
+        setup = DeletionSetup(labels=None, details={}, X=X, centred=Xc, sweep=sweep, variants=[])
+        for name, order in (("top", torch.arange(m)), ("low", torch.arange(rank - 1, rank - 1 - m, -1))):
+            order = order.to(device)
+            labels = ((U[:, order] * weights) @ B).argmax(dim=1)
+            train, test = stratified_split(labels, test_fraction=self.test_fraction, seed=seed)
+            variant = Deletion(name, Vh[order[: max(sweep)]].T, labels, [], [])
+            for k in sweep:
+                Y = self.delete(setup, variant, k)
+                variant.accuracy.append(fit_probe(Y[train], labels[train]).accuracy(Y[test], labels[test]))
+                variant.variance_removed.append(float(var[order[:k]].sum() / var.sum()))
+            setup.variants.append(variant)
+        setup.labels = setup.variants[0].labels  # the task has classes; each case says which (`Case.labels`)
         setup.details = {
             "n": n, "p": p, "n_label_classes": self.n_label_classes, "label_components": m,
-            "class_sizes": torch.bincount(labels, minlength=self.n_label_classes).tolist(),
-            "probe_accuracy": accuracy,
-            "variance_removed": [float(var[:k].sum() / var.sum()) for k in sweep],
+            **{f"class_sizes_{v.name}": torch.bincount(v.labels, minlength=self.n_label_classes).tolist()
+               for v in setup.variants},
+            "probe_accuracy": {v.name: v.accuracy for v in setup.variants},
+            "variance_removed": {v.name: v.variance_removed for v in setup.variants},
         }
         return setup
 
     @staticmethod
-    def delete(setup: DeletionSetup, k: int) -> torch.Tensor:
-        """X with its top-k principal components projected out (the mean kept)."""
-        V = setup.components[:, :k]
+    def delete(setup: DeletionSetup, variant: Deletion, k: int) -> torch.Tensor:
+        """X with the variant's first k principal directions projected out (the mean kept)."""
+        V = variant.components[:, :k]
         return setup.X - (setup.centred @ V) @ V.T
 
     def cases(self, setup: DeletionSetup) -> Iterator[Case]:
-        for i, k in enumerate(setup.sweep):
-            yield Case(x=k, reference=setup.X, other=self.delete(setup, k), ref_key=0,
-                       truth={"probe_accuracy": setup.details["probe_accuracy"][i],
-                              "variance_removed": setup.details["variance_removed"][i]})
+        for v in setup.variants:
+            for i, k in enumerate(setup.sweep):
+                yield Case(x=k, reference=setup.X, other=self.delete(setup, v, k), ref_key=v.name,
+                           truth={"variant": v.name, "probe_accuracy": v.accuracy[i],
+                                  "variance_removed": v.variance_removed[i]}, labels=v.labels)
 
     def score(self, curve: pd.DataFrame, setup: DeletionSetup) -> float:
-        s = curve["similarity"].to_numpy()
-        return positive_spearman(s, curve["probe_accuracy"].to_numpy()) * effect_weight(s)
+        parts = []
+        for _, part in curve.groupby("variant", sort=True):
+            s = part["similarity"].to_numpy()
+            parts.append(positive_spearman(s, part["probe_accuracy"].to_numpy()) * effect_weight(s))
+        return float(np.mean(parts))
 
 
 @dataclass

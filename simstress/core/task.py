@@ -46,13 +46,16 @@ class NotApplicable(Exception):
 
 @dataclass(frozen=True)
 class Case:
-    """One comparison: the metric scores (reference, other); `ref_key` names the reference for self-similarity."""
+    """One comparison: the metric scores (reference, other); `ref_key` names the reference for self-similarity.
+    `labels`, when given, are this case's classes instead of the set-up's (a task whose variants define classes
+    differently); cases of one `ref_key` share them."""
 
     x: float
     reference: torch.Tensor
     other: torch.Tensor
     ref_key: Hashable
     truth: Mapping[str, Any]
+    labels: torch.Tensor | None = None
 
 
 @dataclass
@@ -191,7 +194,7 @@ class Task:
             raise NotApplicable(reason)
 
         def oriented(case: Case, other: torch.Tensor) -> tuple[float, float]:
-            raw = float(metric(case.reference, other, labels=setup.labels))
+            raw = float(metric(case.reference, other, labels=setup.labels if case.labels is None else case.labels))
             if not math.isfinite(raw):
                 raise NonFiniteOutput(f"{metric.id} returned {raw} on case x = {case.x:g} of task {self.name!r} "
                                       f"(reference {case.ref_key!r}); a metric must return a finite value, or raise "
