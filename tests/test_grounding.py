@@ -139,3 +139,27 @@ def test_linear_cka_is_scored_on_every_grounding_task(name: str, setups: dict) -
     r = tasks.get_task(name).evaluate(metrics.get_metric("linear_cka"), setups[name])
     assert 0.0 <= r.score <= 1.0 and r.details["n_nonfinite"] == 0
     assert r.details["n"] == 150
+
+
+def test_the_grounding_section_ranks_and_draws_from_records(setups: dict) -> None:
+    from simstress.tasks.grounding_page import TASKS, grounding_section
+
+    chosen = ["linear_cka", "procrustes"]
+    records = {}
+    for name in TASKS:
+        records[name] = []
+        for m in chosen:
+            r = tasks.get_task(name).evaluate(metrics.get_metric(m), setups[name])
+            records[name].append({"metric": m, "status": "ok", "score": r.score, "runs": [
+                {"seed": 0, "score": r.score, "curve": r.curve.to_dict(orient="list"), "details": r.details}]})
+    lines, figures = grounding_section(records, chosen)
+    assert lines[0] == "## Grounding"
+    rows = [line for line in lines if line.startswith("| `")]
+    means = [float(row.rsplit("|", 2)[1]) for row in rows]
+    assert len(rows) == 2 and means == sorted(means, reverse=True)
+    expected = np.mean([records[t][chosen.index(rows[0].split("`")[1])]["score"] for t in TASKS])
+    assert means[0] == pytest.approx(expected, abs=5e-4)
+    assert any("label_randomization" in line and "per level" in line for line in lines)
+    png = figures["grounding_label_randomization.png"]()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert grounding_section({}, chosen) == ([], {})
