@@ -1,4 +1,4 @@
-"""A cell and its execution: plain data in, a record dict out, nothing else touched.
+"""A cell and its execution: plain data in, a `Record` out, nothing else touched.
 
 A cell is (metric id, task, scale, seeds, device, results root). `execute` resolves the metric once and the task by
 name from the registries, fetches the built artifacts the task declares from the store under the results root,
@@ -7,26 +7,27 @@ same in this process, in a worker process or on another machine (`Cell.to_dict` 
 (`runner.run`) alone writes records.
 
 A seed that raises `NotApplicable` makes the cell skipped, with the reason; any other exception makes it an error
-(type, message, seed, traceback); Ctrl-C propagates.
+(type, message, cause, seed, traceback); Ctrl-C propagates.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
-import traceback
-from dataclasses import asdict, dataclass
-from typing import Any, Hashable, Mapping
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable, ContextManager, Hashable, Mapping
 
 import torch
 
 from simstress.core.artifacts import Artifact, ArtifactStore
-from simstress.core.files import jsonable
+from simstress.core.files import EnvironmentFault, jsonable
+from simstress.core.inputs import InputError
 from simstress.core.metric import get_metric
 from simstress.core.provenance import device_name, git_commit, package_versions
+from simstress.core.record import ArtifactUse, Cause, CellError, Record, SeedRun, TaskInfo
 from simstress.core.task import NotApplicable, Setup, Task, TaskResult, get_task
 
-from .records import SCHEMA, curve_to_json
+from .records import curve_to_json
 
 
 @dataclass(frozen=True)
@@ -67,28 +68,17 @@ class SetupCache:
         return self._setups[key]
 
 
-def exception_type(exc: BaseException) -> str:
-    cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-
-
 def _synchronize(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize(torch.device(device))
 
 
-def seed_entry(seed: int, result: TaskResult, runtime_s: float) -> dict[str, Any]:
+def seed_run(seed: int, result: TaskResult, runtime_s: float) -> SeedRun:
     """One seed's outcome, validated: the score must be a finite number in [0, 1]."""
     score = float(result.score)
     if not 0.0 <= score <= 1.0:  # also refuses NaN
         raise ValueError(f"the task returned score {score!r}; task scores must lie in [0, 1]")
-    return {
-        "seed": seed,
-        "score": score,
-        "runtime_s": runtime_s,
-        "curve": curve_to_json(result.curve),
-        "details": jsonable(dict(result.details or {})),
-    }
+    return SeedRun(seed, score, runtime_s, curve_to_json(result.curve), jsonable(dict(result.details or {})))
 
 
 def built_artifacts(task: Task, scale: str, seeds: tuple[int, ...], store: ArtifactStore, metric: str,
@@ -100,61 +90,34 @@ def built_artifacts(task: Task, scale: str, seeds: tuple[int, ...], store: Artif
             for seed in seeds}
 
 
-def artifact_entries(built: Mapping[int, Mapping[str, Artifact]]) -> list[dict[str, Any]]:
-    """What a record names of the artifacts it used: seed, name, kind, key and content sha256 each."""
-    return [{"seed": seed, "name": name, "kind": a.spec.kind, "key": a.spec.key, "sha256": a.sha256}
+def artifact_uses(built: Mapping[int, Mapping[str, Artifact]]) -> list[ArtifactUse]:
+    """What a record names of the artifacts it used: seed, name, kind, key, content sha256 and fingerprint each."""
+    return [ArtifactUse(seed, name, a.spec.kind, a.spec.key, a.sha256, a.card.get("fingerprint"))
             for seed, by_name in built.items() for name, a in sorted(by_name.items())]
 
 
-def empty_record(cell: Cell, metric_version: int, task: Task) -> dict[str, Any]:
+def empty_record(cell: Cell, metric_version: int, task: Task) -> Record:
     """The record of a cell before any seed ran: identity, versions and provenance."""
-    return {
-        "schema": SCHEMA,
-        "metric": cell.metric,
-        "metric_version": metric_version,
-        "task": task.name,
-        "task_version": task.version,
-        "task_info": {"category": task.category, "summary": task.summary, "sweep_name": task.sweep_name,
-                      "log_x": bool(task.log_x)},
-        "scale": cell.scale,
-        "seeds": list(cell.seeds),
-        "device": cell.device,
-        "device_name": device_name(cell.device),
-        "packages": package_versions(),
-        "git_commit": git_commit(),
-        "status": "ok",
-        "score": None,
-        "seed_scores": None,
-        "reason": None,
-        "error": None,
-        "artifacts": [],
-        "runs": [],
-    }
+    return Record(
+        metric=cell.metric, metric_version=metric_version, task=task.name, task_version=task.version,
+        task_info=TaskInfo(task.category, task.summary, task.sweep_name, bool(task.log_x)), scale=cell.scale,
+        seeds=tuple(cell.seeds), device=cell.device, device_name=device_name(cell.device),
+        packages=package_versions(), git_commit=git_commit(),
+    )
 
 
-def error_fields(exc: BaseException, seed: int | None) -> dict[str, Any]:
-    return {"status": "error", "error": {
-        "type": exception_type(exc),
-        "message": str(exc) or repr(exc),
-        "seed": seed,
-        "traceback": "".join(traceback.format_exception(exc)),
-    }}
+def cause_of(exc: BaseException) -> Cause:
+    """A refusal when the metric refused its input (`InputError`); the environment's fault when data or artifacts
+    are missing or corrupt (`EnvironmentFault`); otherwise the metric's or the task's failure."""
+    if isinstance(exc, InputError):
+        return Cause.REFUSAL
+    return Cause.ENVIRONMENT if isinstance(exc, EnvironmentFault) else Cause.FAILURE
 
 
-def finish(record: dict[str, Any]) -> dict[str, Any]:
-    """Fill the summary fields (mean score, total runtime, dtype) from the runs."""
-    if record["status"] == "ok":
-        scores = [r["score"] for r in record["runs"]]
-        record.update(score=statistics.fmean(scores), seed_scores=scores)
-    record["runtime_s"] = sum(r["runtime_s"] for r in record["runs"])
-    # The task states the floating type its cases use in its details (`Setup.details["dtype"]`).
-    dtypes = {str(r["details"]["dtype"]) for r in record["runs"] if "dtype" in r["details"]}
-    record["dtype"] = ", ".join(sorted(dtypes)) or None
-    return record
-
-
-def execute(cell: Cell | Mapping[str, Any], setups: SetupCache | None = None) -> dict[str, Any]:
-    """Run one cell and return its record (nothing is raised but Ctrl-C); `setups` may be shared across cells."""
+def execute(cell: Cell | Mapping[str, Any], setups: SetupCache | None = None,
+            working: Callable[[], ContextManager[Any]] = nullcontext) -> Record:
+    """Run one cell and return its record (nothing is raised but Ctrl-C); `setups` may be shared across cells.
+    Each seed's evaluation, the metric's own work, runs inside `working()` (where a time limit is spent)."""
     cell = cell if isinstance(cell, Cell) else Cell.from_dict(cell)
     setups = setups or SetupCache()
     metric = get_metric(cell.metric)
@@ -162,19 +125,21 @@ def execute(cell: Cell | Mapping[str, Any], setups: SetupCache | None = None) ->
     store = ArtifactStore(cell.results)
     record = empty_record(cell, metric.spec.version, task)
     seed = None
+    runs = []
     try:
         if cell.scale not in task.scales:
             raise NotApplicable(f"task {task.name!r} has no {cell.scale!r} scale (it has {', '.join(task.scales)})")
         built = built_artifacts(task, cell.scale, cell.seeds, store, metric.id)
-        record["artifacts"] = artifact_entries(built)
+        record = replace(record, artifacts=tuple(artifact_uses(built)))
         for seed in cell.seeds:
             setup = setups.get(task, cell.scale, seed, cell.device, built[seed])
             start = time.perf_counter()  # the metric's work on the task, not the set-up shared by every metric
-            result = task.evaluate(metric, setup)
-            _synchronize(cell.device)
-            record["runs"].append(seed_entry(seed, result, time.perf_counter() - start))
+            with working():
+                result = task.evaluate(metric, setup)
+                _synchronize(cell.device)
+            runs.append(seed_run(seed, result, time.perf_counter() - start))
     except NotApplicable as exc:
-        record.update(status="skipped", reason=str(exc) or type(exc).__name__, runs=[])
+        return record.skipped(str(exc) or type(exc).__name__)
     except Exception as exc:  # a failing cell is data, not a reason to stop the run
-        record.update(error_fields(exc, seed))
-    return finish(record)
+        return record.failed(CellError.from_exception(exc, cause_of(exc), seed))
+    return replace(record, runs=tuple(runs))

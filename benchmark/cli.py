@@ -201,14 +201,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = ResultStore(args.results)
     store.check_writable()
     metric_ids, task_names = select_metrics(args.metrics), select_tasks(args.tasks)
-    checked = runner.refresh_conformance(store, metric_ids, force=args.force, quiet=args.quiet)
     parallel = args.executor == "ray" or args.jobs > 1
     modules = runner.worker_modules(metric_ids, task_names) if parallel else []
     try:
         executor = make_executor(args.executor, jobs=args.jobs, address=args.address, modules=modules)
-    except ImportError as exc:
+    except (ImportError, ConnectionError) as exc:
         print(f"simstress: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    try:
+        checked = runner.refresh_conformance(store, metric_ids, force=args.force, quiet=args.quiet,
+                                             executor=executor, timeout_s=args.timeout or runner.CONFORMANCE_TIMEOUT_S)
+    except KeyboardInterrupt:
+        executor.cancel()
+        executor.close()
+        raise
     summary = runner.run(store, metric_ids, task_names, scale=args.scale, seeds=list(range(args.seeds)),
                          device=device, force=args.force, quiet=args.quiet, timeout_s=args.timeout,
                          executor=executor)
@@ -316,54 +322,64 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
 
 def installed(metric_id: str) -> bool:
     """Whether a recorded metric id still names a registered metric (with these exact parameters)."""
+    return installed_version(metric_id) is not None
+
+
+def installed_version(metric_id: str) -> int | None:
+    """The installed version of a recorded metric id, None when no registered metric has that exact id."""
     from simstress import metrics
 
     try:
-        return metrics.get_metric(metric_id).id == metric_id
+        metric = metrics.get_metric(metric_id)
     except (LookupError, ValueError):
-        return False
+        return None
+    return metric.spec.version if metric.id == metric_id else None
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from simstress import tasks
     from simstress.core.files import write_atomic
 
-    from .leaderboard import build_board, card_keys, render
+    from .leaderboard import FIXABLE, Installed, build_board, render
     from .records import ResultStore
 
     load_plugins(args.strict)
     store = ResultStore(args.results)
     records = store.records(args.scale)
-    conformance = {m: store.load_conformance(m) for m in sorted({r["metric"] for r in records})}
-    cards = {key: store.load_card(kind, key) for kind, key in card_keys(records)}
-    board = build_board(args.scale, records, conformance, installed, cards)
+    conformance = {m: store.load_conformance(m) for m in sorted({r.metric for r in records})}
+    scaled = {n: t.version for n in tasks.list_tasks() if args.scale in (t := tasks.get_task(n)).scales}
+    board = build_board(args.scale, records, conformance, Installed(installed_version, scaled), store.load_card,
+                        store.root)
     output = Path(args.output)
     figures_rel = Path(os.path.relpath(store.figures_dir.resolve(), output.resolve().parent)).as_posix()
-    text = render(board, figures_rel)
+    page = render(board, figures_rel)
     if args.check:
         current = output.read_text(encoding="utf-8") if output.exists() else ""
-        if current != text:
-            diff = list(difflib.unified_diff(current.splitlines(), text.splitlines(), str(output),
+        if current != page.text:
+            diff = list(difflib.unified_diff(current.splitlines(), page.text.splitlines(), str(output),
                                              "from the records", lineterm="", n=1))
             _say(f"{output} is stale: it differs from what the records give. Rerun `simstress leaderboard`.",
                  *diff[:60], *(["..."] if len(diff) > 60 else []))
             return EXIT_FAILED
-        missing = [n for n in board.figures() if not (store.figures_dir / n).is_file()]
+        missing = [f.name for f in page.figures if not (store.figures_dir / f.name).is_file()]
         if missing:
             _say(f"figures missing from {store.figures_dir}: {', '.join(missing)}; rerun `simstress leaderboard`")
             return EXIT_FAILED
-        fixable = [r for r in board.apart if any(w.startswith(("incomplete", "not installed")) for w in r.apart)]
-        if fixable:
-            _say(f"{output} is up to date, but {len(fixable)} row(s) are not ranked for want of records or of the "
-                 f"metric itself (`simstress run --scale {args.scale}` computes missing cells, `simstress prune` "
+        fixable = [r for r in board.apart if any(w.kind in FIXABLE for w in r.apart)]
+        if fixable or board.unrecorded:
+            _say(f"{output} is up to date, but the records are not: {len(fixable)} row(s) are not ranked for want of "
+                 f"current records or of the metric itself, {len(board.unrecorded)} registered task(s) have no "
+                 f"record (`simstress run --scale {args.scale}` computes missing and stale cells, `simstress prune` "
                  f"removes records of uninstalled metrics):",
-                 *(f"  {r.metric}: {'; '.join(r.apart)}" for r in fixable))
+                 *(f"  {r.metric}: {'; '.join(w.text for w in r.apart)}" for r in fixable),
+                 *(f"  task {t}: no record" for t in board.unrecorded))
             return EXIT_FAILED
         _say(f"{output} is up to date with {len(records)} records")
         return 0
     from .figures import draw  # matplotlib/seaborn only when drawing
 
-    written = draw(board, store.figures_dir, store.root)
-    write_atomic(output, text)
+    written = draw(page, store.figures_dir)
+    write_atomic(output, page.text)
     _say(f"wrote {output} ({len(board.metrics)} metrics × {len(board.tasks)} tasks) and "
          f"{len(written)} figures in {store.figures_dir}")
     return 0
@@ -459,8 +475,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "cuda when available, else cpu)")
     p.add_argument("--force", action="store_true", help="recompute the selected cells even when current")
     p.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
-                   help="time limit per cell (all its seeds); a cell past it is recorded as an error and the run "
-                        "goes on (default: the task's limit for the scale: 5 min smoke, 30 min default, 6 h full)")
+                   help="time limit per cell: the metric's own work on every seed of the task, from when it starts "
+                        "(not loading artifacts or building the task's data); a cell past it is recorded as an error "
+                        "and the run goes on; also each conformance check's limit (default: the task's limit for "
+                        "the scale: 5 min smoke, 30 min default, 6 h full; 10 min per check). The local executor "
+                        "cuts off Python code only: a call that blocks SIGALRM or never returns from native code, "
+                        "or that kills its own process, needs --jobs (worker processes, killed when overdue)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="where artifacts and cells run: local (this machine) or ray (a Ray cluster; pip install "
                         "'simstress[ray]'); records are the same either way (default: %(default)s)")
@@ -515,9 +535,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_manipulate)
 
     p = sub.add_parser("leaderboard", parents=[common], help="render leaderboard.md and the figures from the records",
-                       description="Render the ranking page and RESULTS/figures/*.png from the records and "
-                                   "cached conformance reports alone. Deterministic: the same records give the "
-                                   "same markdown bytes.")
+                       description="Render the ranking page and RESULTS/figures/*.png from the records, the "
+                                   "cached conformance reports and the cards of the artifacts the records name, "
+                                   "nothing else. Deterministic: the same records give the same markdown bytes. "
+                                   "Exit code: 0 written (or, with --check, current); 1 --check found the page "
+                                   "stale, a figure missing or a row not ranked for want of records or of the "
+                                   "metric; 2 invalid records.")
     p.add_argument("--scale", choices=SCALES, default="default", help="which records (default: %(default)s)")
     p.add_argument("--results", default="results", metavar="DIR", help="results root (default: %(default)s)")
     p.add_argument("--output", default="leaderboard.md", metavar="FILE", help="the page (default: %(default)s)")

@@ -13,9 +13,14 @@ are files that outlive the run and are read by many cells, which is what a share
 and Ray's object store (in memory, gone with the cluster) does not.
 
 Faults: a job whose worker dies (a killed process, a lost node) is retried up to `MAX_RETRIES` times, then fails
-with the cause; a job past its time limit is cut off: inside the worker by the SIGALRM guard (the record says so),
-and, should the worker not come back (a native call that never returns), by the driver, which kills it
-`GRACE_S` later. Failures come back as `Outcome(error=...)`; the driver turns them into error records.
+with the cause. A job's time limit counts from when its work starts (`jobs.Budget`: not the worker's start-up, the
+imports or the task's data) and is enforced inside the process that runs it; should the work not come back (a
+native call that never returns, or one that blocks the time-limit signal), the driver kills its worker process
+`GRACE_S` after the limit. What each executor cannot do: `local` runs in this process, so a call that blocks
+SIGALRM or never returns from native code cannot be cut off, and a metric that kills its own process ends the run
+(use `--jobs`); on Ray the driver cannot see when a job's work starts, so its backstop counts from submission and
+allows the task's own set-up limit (`Task.timeout_s`) on top. Failures come back as data, `Outcome(error=CellError)`
+with the exception's type, message and cause (never text to parse); the driver turns them into error records.
 """
 
 from __future__ import annotations
@@ -23,14 +28,18 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import socket
 import sys
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass, field
-from importlib import import_module
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
+
+from simstress.core.record import Cause, CellError
+
+from .cells import SetupCache, cause_of
+from .jobs import import_plugins, run_job
 
 MAX_RETRIES = 2  # a job whose worker dies is run at most 1 + MAX_RETRIES times
 GRACE_S = 30.0  # after a job's time limit, how long the driver waits for the worker's own timeout record
@@ -38,7 +47,9 @@ GRACE_S = 30.0  # after a job's time limit, how long the driver waits for the wo
 
 @dataclass
 class Job:
-    """One unit of work: `kind` "artifact" (payload: spec dict, results root, device) or "cell" (a Cell dict)."""
+    """One unit of work: `kind` "artifact" (payload: spec dict, results root, device), "conformance" ({metric})
+    or "cell" (a Cell dict). `timeout_s` bounds the work itself, from when it starts; `setup_timeout_s` bounds
+    what comes before (loading artifacts, building the task's data), for the driver's backstop."""
 
     id: int
     kind: str
@@ -47,13 +58,18 @@ class Job:
     gpu: bool = False
     group: str = ""  # jobs of one group share set-ups (a cell's task)
     attempts: int = 0
+    setup_timeout_s: float | None = None
 
 
 @dataclass
 class Outcome:
     job: Job
     value: Any = None
-    error: str | None = None  # "Type: message" when the job did not return a value
+    error: CellError | None = None  # set when the job did not return a value (as data: never parsed from text)
+
+
+class WorkerDied(RuntimeError):
+    """A job's worker process (or node) died, every retry included: the cell is recorded as an error naming it."""
 
 
 class Executor(Protocol):
@@ -68,51 +84,41 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-# ------------------------------------------------------------------------------------------------ the work itself
+# ------------------------------------------------------------------------------------------------ backstops
 
 
-def import_plugins(modules: list[str]) -> None:
-    """In a worker: the registries' own plugins, then the modules that registered the run's metrics and tasks."""
-    from simstress import metrics, tasks
-
-    metrics.load_plugins()
-    tasks.load_plugins()
-    for name in modules:
-        import_module(name)
+def job_error(exc: BaseException) -> CellError:
+    """What a job that raised (an artifact build; a cell never raises) returns instead of a value."""
+    return CellError.from_exception(exc, cause_of(exc))
 
 
-def run_job(kind: str, payload: dict[str, Any], setups: Any, timeout_s: float | None) -> Any:
-    """A job's plain-data result: a staged artifact, or a cell's record (its timeout applied inside)."""
-    if kind == "artifact":
-        from simstress.core.artifacts import ArtifactSpec, ArtifactStore
-
-        store = ArtifactStore(payload["root"], payload["device"])
-        return store.build_files(ArtifactSpec.from_dict(payload["spec"]))
-    from .cells import Cell
-    from .runner import guarded_execute
-
-    return guarded_execute(Cell.from_dict(payload), setups, timeout_s)
+def deadline(job: Job, dispatched: float, working_since: float | None) -> float | None:
+    """When the driver gives up on a job in flight: `GRACE_S` after its limit from when its work started, or, while
+    it has not started, after its set-up limit from its dispatch (None: no limit)."""
+    if working_since is not None:
+        return working_since + job.timeout_s + GRACE_S if job.timeout_s else None
+    if job.setup_timeout_s is None and not job.timeout_s:
+        return None
+    return dispatched + (job.setup_timeout_s or 0.0) + (job.timeout_s or 0.0) + GRACE_S
 
 
-def error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def overdue(job: Job, started: float, now: float) -> bool:
-    """Past its time limit and the grace its worker had to record that itself."""
-    return bool(job.timeout_s) and now > started + job.timeout_s + GRACE_S
-
-
-def wait_limit(running: list[tuple[Job, float]], timeout: float | None) -> float | None:
-    """How long to block: until the first job in flight is overdue, at most `timeout`."""
-    deadlines = [started + job.timeout_s + GRACE_S for job, started in running if job.timeout_s]
-    limit = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+def wait_limit(deadlines: list[float | None], timeout: float | None) -> float | None:
+    """How long to block: until the first deadline, at most `timeout`."""
+    due = [d for d in deadlines if d is not None]
+    limit = max(0.0, min(due) - time.monotonic()) if due else None
     return limit if timeout is None else (timeout if limit is None else min(limit, timeout))
 
 
-def timed_out(job: Job, what: str) -> Outcome:
-    return Outcome(job, error=f"TimeoutError: the job ran past its time limit of {job.timeout_s:g} s and did not "
-                              f"stop; {what}")
+def timed_out(job: Job, what: str, started: bool) -> Outcome:
+    phase = (f"its work ran past its time limit of {job.timeout_s:g} s" if started else
+             f"it ran past its set-up limit of {job.setup_timeout_s or 0:g} s plus its time limit of "
+             f"{job.timeout_s or 0:g} s")
+    return Outcome(job, error=CellError.from_exception(TimeoutError(f"{phase} and did not stop; {what}"),
+                                                       Cause.TIMEOUT))
+
+
+def died(job: Job, why: str, attempts: int) -> Outcome:
+    return Outcome(job, error=CellError.from_exception(WorkerDied(f"{why}; tried {attempts} times"), Cause.CRASH))
 
 
 # ------------------------------------------------------------------------------------------------ local
@@ -124,8 +130,6 @@ class LocalExecutor:
     capacity = 1
 
     def __init__(self) -> None:
-        from .cells import SetupCache
-
         self.setups = SetupCache()
         self.queue: deque[Job] = deque()
 
@@ -139,7 +143,7 @@ class LocalExecutor:
         try:
             return [Outcome(job, run_job(job.kind, job.payload, self.setups, job.timeout_s))]
         except Exception as exc:  # an artifact build that raised
-            return [Outcome(job, error=error_text(exc))]
+            return [Outcome(job, error=job_error(exc))]
 
     def cancel(self) -> None:
         self.queue.clear()
@@ -152,10 +156,9 @@ class LocalExecutor:
 
 
 def _worker_main(conn: Connection, modules: list[str], threads: int) -> None:
-    """A worker process: jobs in, results out, until told to stop (None) or its pipe closes."""
+    """A worker process: jobs in, results out, until told to stop (None) or its pipe closes. It tells the driver
+    when a job's work starts ("started"), so that the driver's backstop counts from there."""
     import torch
-
-    from .cells import SetupCache
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it cancels and kills the workers
     torch.set_num_threads(threads)
@@ -170,9 +173,9 @@ def _worker_main(conn: Connection, modules: list[str], threads: int) -> None:
             return
         kind, payload, timeout_s = message
         try:
-            conn.send(("ok", run_job(kind, payload, setups, timeout_s)))
+            conn.send(("ok", run_job(kind, payload, setups, timeout_s, lambda: conn.send(("started", None)))))
         except Exception as exc:
-            conn.send(("error", error_text(exc) + "\n" + traceback.format_exc(limit=3)))
+            conn.send(("error", job_error(exc)))
 
 
 @dataclass
@@ -180,7 +183,8 @@ class _Worker:
     process: Any
     conn: Connection
     job: Job | None = None
-    started: float = 0.0
+    dispatched: float = 0.0
+    working_since: float | None = None
     last_group: str = ""
 
 
@@ -229,7 +233,8 @@ class ProcessExecutor:
                 return
             job = self.queue.popleft()
             worker = next((w for w in idle if w.last_group == job.group), idle[0])
-            worker.job, worker.started, worker.last_group = job, time.monotonic(), job.group
+            worker.job, worker.dispatched, worker.working_since = job, time.monotonic(), None
+            worker.last_group = job.group
             job.attempts += 1
             worker.conn.send((job.kind, job.payload, job.timeout_s))
 
@@ -248,14 +253,14 @@ class ProcessExecutor:
         if job.attempts <= MAX_RETRIES:
             self.queue.appendleft(job)
             return []
-        return [Outcome(job, error=f"WorkerDied: {why}; tried {job.attempts} times")]
+        return [died(job, why, job.attempts)]
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
         self._dispatch()
         busy = [w for w in self.workers if w.job is not None]
         if not busy:
             return []
-        limit = wait_limit([(w.job, w.started) for w in busy], timeout)
+        limit = wait_limit([deadline(w.job, w.dispatched, w.working_since) for w in busy], timeout)
         ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], limit))
         out: list[Outcome] = []
         for worker in busy:
@@ -266,13 +271,16 @@ class ProcessExecutor:
                 except (EOFError, OSError):
                     out += self._died(worker)
                     continue
+                if status == "started":
+                    worker.working_since = time.monotonic()
+                    continue
                 worker.job = None
                 out.append(Outcome(job, value=value) if status == "ok" else Outcome(job, error=value))
             elif worker.process.sentinel in ready:
                 out += self._died(worker)
-            elif overdue(job, worker.started, time.monotonic()):
+            elif (due := deadline(job, worker.dispatched, worker.working_since)) and time.monotonic() > due:
                 self._retire(worker, kill=True)
-                out.append(timed_out(job, "its worker was killed"))
+                out.append(timed_out(job, "its worker was killed", worker.working_since is not None))
         self._dispatch()
         return out
 
@@ -308,6 +316,21 @@ def _ray_job(kind: str, payload: dict[str, Any], timeout_s: float | None, module
     return run_job(kind, payload, _RAY_SETUPS, timeout_s)
 
 
+def reachable(address: str | None, seconds: float = 5.0) -> None:
+    """Fail within seconds, naming the address, when a cluster address (host:port or ray://host:port) does not
+    answer (Ray itself retries for minutes); "auto" and None are Ray's to resolve."""
+    if address is None or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--address {address!r}: give auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as exc:
+        raise ConnectionError(f"no Ray cluster answers at {address} within {seconds:g} s ({exc}); start one there "
+                              f"(`ray start --head`) or check the address") from None
+
+
 def ray_module() -> Any:
     try:
         import ray
@@ -321,6 +344,7 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, modules: list[str] | None = None, jobs: int | None = None) -> None:
         ray = self.ray = ray_module()
+        reachable(address)
         self.modules = list(modules or [])
         self.owned = not ray.is_initialized()
         if self.owned:
@@ -349,7 +373,7 @@ class RayExecutor:
         self._dispatch()
         if not self.running:
             return []
-        limit = wait_limit(list(self.running.values()), timeout)
+        limit = wait_limit([deadline(job, submitted, None) for job, submitted in self.running.values()], timeout)
         done, _ = ray.wait(list(self.running), num_returns=1, timeout=limit)
         out = []
         for ref in done:
@@ -357,16 +381,17 @@ class RayExecutor:
             try:
                 out.append(Outcome(job, value=ray.get(ref)))
             except ray.exceptions.WorkerCrashedError as exc:
-                out.append(Outcome(job, error=f"WorkerDied: the Ray worker died; tried {1 + MAX_RETRIES} times "
-                                              f"({str(exc).splitlines()[0]})"))
+                out.append(died(job, f"the Ray worker died ({str(exc).splitlines()[0]})", 1 + MAX_RETRIES))
+            except ray.exceptions.RayTaskError as exc:  # the job itself raised: report its own exception
+                out.append(Outcome(job, error=job_error(exc.cause if isinstance(exc.cause, BaseException) else exc)))
             except ray.exceptions.RayError as exc:
-                out.append(Outcome(job, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+                out.append(Outcome(job, error=job_error(exc)))
         now = time.monotonic()
-        for ref, (job, started) in list(self.running.items()):
-            if overdue(job, started, now):
+        for ref, (job, submitted) in list(self.running.items()):
+            if (due := deadline(job, submitted, None)) and now > due:
                 ray.cancel(ref, force=True)
                 self.running.pop(ref)
-                out.append(timed_out(job, "its Ray task was cancelled"))
+                out.append(timed_out(job, "its Ray task was cancelled", False))
         self._dispatch()
         return out
 

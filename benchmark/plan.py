@@ -1,23 +1,30 @@
 """The plan of a run: which cells are missing or stale, and which artifacts they need. Nothing is computed here.
 
-A record is current when it answers exactly the cell's question: same metric and task versions, same seeds, and
-the same content hashes of the artifacts it used (a rebuilt artifact whose bytes differ makes exactly the cells
-that used it stale). A cell whose artifacts are not built yet cannot be judged: the plan lists those artifacts,
-in dependency order, for the driver to build before it plans again.
+A record is current when it answers exactly the cell's question (`is_current`): the installed metric and task
+versions, the same seeds, and the same artifacts — identified by their keys, i.e. by what determines them
+(weights, images, resolution, ...). An artifact's bytes are provenance: when the local copy was rebuilt with other
+bytes, the record stays current only if the copy's fingerprint matches the one the record names (the same values
+up to rounding, as another CPU's float32 arithmetic gives); a real change makes exactly its cells stale. A current
+record needs none of its artifacts, so a fresh clone with the committed records builds nothing. An error the
+environment caused (data, artifacts, cards) is never current: the next run retries it.
+
+A cell to compute whose artifacts are not built yet waits for them: the plan lists them, in dependency order, for
+the driver to build before it plans again. A broken artifact (a folder without a readable, unedited card) is never
+built over: the plan names it, and its cells are recorded as environment errors that say how to fix it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from simstress.core.artifacts import ArtifactSpec, ArtifactStore
+from simstress.core.artifacts import ArtifactFault, ArtifactSpec, ArtifactStore, fingerprints_match
 from simstress.core.metric import get_metric, list_metrics
+from simstress.core.record import Cause, Record, RecordError
 from simstress.core.registry import UnknownNameError
 from simstress.core.task import Task, get_task, list_tasks
 
-from .cells import Cell, artifact_entries, built_artifacts
-from .records import RecordError, ResultStore, is_current
+from .cells import Cell
+from .records import ResultStore
 
 _GLOB = set("*?")
 
@@ -52,33 +59,69 @@ class Plan:
     """Cells to compute, cells already current (with their records), and artifacts to build first."""
 
     todo: list[Cell] = field(default_factory=list)
-    current: list[tuple[Cell, dict[str, Any]]] = field(default_factory=list)
-    blocked: list[Cell] = field(default_factory=list)  # waiting for artifacts in `artifacts`
+    current: list[tuple[Cell, Record]] = field(default_factory=list)
+    blocked: list[Cell] = field(default_factory=list)  # waiting for artifacts in `artifacts`, or on broken ones
     artifacts: list[ArtifactSpec] = field(default_factory=list)
+    broken: dict[str, str] = field(default_factory=dict)  # key -> what is wrong and how to fix it
 
 
-def _missing_artifacts(task: Task, scale: str, seeds: tuple[int, ...], store: ArtifactStore, metric: str,
-                       ) -> list[ArtifactSpec]:
-    """The unbuilt artifacts of `metric`'s cell, each after its own unbuilt inputs."""
-    out: list[ArtifactSpec] = []
+def cell_specs(task: Task, scale: str, seeds: tuple[int, ...], metric: str) -> dict[tuple[int, str], ArtifactSpec]:
+    """Every artifact the cell of `metric` needs, by (seed, the task's name for it)."""
+    if scale not in task.scales:
+        return {}
+    return {(seed, name): spec for seed in seeds for name, spec in task.cell_artifacts(scale, seed, metric).items()}
+
+
+def is_current(record: Record, metric_version: int, task_version: int, seeds: list[int],
+               specs: dict[tuple[int, str], ArtifactSpec], store: ArtifactStore) -> bool:
+    """True when the record answers exactly this cell's question (the module docstring says what that means)."""
+    if (record.metric_version, record.task_version, record.seeds) != (metric_version, task_version, tuple(seeds)):
+        return False
+    if record.error is not None and record.error.cause is Cause.ENVIRONMENT:
+        return False
+    used = {(a.seed, a.name): a for a in record.artifacts}
+    if set(used) != set(specs):
+        return False
+    for where, spec in specs.items():
+        entry = used[where]
+        if (entry.kind, entry.key) != (spec.kind, spec.key):
+            return False
+        state, _ = store.state(spec)
+        if state == "built":
+            card = store.card(spec)
+            if card["sha256"] != entry.sha256 and not fingerprints_match(card.get("fingerprint"), entry.fingerprint):
+                return False
+    return True
+
+
+def _needed_artifacts(specs: list[ArtifactSpec], store: ArtifactStore, out: Plan) -> bool:
+    """Add the unbuilt artifacts among `specs` to the plan, each after its own unbuilt inputs, and the broken ones
+    to `out.broken`; True when every one is built."""
+    ready = True
 
     def visit(spec: ArtifactSpec) -> None:
-        if store.have(spec) or spec in out:
+        nonlocal ready
+        state, why = store.state(spec)
+        if state == "built":
+            return
+        ready = False
+        if state == "broken":
+            out.broken[spec.key] = why
+            return
+        if spec in out.artifacts:
             return
         for _, sub in spec.inputs:
             visit(sub)
-        out.append(spec)
+        out.artifacts.append(spec)
 
-    if scale in task.scales:
-        for seed in seeds:
-            for spec in task.cell_artifacts(scale, seed, metric).values():
-                visit(spec)
-    return out
+    for spec in specs:
+        visit(spec)
+    return ready
 
 
 def plan(results: ResultStore, metric_ids: list[str], task_names: list[str], *, scale: str, seeds: list[int],
          device: str, force: bool = False) -> Plan:
-    """Sort every (task, metric) cell of the selection into todo, current or blocked; task by task, in order."""
+    """Sort every (task, metric) cell of the selection into current, todo or blocked; task by task, in order."""
     store = ArtifactStore(results.root)
     out = Plan()
     versions = {m: get_metric(m).spec.version for m in metric_ids}
@@ -86,18 +129,16 @@ def plan(results: ResultStore, metric_ids: list[str], task_names: list[str], *, 
         task = get_task(name)
         for mid in metric_ids:
             cell = Cell(mid, name, scale, tuple(seeds), device, str(results.root))
-            missing = _missing_artifacts(task, scale, tuple(seeds), store, mid)
-            out.artifacts += [s for s in missing if s not in out.artifacts]
-            if missing:
-                out.blocked.append(cell)
-                continue
-            used = artifact_entries(built_artifacts(task, scale, tuple(seeds), store, mid))
+            specs = cell_specs(task, scale, tuple(seeds), mid)
             try:
                 old = None if force else results.load_record(scale, name, mid)
-            except RecordError:
-                old = None
-            if old is not None and is_current(old, versions[mid], task.version, seeds, used):
+                current = old is not None and is_current(old, versions[mid], task.version, seeds, specs, store)
+            except (RecordError, ArtifactFault):  # an unreadable record, a broken card: recompute (or report)
+                current = False
+            if current:
                 out.current.append((cell, old))
-            else:
+            elif _needed_artifacts(list({s.key: s for s in specs.values()}.values()), store, out):
                 out.todo.append(cell)
+            else:
+                out.blocked.append(cell)
     return out

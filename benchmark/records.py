@@ -1,5 +1,8 @@
 """The result store: one JSON record per (scale, task, metric id) cell, seeds inside, written atomically.
 
+The record itself (its dataclasses, JSON form, reader, validator and migrations) is `simstress.core.record`'s;
+this module puts records, conformance reports and figures in their places under a results root.
+
 Layout under the results root (default `results/`):
 
     records/<scale>/<task>/<metric id>.json   one record per cell (the id percent-quoted only where a character
@@ -7,17 +10,15 @@ Layout under the results root (default `results/`):
     conformance/<metric id>.json              the cached `simstress check` report of each metric
     figures/*.png                             written by `simstress leaderboard`
 
-A record is *current* when its schema, metric version, task version, seed list and the content hashes of the
-artifacts it used equal what a run asks for; anything else (missing, unreadable, stale) is recomputed. Files are
-replaced atomically (temporary file in the same folder, fsync, rename), so an interrupted run leaves every record
-either old and whole or new and whole.
+Which records are current is the plan's question (`plan.is_current`); anything else (missing, unreadable,
+stale) is recomputed. Files are replaced atomically (temporary file in the same folder, fsync, rename), so an
+interrupted run leaves every record either old and whole or new and whole.
 JSON has no NaN: non-finite floats are written as null.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import tempfile
@@ -28,15 +29,11 @@ from urllib.parse import quote, unquote
 import pandas as pd
 
 from simstress.core.files import jsonable, write_json_atomic
+from simstress.core.record import Record, RecordError, problems
 
-SCHEMA = 1
-STATUSES = ("ok", "error", "skipped")
+CONFORMANCE_SCHEMA = 1  # the cached conformance reports' own format
 # Characters of metric ids kept verbatim in file names: `rbf_cka[sigma=0.5]` stays readable.
 _SAFE = "[]=,.-_+"
-
-
-class RecordError(ValueError):
-    """A record file that cannot be read or does not follow the schema."""
 
 
 def metric_filename(metric_id: str) -> str:
@@ -70,72 +67,6 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _is_int(v: Any, low: int = 0) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-
-def _is_score(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0.0 <= v <= 1.0
-
-
-def problems(rec: dict[str, Any]) -> list[str]:
-    """Everything wrong with a record's content (empty when it is valid): schema, types, a status from the closed
-    set, finite scores in [0, 1] that agree with the runs, versions present."""
-    out = []
-    if rec.get("schema") != SCHEMA:
-        out.append(f"schema {rec.get('schema')!r}, expected {SCHEMA}")
-    for key in ("metric", "task", "scale"):
-        if not isinstance(rec.get(key), str) or not rec.get(key):
-            out.append(f"{key} must be a non-empty string, got {rec.get(key)!r}")
-    for key in ("metric_version", "task_version"):
-        if not _is_int(rec.get(key), 1):
-            out.append(f"{key} must be an integer >= 1, got {rec.get(key)!r}")
-    seeds = rec.get("seeds")
-    if not (isinstance(seeds, list) and seeds and all(_is_int(s) for s in seeds)):
-        out.append(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
-    info = rec.get("task_info")
-    if not (isinstance(info, dict) and {"category", "summary", "sweep_name", "log_x"} <= set(info)):
-        out.append("task_info must hold category, summary, sweep_name and log_x")
-    status, runs = rec.get("status"), rec.get("runs")
-    if status not in STATUSES:
-        out.append(f"status {status!r} is not one of {', '.join(STATUSES)}")
-    if not isinstance(runs, list) or not all(isinstance(r, dict) and _is_score(r.get("score")) and
-                                             _is_int(r.get("seed")) for r in runs):
-        out.append("runs must be a list of {seed, score in [0, 1], ...}")
-        runs = None
-    if status == "ok":
-        if not _is_score(rec.get("score")):
-            out.append(f"score {rec.get('score')!r} is not a finite number in [0, 1]")
-        if runs is not None and isinstance(seeds, list):
-            if [r["seed"] for r in runs] != seeds:
-                out.append(f"runs cover seeds {[r['seed'] for r in runs]}, the record says {seeds}")
-            elif rec.get("seed_scores") != [r["score"] for r in runs]:
-                out.append("seed_scores differ from the runs' scores")
-            elif _is_score(rec.get("score")) and abs(rec["score"] - sum(rec["seed_scores"]) / len(runs)) > 1e-12:
-                out.append(f"score {rec['score']!r} is not the mean of the seed scores")
-    elif status in ("error", "skipped"):
-        if rec.get("score") is not None or runs:
-            out.append(f"a {status} record holds no score and no runs")
-        err = rec.get("error")
-        if status == "error" and not (isinstance(err, dict) and isinstance(err.get("type"), str)
-                                      and isinstance(err.get("message"), str)):
-            out.append("an error record needs error.type and error.message strings")
-        if status == "skipped" and not isinstance(rec.get("reason"), str):
-            out.append("a skipped record needs its reason")
-    return out
-
-
-def is_current(record: dict[str, Any], metric_version: int, task_version: int, seeds: list[int],
-               artifacts: list[dict[str, Any]]) -> bool:
-    """True when the record answers exactly this question: same versions, seeds and artifact contents."""
-    return (
-        record["metric_version"] == metric_version
-        and record["task_version"] == task_version
-        and record["seeds"] == list(seeds)
-        and record.get("artifacts", []) == artifacts
-    )
-
-
 class ResultStore:
     """Reads and writes records and cached conformance reports under one results root."""
 
@@ -163,30 +94,37 @@ class ResultStore:
         return self.root / "conformance" / metric_filename(metric_id)
 
     @staticmethod
-    def _read_record(path: Path, scale: str, task: str, metric_id: str) -> dict[str, Any]:
+    def _read_record(path: Path, scale: str, task: str, metric_id: str) -> Record:
         """The record at `path`, validated; RecordError lists everything wrong with it."""
-        rec = read_json(path)
-        found = problems(rec)
-        where = (rec.get("scale"), rec.get("task"), rec.get("metric"))
-        if where != (scale, task, metric_id):
-            found.append(f"it describes cell {where}, but its path is that of {(scale, task, metric_id)}")
+        data = read_json(path)
+        try:
+            rec = Record.from_json(data)
+        except RecordError as exc:
+            found = [str(exc)]
+        else:
+            where = (rec.scale, rec.task, rec.metric)
+            found = [] if where == (scale, task, metric_id) else [
+                f"it describes cell {where}, but its path is that of {(scale, task, metric_id)}"]
         if found:
             raise RecordError(f"{path}: " + "; ".join(found) + f". `simstress run --scale {scale}` recomputes it")
         return rec
 
-    def load_record(self, scale: str, task: str, metric_id: str) -> dict[str, Any] | None:
+    def load_record(self, scale: str, task: str, metric_id: str) -> Record | None:
         """The stored record, or None when there is none; RecordError when it is unreadable or misplaced."""
         path = self.record_path(scale, task, metric_id)
         return self._read_record(path, scale, task, metric_id) if path.exists() else None
 
-    def save_record(self, record: dict[str, Any]) -> Path:
-        if record["status"] not in STATUSES:
-            raise ValueError(f"record status must be one of {STATUSES}, got {record['status']!r}")
-        path = self.record_path(record["scale"], record["task"], record["metric"])
-        write_json_atomic(path, record)
+    def save_record(self, record: Record) -> Path:
+        data = record.to_json()
+        found = problems(data)
+        if found:  # a bug upstream: never write what the reader would refuse
+            raise RecordError(f"refusing to write an invalid record of {record.metric} × {record.task}: "
+                              + "; ".join(found))
+        path = self.record_path(record.scale, record.task, record.metric)
+        write_json_atomic(path, data)
         return path
 
-    def records(self, scale: str) -> list[dict[str, Any]]:
+    def records(self, scale: str) -> list[Record]:
         """Every record of a scale, in path order; one RecordError naming every invalid file, with its problems."""
         found, bad = [], []
         for path in sorted((self.root / "records" / scale).glob("*/*.json")):

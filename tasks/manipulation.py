@@ -79,6 +79,7 @@ class MapManipulation(Task):
     metrics is this suite's extension.
     """
 
+    sweep_plot = False  # each x holds several pairs (shown in its own section)
     sizes = {"smoke": {"scale": "smoke", "per_class": 30, "attackers": ("linear_cka", "procrustes"),
                        "targets": ("identity", "ones")},
              "default": {"scale": "default", "per_class": 100, "attackers": DEFAULT_ATTACKERS,

@@ -37,10 +37,19 @@ from simstress.networks.timm_activations import (
     load_activations,
 )
 
-from .zoo import Translation, check_logits, head_logits, head_nullspace_direction, theory, translation_cases
+from .preserving import (
+    LOGIT_TOLERANCE,
+    Translation,
+    TranslationSetup,
+    TranslationTask,
+    check_logits,
+    head_logits,
+    head_nullspace_direction,
+    output_change,
+    theory_columns,
+)
 
 MODELS = tuple(LITE)  # tf_efficientnet_lite0, 1, 2
-LOGIT_TOLERANCE = 1e-4  # relative change of a real model's logits that an exact function-preserving change may cause
 POOL_SEED = 0  # the image pool every model is extracted on
 
 
@@ -106,14 +115,9 @@ def short(model: str) -> str:
 # ---------------------------------------------------------------------------------------------- robustness
 
 
-@dataclass
-class NullspaceSetup(Setup):
-    parts: list[Translation]
-
-
 @register_task(name="pretrained_head_nullspace", category="robustness",
                sweep_name="c / σ̄ (real ImageNet head's null space)", log_x=True)
-class PretrainedHeadNullspace(Task):
+class PretrainedHeadNullspace(TranslationTask):
     """A class, or one image, of a real ImageNet model's pre-logits moved where its classifier reads nothing.
 
     Construction: EfficientNet-Lite0, 1 or 2 (seed s uses Lite(s mod 3)) with its real ImageNet weights; its
@@ -141,7 +145,7 @@ class PretrainedHeadNullspace(Task):
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
         return seed_model_artifacts(scale, seed)
 
-    def build(self, size: Mapping[str, Any], seed: int, device: torch.device, artifacts: Built) -> NullspaceSetup:
+    def build(self, size: Mapping[str, Any], seed: int, device: torch.device, artifacts: Built) -> TranslationSetup:
         z = TIMM_SCALES[size["scale"]]
         (X, logits), _, labels = seed_sample(artifacts["activations"], z.per_class, seed, ["pre_logits", "logits"],
                                              device)
@@ -163,24 +167,18 @@ class PretrainedHeadNullspace(Task):
         parts, change, limits = [], 0.0, []
         for variant, which, mask in groups:
             v = head_nullspace_direction(head.weight, g).to(device)
-            truth = theory(X, mask, v, shifts)
+            truth = theory_columns(X, mask, v, shifts)
             for c, row in zip(shifts, truth):
                 row[variant] = which
                 Y = X.clone()
                 Y[mask] += c * v
-                change = max(change, check_logits(head, X, Y, self.name, LOGIT_TOLERANCE))
-            parts.append(Translation(variant, X, [mask], v, list(size["sweep"]), shifts, [truth]))
+                change = max(change, check_logits(head, X, Y, self.name))
+            parts.append(Translation(X, [mask], v, list(size["sweep"]), shifts, [truth], variant))
             limits.append(theorem1_limit(X, mask))
         details = {"model": seed_model(seed), "n": n, "features": X.shape[1], "classes": classes,
                    "images": images, "rms_radius": sigma, "dim_pr": participation_ratio(X),
                    "logit_change_max": change, "stored_logits_error": stored, "theorem1_limits": limits}
-        return NullspaceSetup(labels=labels.to(device), details=details, parts=parts)
-
-    def cases(self, setup: NullspaceSetup) -> Iterator[Case]:
-        return translation_cases(setup.parts)
-
-    def score(self, curve: pd.DataFrame, setup: NullspaceSetup) -> float:
-        return mean_clipped(curve["similarity"])
+        return TranslationSetup(labels=labels.to(device), details=details, parts=parts)
 
 
 REPARAM_BLOCK = (3, 0)  # blocks[3][0]: the first inverted-residual block of the stride-16 stage (40 → 240 channels)
@@ -233,10 +231,6 @@ def run_block(model: nn.Module, images: torch.Tensor, batch: int = 100) -> tuple
         for h in hooks:
             h.remove()
     return tuple(torch.cat(out[k]).double() for k in ("logits", "conv", "expanded"))
-
-
-def output_change(before: torch.Tensor, after: torch.Tensor) -> float:
-    return float((after - before).abs().max() / before.abs().max().clamp_min(1.0))
 
 
 @dataclass
@@ -357,6 +351,7 @@ class PretrainedStageCorrespondence(Task):
     Source: Kornblith et al. 2019 (ICML), §6.1 and §6.3; Tan & Le 2019 (ICML), EfficientNet scaling.
     """
 
+    sweep_plot = False  # each x holds several pairs (shown in its own section)
     sizes = {"smoke": {"scale": "smoke"}, "default": {"scale": "default"}, "full": {"scale": "full"}}
 
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
@@ -422,6 +417,7 @@ class PretrainedVsRandom(Task):
     (generalized vs random networks).
     """
 
+    sweep_plot = False  # each x holds several pairs (shown in its own section)
     sizes = {"smoke": {"scale": "smoke"}, "default": {"scale": "default"}, "full": {"scale": "full"}}
 
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:

@@ -20,50 +20,23 @@ from simstress.core.metric import Metric
 from simstress.core.scoring import clip01, mean_clipped
 from simstress.core.synthetic import CUBE_SHIFT, gaussian_mixture, generator, two_cubes, unit_vector
 from simstress.core.task import Built, Case, Setup, Task, register_task
-from simstress.core.theory import outlier_limit, participation_ratio, rms_radius, theorem1_cka, theorem1_limit
+from simstress.core.theory import outlier_limit, participation_ratio, rms_radius, theorem1_limit
 from simstress.metrics.probe import LinearProbe, fit_probe
+
+from .preserving import Translation, TranslationSetup, TranslationTask, theory_columns, translate
 
 N_CLASSES = 10
 SEPARATION = 0.5  # class-mean scale of the mixtures: a held-out linear probe reaches ~0.85-0.99
 
 
-def translate(X: torch.Tensor, rows: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """A copy of X with `shift` (p,) added to the rows selected by the boolean mask `rows`."""
-    return X + rows[:, None].to(X.dtype) * shift[None, :]
-
-
-@dataclass
-class TranslationSetup(Setup):
-    """Reference X, the row groups translated one at a time, the direction, the sweep and its absolute shifts."""
-
-    X: torch.Tensor
-    groups: list[torch.Tensor]  # boolean row masks
-    direction: torch.Tensor  # unit (p,)
-    sweep: list[float]  # the curve's x values
-    shifts: list[float]  # absolute c for each x
-    truth: list[list[dict[str, Any]]]  # ground-truth columns, [group][sweep index]
-
-
-def translation_cases(s: TranslationSetup) -> Iterator[Case]:
-    for rows, truths in zip(s.groups, s.truth):
-        for x, c, truth in zip(s.sweep, s.shifts, truths):
-            yield Case(x=x, reference=s.X, other=translate(s.X, rows, c * s.direction), ref_key=0,
-                       truth={"c": c, **truth})
-
-
-def theory_columns(X: torch.Tensor, rows: torch.Tensor, v: torch.Tensor, shifts: list[float]) -> list[dict[str, Any]]:
-    """The exact finite-c linear CKA of Theorem 1 for each shift, as the curve's `linear_cka_theory` column."""
-    return [{"linear_cka_theory": t} for t in theorem1_cka(X, rows, v, shifts)]
-
-
 @register_task(name="outlier_shift", category="robustness", sweep_name="c / σ̄ (outlier translation)", log_x=True)
-class OutlierShift(Task):
+class OutlierShift(TranslationTask):
     """One point translated by c·v, up to 1000× the data's RMS radius; every other point unchanged.
 
     Construction: X = ReLU'd 10-class Gaussian mixture whose classes share a correlated covariance with a
-    power-law spectrum λ_k ∝ 1/k (`data.gaussian_mixture`); one random row x_o is translated by c·v, v a random
-    unit vector, c/σ̄ ∈ {1, 3, 10, 30, 100, 300, 1000}, σ̄ = RMS distance of the rows to their mean. Computed in
-    float64. Class labels: the mixture's.
+    power-law spectrum λ_k ∝ 1/k (`simstress.core.synthetic.gaussian_mixture`); one random row x_o is translated by c·v,
+    v a random unit vector, c/σ̄ ∈ {1, 3, 10, 30, 100, 300, 1000}, σ̄ = RMS distance of the rows to their mean. Computed
+    in float64. Class labels: the mixture's.
     Ground truth: n − 1 of n points are untouched, so the representation is functionally the same; the ideal
     similarity stays 1. Linear CKA instead tends to Corollary 3's limit sqrt(dim_PR(X))·||x_o − x̄||² /
     ((n−1)·σ̄²), dim_PR = ||X̃||_F⁴/||X̃ᵀX̃||²_F (details: `corollary3_limit`; curve: the exact finite-c linear
@@ -72,12 +45,12 @@ class OutlierShift(Task):
     Source: Davari et al. 2023 (ICLR), Corollary 3 and Fig. 4c (single-point translation).
     """
 
-    sizes = {"smoke": {"n": 300, "p": 32}, "default": {"n": 1000, "p": 64}, "full": {"n": 10000, "p": 256}}
-    sweep = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+    sizes = {scale: {"n": n, "p": p, "sweep": (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)}
+             for scale, n, p in (("smoke", 300, 32), ("default", 1000, 64), ("full", 10000, 256))}
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
               artifacts: Built) -> TranslationSetup:
-        n, p = size["n"], size["p"]
+        n, p, sweep = size["n"], size["p"], list(size["sweep"])
         X, labels = gaussian_mixture(n, p, N_CLASSES, generator(seed, 0), separation=SEPARATION)
         g = generator(seed, 1)
         index = int(torch.randint(n, (1,), generator=g))
@@ -85,30 +58,24 @@ class OutlierShift(Task):
         rows = torch.zeros(n, dtype=torch.bool)
         rows[index] = True
         sigma = rms_radius(X)
-        shifts = [x * sigma for x in self.sweep]
+        shifts = [x * sigma for x in sweep]
         details = {
             "n": n, "p": p, "outlier_index": index, "rms_radius": sigma, "dim_pr": participation_ratio(X),
             "corollary3_limit": outlier_limit(X, index),
         }
-        return TranslationSetup(labels=labels.to(device), details=details, X=X.to(device), groups=[rows.to(device)],
-                                direction=v.to(device), sweep=list(self.sweep), shifts=shifts,
-                                truth=[theory_columns(X, rows, v, shifts)])
-
-    def cases(self, setup: TranslationSetup) -> Iterator[Case]:
-        return translation_cases(setup)
-
-    def score(self, curve: pd.DataFrame, setup: TranslationSetup) -> float:
-        return mean_clipped(curve["similarity"])
+        part = Translation(X.to(device), [rows.to(device)], v.to(device), sweep, shifts,
+                           [theory_columns(X, rows, v, shifts)])
+        return TranslationSetup(labels=labels.to(device), details=details, parts=[part])
 
 
 @register_task(name="subset_translation", category="robustness", sweep_name="c (translation of cube 2)")
-class SubsetTranslation(Task):
+class SubsetTranslation(TranslationTask):
     """Two cubes, the second translated by c·v (Davari et al. Fig. 4a): Theorem 1's subset translation.
 
     Construction: cube 1 = U[−0.5, 0.5]^p, cube 2 = the same law shifted by 1.1 on the first coordinate
-    (`data.two_cubes`); all of cube 2 (ρ = 1/2) translated by c·v, v a random unit vector, c ∈ {1, 5, 10, 15,
-    …, 50}. Sizes: smoke 2×200 points, p = 200; default 2×2000, p = 200; full 2×10000, p = 1000 (the paper's).
-    Computed in float64. Class labels: cube membership.
+    (`simstress.core.synthetic.two_cubes`); all of cube 2 (ρ = 1/2) translated by c·v, v a random unit vector, c ∈ {1,
+    5, 10, 15, …, 50}. Sizes: smoke 2×200 points, p = 200; default 2×2000, p = 200; full 2×10000, p = 1000 (the
+    paper's). Computed in float64. Class labels: cube membership.
     Ground truth: each cube keeps its shape (a rigid translation), so the ideal similarity stays 1. The cubes
     stay disjoint, hence linearly separable, iff 1.1·e₁ + c·v ∉ [−1, 1]^p (curve: `cubes_disjoint`; v pointing
     back toward cube 1 can make them overlap at small c, as in the paper's set-up). Linear CKA
@@ -118,33 +85,25 @@ class SubsetTranslation(Task):
     Source: Davari et al. 2023 (ICLR), Theorem 1 and Fig. 4a (§4.2).
     """
 
-    sizes = {"smoke": {"n_per_cube": 200, "p": 200}, "default": {"n_per_cube": 2000, "p": 200},
-             "full": {"n_per_cube": 10000, "p": 1000}}
-    sweep = (1.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0)
+    sizes = {scale: {"n_per_cube": m, "p": p, "sweep": (1.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0)}
+             for scale, m, p in (("smoke", 200, 200), ("default", 2000, 200), ("full", 10000, 1000))}
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
               artifacts: Built) -> TranslationSetup:
-        m, p = size["n_per_cube"], size["p"]
+        m, p, sweep = size["n_per_cube"], size["p"], list(size["sweep"])
         X, labels = two_cubes(m, p, generator(seed, 0))
         v = unit_vector(p, generator(seed, 1))
         rows = labels == 1
-        truth = theory_columns(X, rows, v, list(self.sweep))
+        truth = theory_columns(X, rows, v, sweep)
         offset = torch.zeros(p, dtype=torch.float64)
         offset[0] = CUBE_SHIFT
-        for c, row in zip(self.sweep, truth):
+        for c, row in zip(sweep, truth):
             row["cubes_disjoint"] = bool((offset + c * v).abs().max() > 1.0)
         details = {"n": 2 * m, "p": p, "translated_fraction": 0.5, "theorem1_limit": theorem1_limit(X, rows),
                    "dim_pr": participation_ratio(X), "rms_radius": rms_radius(X),
                    "cubes_disjoint_at_every_c": all(row["cubes_disjoint"] for row in truth)}
-        return TranslationSetup(labels=labels.to(device), details=details, X=X.to(device), groups=[rows.to(device)],
-                                direction=v.to(device), sweep=list(self.sweep), shifts=list(self.sweep),
-                                truth=[truth])
-
-    def cases(self, setup: TranslationSetup) -> Iterator[Case]:
-        return translation_cases(setup)
-
-    def score(self, curve: pd.DataFrame, setup: TranslationSetup) -> float:
-        return mean_clipped(curve["similarity"])
+        part = Translation(X.to(device), [rows.to(device)], v.to(device), sweep, sweep, [truth])
+        return TranslationSetup(labels=labels.to(device), details=details, parts=[part])
 
 
 class QPDirection(NamedTuple):
@@ -181,13 +140,13 @@ class ClassTranslationSetup(TranslationSetup):
 
 @register_task(name="class_translation", category="robustness", sweep_name="c / σ̄ (class translation)",
                log_x=True)
-class ClassTranslation(Task):
+class ClassTranslation(TranslationTask):
     """One class at a time translated along a direction every linear probe normal ignores (Corollary 4).
 
-    Construction: X = ReLU'd 10-class Gaussian mixture (`data.gaussian_mixture`, power-law covariance). A linear
-    probe (`metrics.probe.fit_probe`, multinomial logistic, l2 = 1e-3) is fitted on all rows; d solves
-    min dᵀ(QQᵀ + 1e-7·I)d s.t. d ≥ 0.1 elementwise (Q = orthonormal basis of the probe's class normals; scipy
-    BVLS), the ridge's ~1e-7 residual is projected out and d is normalised: activations stay non-negative and
+    Construction: X = ReLU'd 10-class Gaussian mixture (`simstress.core.synthetic.gaussian_mixture`, power-law
+    covariance). A linear probe (`simstress.metrics.probe.fit_probe`, multinomial logistic, l2 = 1e-3) is fitted on all
+    rows; d solves min dᵀ(QQᵀ + 1e-7·I)d s.t. d ≥ 0.1 elementwise (Q = orthonormal basis of the probe's class normals;
+    scipy BVLS), the ridge's ~1e-7 residual is projected out and d is normalised: activations stay non-negative and
     the probe's logits all move by the same amount. Each class k in turn is translated by c·d, c/σ̄ in a sweep
     (smoke and default {1, 10, 100}; full {0.1, 0.3, 1, 3, 10, 30, 100, 1000}). Computed in float64.
     Ground truth: the probe's predictions are identical at every c (asserted by the task; details:
@@ -230,14 +189,8 @@ class ClassTranslation(Task):
             "predictions_changed": changed, "direction_min": float(d.min()), "direction_qp_residual": residual,
             "theorem1_limits": [theorem1_limit(X, rows) for rows in groups],
         }
-        return ClassTranslationSetup(labels=labels, details=details, X=X, groups=groups, direction=d, sweep=sweep,
-                                     shifts=shifts, truth=truth, probe=probe)
-
-    def cases(self, setup: ClassTranslationSetup) -> Iterator[Case]:
-        return translation_cases(setup)
-
-    def score(self, curve: pd.DataFrame, setup: ClassTranslationSetup) -> float:
-        return mean_clipped(curve["similarity"])
+        return ClassTranslationSetup(labels=labels, details=details, parts=[Translation(X, groups, d, sweep, shifts,
+                                                                                      truth)], probe=probe)
 
 
 @dataclass
@@ -250,8 +203,8 @@ class InvertibleSetup(Setup):
 class InvertibleLinear(Task):
     """Y = X·M for well-conditioned random M with i.i.d. N(μ, σ²) entries over a (μ, σ) grid (Fig. 4b).
 
-    Construction: X = two cubes (`data.two_cubes`, as Fig. 4a); M (p×p) has i.i.d. N(μ, σ²) entries, redrawn
-    until cond(M) < 1e10 (so X = Y·M⁻¹ is recoverable to ~1e-6 in float64; the paper's bound 1/eps only ensures
+    Construction: X = two cubes (`simstress.core.synthetic.two_cubes`, as Fig. 4a); M (p×p) has i.i.d. N(μ, σ²) entries,
+    redrawn until cond(M) < 1e10 (so X = Y·M⁻¹ is recoverable to ~1e-6 in float64; the paper's bound 1/eps only ensures
     invertibility); μ, σ ∈ smoke {1, 10, 100}, default {1, 10, 100, 1000}, full {1, 5, 10, 25, 50, 100, 500,
     1e3, 5e3} (the paper's). Computed in float64. Class labels: cube membership.
     Ground truth: an invertible linear map preserves linear separability exactly (every linear read-out of X is
@@ -309,10 +262,10 @@ class GlobalSetup(Setup):
 class GlobalTranslation(Task):
     """Every point translated by c·v, c up to 2e4, in float32: numerical soundness of translation invariance.
 
-    Construction: X = ReLU'd 10-class Gaussian mixture (`data.gaussian_mixture`, unit-scale features), cast to
-    float32; Y = X + c·v computed in float32, v a random unit vector, c ∈ {10, 100, 1e3, 5e3, 1e4, 2e4}. The
-    metric sees float32 tensors (the only task that does). Class labels: the mixture's. Only metrics that declare
-    translation invariance are scored: for the others a translation is a real change (e.g. rsa, mutual_knn), and
+    Construction: X = ReLU'd 10-class Gaussian mixture (`simstress.core.synthetic.gaussian_mixture`, unit-scale
+    features), cast to float32; Y = X + c·v computed in float32, v a random unit vector, c ∈ {10, 100, 1e3, 5e3, 1e4,
+    2e4}. The metric sees float32 tensors (the only task that does). Class labels: the mixture's. Only metrics that
+    declare translation invariance are scored: for the others a translation is a real change (e.g. rsa, mutual_knn), and
     whether the invariance holds at all is the conformance check's job (the leaderboard's invariance table).
     Ground truth: a translation of all points changes nothing but the origin, so the ideal similarity stays 1
     for every c; a translation-invariant metric that falls here has lost precision (Gram-side centring in float32
@@ -322,8 +275,8 @@ class GlobalTranslation(Task):
     authors' fix (LinCKA2: centre features before forming Grams), reproduced at n = 2000, p = 256.
     """
 
-    sizes = {"smoke": {"n": 500, "p": 64}, "default": {"n": 1000, "p": 128}, "full": {"n": 10000, "p": 512}}
-    sweep = (10.0, 100.0, 1e3, 5e3, 1e4, 2e4)
+    sizes = {scale: {"n": n, "p": p, "sweep": (10.0, 100.0, 1e3, 5e3, 1e4, 2e4)}
+             for scale, n, p in (("smoke", 500, 64), ("default", 1000, 128), ("full", 10000, 512))}
 
     def not_applicable(self, metric: Metric, setup: Setup) -> str | None:
         if "translation" not in metric.spec.invariances:
@@ -338,7 +291,7 @@ class GlobalTranslation(Task):
         v = unit_vector(p, generator(seed, 1))
         details = {"n": n, "p": p, "dtype": "float32", "rms_radius": rms_radius(X)}
         return GlobalSetup(labels=labels.to(device), details=details, X=X.to(device, torch.float32),
-                           direction=v.to(device, torch.float32), sweep=list(self.sweep))
+                           direction=v.to(device, torch.float32), sweep=list(size["sweep"]))
 
     def cases(self, setup: GlobalSetup) -> Iterator[Case]:
         for c in setup.sweep:

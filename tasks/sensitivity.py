@@ -23,15 +23,16 @@ class NoiseSetup(Setup):
     X: torch.Tensor
     noise: torch.Tensor  # E, i.i.d. N(0, 1/p): rows of unit RMS norm
     sigma: float  # σ̄ of X
+    sweep: list[float]  # ε
 
 
 @register_task(name="noise_sweep", category="sensitivity", sweep_name="ε (noise RMS / data RMS radius)")
 class NoiseSweep(Task):
     """Y = X + ε·σ̄·E: growing isotropic noise drowns the representation.
 
-    Construction: X = ReLU'd 10-class Gaussian mixture (`data.gaussian_mixture`, power-law covariance), σ̄ its
-    RMS distance to the mean; E has i.i.d. N(0, 1/p) entries (rows of unit RMS norm, one draw shared by every ε,
-    so the damage is nested); ε ∈ {0, 0.1, 0.3, 1, 3, 10}, i.e. noise RMS = ε·σ̄. Computed in float64. Class
+    Construction: X = ReLU'd 10-class Gaussian mixture (`simstress.core.synthetic.gaussian_mixture`, power-law
+    covariance), σ̄ its RMS distance to the mean; E has i.i.d. N(0, 1/p) entries (rows of unit RMS norm, one draw shared
+    by every ε, so the damage is nested); ε ∈ {0, 0.1, 0.3, 1, 3, 10}, i.e. noise RMS = ε·σ̄. Computed in float64. Class
     labels: the mixture's.
     Ground truth: information about X in Y strictly decreases with ε; the ideal similarity falls monotonically,
     from 1 at ε = 0 to near 0 at ε = 10.
@@ -41,8 +42,8 @@ class NoiseSweep(Task):
     Ding et al. 2021, NeurIPS, both add noise to representations to see similarity fall).
     """
 
-    sizes = {"smoke": {"n": 300, "p": 32}, "default": {"n": 1000, "p": 64}, "full": {"n": 10000, "p": 256}}
-    sweep = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
+    sizes = {scale: {"n": n, "p": p, "sweep": (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)}
+             for scale, n, p in (("smoke", 300, 32), ("default", 1000, 64), ("full", 10000, 256))}
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
               artifacts: Built) -> NoiseSetup:
@@ -51,10 +52,10 @@ class NoiseSweep(Task):
         E = torch.randn(n, p, generator=generator(seed, 1), dtype=torch.float64) / p**0.5
         sigma = rms_radius(X)
         return NoiseSetup(labels=labels.to(device), details={"n": n, "p": p, "rms_radius": sigma},
-                          X=X.to(device), noise=E.to(device), sigma=sigma)
+                          X=X.to(device), noise=E.to(device), sigma=sigma, sweep=list(size["sweep"]))
 
     def cases(self, setup: NoiseSetup) -> Iterator[Case]:
-        for eps in self.sweep:
+        for eps in setup.sweep:
             yield Case(x=eps, reference=setup.X, other=setup.X + (eps * setup.sigma) * setup.noise, ref_key=0,
                        truth={})
 
@@ -69,6 +70,7 @@ class DeletionSetup(Setup):
     X: torch.Tensor
     components: torch.Tensor  # (p, max k) top principal directions of X, by decreasing variance
     centred: torch.Tensor  # X̃
+    sweep: list[int]  # k
 
 
 @register_task(name="pc_deletion", category="sensitivity", sweep_name="k (top principal components removed)",
@@ -76,17 +78,18 @@ class DeletionSetup(Setup):
 class PCDeletion(Task):
     """Remove the top-k principal components when the labels live in them; truth = a probe's accuracy.
 
-    Construction: X = ReLU'd correlated Gaussian with a power-law spectrum (`data.correlated_gaussian`); with
-    uⱼ its j-th whitened principal-component score (left singular vector of X̃), labels = argmax_c Σ_{j≤16}
-    j^(−1/2)·uⱼ·Bⱼc over 4 classes, B (16×4) with orthonormal columns, so each step of the sweep removes a
-    similar share of the label signal. Y_k = X − X̃·V_k·V_kᵀ (V_k: top-k principal directions),
-    k ∈ {0, 1, 2, 4, 8, 16}. Computed in float64. Class labels: those labels.
-    Ground truth: the held-out accuracy of a linear probe (`metrics.probe.fit_probe`, l2 = 1e-3) fitted on Y_k
+    Construction: X = ReLU'd correlated Gaussian with a power-law spectrum
+    (`simstress.core.synthetic.correlated_gaussian`); with uⱼ its j-th whitened principal-component score (left singular
+    vector of X̃), labels = argmax_c Σ_{j≤16} j^(−1/2)·uⱼ·Bⱼc over 4 classes, B (16×4) with orthonormal columns, so each
+    step of the sweep removes a similar share of the label signal. Y_k = X − X̃·V_k·V_kᵀ (V_k: top-k principal
+    directions), k ∈ {0, 1, 2, 4, 8, 16}. Computed in float64. Class labels: those labels.
+    Ground truth: the held-out accuracy of a linear probe (`simstress.metrics.probe.fit_probe`, l2 = 1e-3) fitted on Y_k
     (seeded 50/50 stratified split), which falls from near 1 toward chance (1/4) as k grows (curve:
     `probe_accuracy`; details: the accuracies).
     Score: max(0, Spearman(similarity to X, probe accuracy)) × min(1, range of similarity / 0.1): the right order,
     earned in full only by a metric whose similarity moves by at least a tenth of its self-similarity over the
-    sweep (`scoring.effect_weight`; a metric that moves by 1e-3 has no effect, only rounding-level order).
+    sweep (`simstress.core.scoring.effect_weight`; a metric that moves by 1e-3 has no effect, only rounding-level
+    order).
     Convention: the CCA family averages over min(rank X̃, rank Ỹ) canonical correlations, and deleting directions
     from Y lowers its rank while every remaining correlation stays 1, so mean CCA stays flat here and scores 0 by
     that convention; `cca_mean[normalize=width]` divides Σρ by min(p1, p2) instead and sees the deletion.
@@ -94,15 +97,15 @@ class PCDeletion(Task):
     (NeurIPS), principal-component deletion.
     """
 
-    sizes = {"smoke": {"n": 500, "p": 32}, "default": {"n": 1000, "p": 64}, "full": {"n": 10000, "p": 256}}
-    sweep = (0, 1, 2, 4, 8, 16)
+    sizes = {scale: {"n": n, "p": p, "sweep": (0, 1, 2, 4, 8, 16)}
+             for scale, n, p in (("smoke", 500, 32), ("default", 1000, 64), ("full", 10000, 256))}
     label_components = 16
     n_label_classes = 4
     test_fraction = 0.5
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
               artifacts: Built) -> DeletionSetup:
-        n, p = size["n"], size["p"]
+        n, p, sweep = size["n"], size["p"], list(size["sweep"])
         m = self.label_components
         X = correlated_gaussian(n, p, generator(seed, 0)).clamp_min(0.0).to(device)
         Xc = center(X)
@@ -110,10 +113,10 @@ class PCDeletion(Task):
         weights = torch.arange(1, m + 1, dtype=torch.float64, device=device).rsqrt()
         B = random_rotation(m, generator(seed, 1))[:, : self.n_label_classes].to(device)
         labels = ((U[:, :m] * weights) @ B).argmax(dim=1)
-        setup = DeletionSetup(labels=labels, details={}, X=X, components=Vh[: max(self.sweep)].T, centred=Xc)
+        setup = DeletionSetup(labels=labels, details={}, X=X, components=Vh[: max(sweep)].T, centred=Xc, sweep=sweep)
         train, test = stratified_split(labels, test_fraction=self.test_fraction, seed=seed)
         accuracy = []
-        for k in self.sweep:
+        for k in sweep:
             Y = self.delete(setup, k)
             accuracy.append(fit_probe(Y[train], labels[train]).accuracy(Y[test], labels[test]))
         var = S.square()
@@ -121,7 +124,7 @@ class PCDeletion(Task):
             "n": n, "p": p, "n_label_classes": self.n_label_classes, "label_components": m,
             "class_sizes": torch.bincount(labels, minlength=self.n_label_classes).tolist(),
             "probe_accuracy": accuracy,
-            "variance_removed": [float(var[:k].sum() / var.sum()) for k in self.sweep],
+            "variance_removed": [float(var[:k].sum() / var.sum()) for k in sweep],
         }
         return setup
 
@@ -132,7 +135,7 @@ class PCDeletion(Task):
         return setup.X - (setup.centred @ V) @ V.T
 
     def cases(self, setup: DeletionSetup) -> Iterator[Case]:
-        for i, k in enumerate(self.sweep):
+        for i, k in enumerate(setup.sweep):
             yield Case(x=k, reference=setup.X, other=self.delete(setup, k), ref_key=0,
                        truth={"probe_accuracy": setup.details["probe_accuracy"][i],
                               "variance_removed": setup.details["variance_removed"][i]})
@@ -165,17 +168,17 @@ class IndependentHighDim(Task):
     Source: Song et al. 2012 (JMLR), unbiased HSIC; Nguyen, Raghu & Kornblith 2021 (ICLR), its use in CKA.
     """
 
-    sizes = {"smoke": {"n": 100}, "default": {"n": 500}, "full": {"n": 1000}}
-    ratios = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
+    sizes = {scale: {"n": n, "ratios": (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)}
+             for scale, n in (("smoke", 100), ("default", 500), ("full", 1000))}
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
               artifacts: Built) -> IndependentSetup:
-        n = size["n"]
-        p = int(max(self.ratios) * n)
+        n, ratios = size["n"], list(size["ratios"])
+        p = int(max(ratios) * n)
         X = torch.randn(n, p, generator=generator(seed, 0), dtype=torch.float64)
         Y = torch.randn(n, p, generator=generator(seed, 1), dtype=torch.float64)
         return IndependentSetup(labels=None, details={"n": n, "p_max": p}, X=X.to(device), Y=Y.to(device),
-                                ratios=list(self.ratios))
+                                ratios=ratios)
 
     def cases(self, setup: IndependentSetup) -> Iterator[Case]:
         n = setup.X.shape[0]

@@ -28,15 +28,15 @@ class MatchingSetup(Setup):
 class Matching(Task):
     """K = 8 representations with a shared component; each must pick its own rotated, rescaled, noisy copy.
 
-    Construction: a common pre-activation C = 10-class Gaussian mixture (`data.gaussian_mixture`, no ReLU) and,
-    for each i < 8, its own correlated Gaussian Zᵢ (`data.correlated_gaussian`), both with power-law spectra;
-    Aᵢ = ReLU(sqrt(α)·C + sqrt(1 − α)·Zᵢ), α = 0.8. Its partner Bᵢ = sᵢ·(Aᵢ·Qᵢ + ε·σ̄ᵢ·Eᵢ): Qᵢ a random rotation,
-    sᵢ log-uniform in [0.1, 10], Eᵢ i.i.d. N(0, 1/p) entries, ε = 1, σ̄ᵢ = RMS radius of Aᵢ. Every (Aᵢ, Bⱼ)
-    pair is compared (x = j). Computed in float64. Class labels: the common mixture's (shared by all).
+    Construction: a common pre-activation C = 10-class Gaussian mixture (`simstress.core.synthetic.gaussian_mixture`, no
+    ReLU) and, for each i < 8, its own correlated Gaussian Zᵢ (`simstress.core.synthetic.correlated_gaussian`), both
+    with power-law spectra; Aᵢ = ReLU(sqrt(α)·C + sqrt(1 − α)·Zᵢ), α = 0.8. Its partner Bᵢ = sᵢ·(Aᵢ·Qᵢ + ε·σ̄ᵢ·Eᵢ): Qᵢ a
+    random rotation, sᵢ log-uniform in [0.1, 10], Eᵢ i.i.d. N(0, 1/p) entries, ε = 1, σ̄ᵢ = RMS radius of Aᵢ. Every (Aᵢ,
+    Bⱼ) pair is compared (x = j). Computed in float64. Class labels: the common mixture's (shared by all).
     Ground truth: Bᵢ is Aᵢ up to a rotation, a scale and moderate noise, while Bⱼ (j ≠ i) shares only the
     common component; the ideal metric rates Bᵢ strictly above every Bⱼ.
-    Score: fraction of i with sim(Aᵢ, Bᵢ) ≥ max_{j≠i} sim(Aᵢ, Bⱼ) + 0.01 (`scoring.EFFECT_FLOOR`: a win needs a
-    margin of 1% of the self-similarity, above the metric's noise; a non-finite similarity loses).
+    Score: fraction of i with sim(Aᵢ, Bᵢ) ≥ max_{j≠i} sim(Aᵢ, Bⱼ) + 0.01 (`simstress.core.scoring.EFFECT_FLOOR`: a win
+    needs a margin of 1% of the self-similarity, above the metric's noise; a non-finite similarity loses).
     Source: the sanity check of Kornblith et al. 2019 (ICML) that a layer is most similar to the corresponding
     layer of a network trained from another initialisation, and the specificity tests of Ding et al. 2021
     (NeurIPS), reduced to synthetic data with a known correspondence.

@@ -1,7 +1,7 @@
 """Stress tasks on the networks the suite trains itself (the Fashion-MNIST zoo of `simstress.networks`).
 
-Every task here reads activations of M1 networks (`networks.activations`) on a seeded, stratified sample of the
-test images, and every metric of a task sees the same representations, in float64. Conv blocks are reduced by
+Every task here reads activations of M1 networks (`simstress.networks.activations`) on a seeded, stratified sample of
+the test images, and every metric of a task sees the same representations, in float64. Conv blocks are reduced by
 average pooling to at most 2×2 cells (`pool2`; 4×4 at full scale, `pool4`), then flattened: block 0 flattened
 is 14,400 features per image, which would make the CCA family refuse every early layer (it needs p < n) and cost
 O(n·p²) per comparison (a linear probe, more). 2×2 cells keep a coarse spatial layout at ≤ 256 features for
@@ -24,19 +24,27 @@ import pandas as pd
 import torch
 
 from simstress.core.artifacts import Artifact, ArtifactSpec
-from simstress.core.scoring import EFFECT_FLOOR, mean_clipped, pair_matrix, resolved
+from simstress.core.scoring import EFFECT_FLOOR, pair_matrix, resolved
 from simstress.core.synthetic import generator
 from simstress.core.task import Built, Case, Setup, Task, register_task
-from simstress.core.theory import outlier_limit, participation_ratio, rms_radius, theorem1_cka, theorem1_limit
+from simstress.core.theory import outlier_limit, participation_ratio, rms_radius, theorem1_limit
 from simstress.data import load_images
 from simstress.metrics.probe import fit_probe
 from simstress.networks.activations import activations
 from simstress.networks.m1 import BLOCK_LAYERS, INPUT_SIZE
 from simstress.networks.zoo import ZOO_SCALES, load_network, network_name, network_spec, partner_seeds
 
-from .robustness import separability_preserving_direction, translate
-
-LOGIT_TOLERANCE = 1e-5  # relative change of a network's logits that a function-preserving change may cause
+from .preserving import (
+    Translation,
+    TranslationSetup,
+    TranslationTask,
+    check_logits,
+    head_logits,
+    head_nullspace_direction,
+    theory_columns,
+    translate,
+)
+from .robustness import separability_preserving_direction
 
 
 def generalized(scale: str, seed: int, offset: int = 0) -> ArtifactSpec:
@@ -61,37 +69,6 @@ def layer_stack(artifact: Artifact, images: torch.Tensor, layers: tuple[str, ...
     model = load_network(artifact, device)
     acts = activations(model, images, layers, reduction=reduction, device=device, out_device=device)
     return [acts[name].to(torch.float64) for name in layers]
-
-
-def head_nullspace_direction(weight: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """A random unit vector v (float64) with weight·v = 0: the linear head reads nothing along it."""
-    W = weight.detach().cpu().to(torch.float64)
-    if W.shape[1] <= W.shape[0]:
-        raise ValueError(f"a {tuple(W.shape)} head has no null space: it needs more features than classes")
-    Q, _ = torch.linalg.qr(W.T, mode="reduced")  # (p, C) orthonormal basis of the head's row space
-    z = torch.randn(W.shape[1], generator=g, dtype=torch.float64)
-    v = z - Q @ (Q.T @ z)
-    v = v - Q @ (Q.T @ v)  # a second pass: orthogonal to rounding
-    return v / v.norm()
-
-
-def head_logits(head: torch.nn.Linear, pooled: torch.Tensor) -> torch.Tensor:
-    """The network's own linear layer applied in float64 to pooled features."""
-    W, b = head.weight.detach().to(pooled), head.bias.detach().to(pooled)
-    return pooled @ W.T + b
-
-
-def check_logits(head: torch.nn.Linear, X: torch.Tensor, Y: torch.Tensor, what: str,
-                 tolerance: float = LOGIT_TOLERANCE) -> float:
-    """Largest change of the logits of the linear layer `head` from features X to Y, divided by max(1, largest
-    |logit|); raises beyond `tolerance` or when any prediction changes."""
-    before, after = head_logits(head, X), head_logits(head, Y)
-    change = float((after - before).abs().max() / before.abs().max().clamp_min(1.0))
-    changed = int((after.argmax(1) != before.argmax(1)).sum())
-    if change > tolerance or changed:
-        raise RuntimeError(f"{what}: the network's logits moved by {change:.3g} (relative) and {changed} predictions "
-                           f"changed under a null-space translation; the construction is broken")
-    return change
 
 
 # ---------------------------------------------------------------------------------------------- specificity
@@ -152,47 +129,11 @@ class LayerCorrespondence(Task):
 # ---------------------------------------------------------------------------------------------- robustness
 
 
-@dataclass
-class Translation:
-    """One representation X and the row groups to translate along `direction` over `shifts` (absolute c)."""
-
-    variant: str
-    X: torch.Tensor
-    groups: list[torch.Tensor]
-    direction: torch.Tensor
-    sweep: list[float]
-    shifts: list[float]
-    truth: list[list[dict[str, Any]]]
-
-
-@dataclass
-class NetworkTranslationSetup(Setup):
-    parts: list[Translation]
-
-
-def translation_cases(parts: list[Translation]) -> Iterator[Case]:
-    for part in parts:
-        for rows, truths in zip(part.groups, part.truth):
-            for x, c, truth in zip(part.sweep, part.shifts, truths):
-                yield Case(x=x, reference=part.X, other=translate(part.X, rows, c * part.direction),
-                           ref_key=part.variant, truth={"variant": part.variant, "c": c, **truth})
-
-
-def theory(X: torch.Tensor, rows: torch.Tensor, v: torch.Tensor, shifts: list[float]) -> list[dict[str, Any]]:
-    return [{"linear_cka_theory": t} for t in theorem1_cka(X, rows, v, shifts)]
-
-
-class OneNetworkTranslation(Task):
-    """Shared by the translation tasks on one generalized network: its artifact, the cases and the score."""
+class OneNetworkTranslation(TranslationTask):
+    """Shared by the translation tasks on one generalized network: its artifact."""
 
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
         return {"network": generalized(scale, seed)}
-
-    def cases(self, setup: NetworkTranslationSetup) -> Iterator[Case]:
-        return translation_cases(setup.parts)
-
-    def score(self, curve: pd.DataFrame, setup: NetworkTranslationSetup) -> float:
-        return mean_clipped(curve["similarity"])
 
 
 @register_task(name="network_class_translation", category="robustness",
@@ -204,11 +145,11 @@ class NetworkClassTranslation(OneNetworkTranslation):
     full 500 per class), in float64. (a) `head_nullspace`: the pooled features the linear layer reads (64w-d);
     v = a random unit vector in the null space of the network's own linear layer W (W·v = 0), so its logits do
     not change (asserted: ≤ 1e-5 relative, every prediction identical). (b) `qp_direction`, the paper's variant:
-    the flattened last block (block 7, 2×2 cells, 256w-d), a linear probe (`metrics.probe.fit_probe`) fit on it,
-    and the non-negative direction d of Davari et al. (min dᵀ(QQᵀ + 1e-7·I)d s.t. d ≥ 0.1, Q an orthonormal basis
-    of the probe's class normals; `robustness.separability_preserving_direction`), so the translated activations
-    stay ReLU-like and every probe prediction is unchanged (asserted). In each variant one class k at a time is
-    translated by c·v, c/σ̄ ∈ {1, 10, 100} (full: 0.1 … 1000), σ̄ = the features' RMS radius, up to the plateau
+    the flattened last block (block 7, 2×2 cells, 256w-d), a linear probe (`simstress.metrics.probe.fit_probe`) fit on
+    it, and the non-negative direction d of Davari et al. (min dᵀ(QQᵀ + 1e-7·I)d s.t. d ≥ 0.1, Q an orthonormal basis
+    of the probe's class normals; `simstress.tasks.robustness.separability_preserving_direction`), so the translated
+    activations stay ReLU-like and every probe prediction is unchanged (asserted). In each variant one class k at a time
+    is translated by c·v, c/σ̄ ∈ {1, 10, 100} (full: 0.1 … 1000), σ̄ = the features' RMS radius, up to the plateau
     of Theorem 1. Class labels: the images'.
     Ground truth: the network's (or the probe's) function on these features is unchanged, so the ideal
     similarity stays 1. Linear CKA falls towards the Theorem 1 limit of the class (details: `theorem1_limits`;
@@ -222,7 +163,7 @@ class NetworkClassTranslation(OneNetworkTranslation):
              "full": {"zoo": "full", "per_class": 500, "sweep": (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)}}
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
-              artifacts: Built) -> NetworkTranslationSetup:
+              artifacts: Built) -> TranslationSetup:
         images, labels, sample = sample_test_images(size["zoo"], size["per_class"], seed)
         model = load_network(artifacts["network"], device)
         acts = activations(model, images, ("block7", "pooled"), reduction="flatten", device=device, out_device=device)
@@ -243,7 +184,7 @@ class NetworkClassTranslation(OneNetworkTranslation):
             shifts = [x * sigma for x in sweep]
             truth = []
             for k, rows in zip(classes, groups):
-                truth.append(theory(X, rows, direction, shifts))
+                truth.append(theory_columns(X, rows, direction, shifts))
                 for c, row in zip(shifts, truth[-1]):
                     Y = translate(X, rows, c * direction)
                     row["class"] = k
@@ -251,7 +192,7 @@ class NetworkClassTranslation(OneNetworkTranslation):
                         logit_change = max(logit_change, check_logits(model.fc, X, Y, self.name))
                     else:
                         probe_changed += int((probe.predict(Y) != before).sum())
-            parts.append(Translation(variant, X, groups, direction, sweep, shifts, truth))
+            parts.append(Translation(X, groups, direction, sweep, shifts, truth, variant))
         if probe_changed:
             raise RuntimeError(f"{self.name}: {probe_changed} probe predictions changed under a translation "
                                f"orthogonal to every class normal; the construction is broken")
@@ -264,7 +205,7 @@ class NetworkClassTranslation(OneNetworkTranslation):
             "dim_pr": {p.variant: participation_ratio(p.X) for p in parts},
             "theorem1_limits": {p.variant: [theorem1_limit(p.X, rows) for rows in groups] for p in parts},
         }
-        return NetworkTranslationSetup(labels=labels, details=details, parts=parts)
+        return TranslationSetup(labels=labels, details=details, parts=parts)
 
 
 @register_task(name="network_outlier", category="robustness", sweep_name="c / σ̄ (one image's features)",
@@ -285,13 +226,12 @@ class NetworkOutlier(OneNetworkTranslation):
     Source: Davari et al. 2023 (ICLR), Corollary 3 and Fig. 4c (single-point translation, §4.2).
     """
 
-    sizes = {"smoke": {"zoo": "smoke", "per_class": 30, "points": 2},
-             "default": {"zoo": "default", "per_class": 100, "points": 3},
-             "full": {"zoo": "full", "per_class": 500, "points": 10}}
-    sweep = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+    sizes = {scale: {"zoo": scale, "per_class": per_class, "points": points,
+                     "sweep": (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)}
+             for scale, per_class, points in (("smoke", 30, 2), ("default", 100, 3), ("full", 500, 10))}
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
-              artifacts: Built) -> NetworkTranslationSetup:
+              artifacts: Built) -> TranslationSetup:
         images, labels, sample = sample_test_images(size["zoo"], size["per_class"], seed)
         model = load_network(artifacts["network"], device)
         X = activations(model, images, ("pooled",), device=device, out_device=device)["pooled"].to(torch.float64)
@@ -300,21 +240,22 @@ class NetworkOutlier(OneNetworkTranslation):
         points = torch.randperm(n, generator=g)[: size["points"]].tolist()
         v = head_nullspace_direction(model.fc.weight, generator(seed, 1)).to(device)
         sigma = rms_radius(X)
-        shifts = [x * sigma for x in self.sweep]
+        sweep = list(size["sweep"])
+        shifts = [x * sigma for x in sweep]
         groups, truth, logit_change = [], [], 0.0
         for index in points:
             rows = torch.zeros(n, dtype=torch.bool, device=device)
             rows[index] = True
             groups.append(rows)
-            truth.append(theory(X, rows, v, shifts))
+            truth.append(theory_columns(X, rows, v, shifts))
             for c, row in zip(shifts, truth[-1]):
                 row["image"] = index
                 logit_change = max(logit_change, check_logits(model.fc, X, translate(X, rows, c * v), self.name))
         details = {**sample, "network": network_name(artifacts["network"].spec), "points": points, "rms_radius": sigma,
                    "dim_pr": participation_ratio(X), "logit_change_max": logit_change,
                    "corollary3_limits": [outlier_limit(X, i) for i in points]}
-        part = Translation("head_nullspace", X, groups, v, list(self.sweep), shifts, truth)
-        return NetworkTranslationSetup(labels=labels.to(device), details=details, parts=[part])
+        part = Translation(X, groups, v, sweep, shifts, truth, "head_nullspace")
+        return TranslationSetup(labels=labels.to(device), details=details, parts=[part])
 
 
 # ---------------------------------------------------------------------------------------------- sensitivity
@@ -346,8 +287,8 @@ class Memorization(Task):
     the memorizing and random ones near chance; a partner whose agreement with A is higher should be the more
     similar one, layer by layer.
     Score: fraction of (block, comparison) cells, comparisons (B vs memorized) and (B vs random), where the
-    similarity of the more-agreeing pair exceeds the other's by ≥ 0.01 (`scoring.EFFECT_FLOOR`; a non-finite
-    similarity loses). Davari et al. found that CKA fails this in early layers.
+    similarity of the more-agreeing pair exceeds the other's by ≥ 0.01 (`simstress.core.scoring.EFFECT_FLOOR`; a
+    non-finite similarity loses). Davari et al. found that CKA fails this in early layers.
     Source: Davari et al. 2023 (ICLR), §4.1 and Fig. 2; memorization by label permutation after Zhang et al.
     2017 (ICLR), "Understanding deep learning requires rethinking generalization".
     """

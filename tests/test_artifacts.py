@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,13 +11,23 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_runner import NoiseSweep, fake_check
 
 from simstress import tasks
-from simstress.benchmark import runner
+from simstress.benchmark import jobs, runner
 from simstress.benchmark.plan import plan
 from simstress.benchmark.records import ResultStore
-from simstress.core.artifacts import ArtifactError, ArtifactSpec, ArtifactStore, artifact_builder
+from simstress.core.artifacts import (
+    ArtifactError,
+    ArtifactFault,
+    ArtifactSpec,
+    ArtifactStore,
+    artifact_builder,
+    fingerprint,
+    fingerprints_match,
+    upgrade_card,
+)
+
+from .conftest import NoiseSweep, fake_check
 
 BUILDS: list[dict] = []  # every call of the test builders, in order
 SALT = {"value": 0.0}  # changes what `test_matrix` writes without changing its spec: a non-reproducible rebuild
@@ -138,7 +149,7 @@ def _run(root: Path, task_list: list[NoiseSweep], metric_ids=("linear_cka", "pro
 
 @pytest.fixture
 def two_tasks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[NoiseSweep]]:
-    monkeypatch.setattr(runner, "check_metric", fake_check)
+    monkeypatch.setattr(jobs, "check_metric", fake_check)
     made = [MatrixNoise("matrix_task"), NoiseSweep("plain_task")]
     register(made)
     yield made
@@ -157,32 +168,113 @@ def test_an_artifact_needed_by_many_cells_is_built_once_and_named_in_their_recor
     assert summary.computed == {"ok": 4} and summary.artifacts == 1 and len(BUILDS) == 1
     sha = ArtifactStore(tmp_path).get(matrix()).sha256
     rec = json.loads((tmp_path / "records/smoke/matrix_task/procrustes.json").read_text())
+    fp = ArtifactStore(tmp_path).get(matrix()).card["fingerprint"]
     assert rec["status"] == "ok" and rec["artifacts"] == [
-        {"seed": s, "name": "matrix", "kind": "test_matrix", "key": matrix().key, "sha256": sha} for s in (0, 1)]
+        {"seed": s, "name": "matrix", "kind": "test_matrix", "key": matrix().key, "sha256": sha, "fingerprint": fp}
+        for s in (0, 1)]
     assert json.loads((tmp_path / "records/smoke/plain_task/procrustes.json").read_text())["artifacts"] == []
     again = _run(tmp_path, two_tasks)
     assert sum(again.computed.values()) == 0 and again.current == 4 and len(BUILDS) == 1
 
 
-def test_a_rebuilt_artifact_makes_exactly_its_dependent_cells_stale(tmp_path: Path,
-                                                                    two_tasks: list[NoiseSweep]) -> None:
+def rebuild(root: Path, spec: ArtifactSpec) -> None:
+    """Build `spec` again in place, as `simstress train` or a user deleting its folder would."""
+    store = ArtifactStore(root)
+    shutil.rmtree(store.path(spec), ignore_errors=True)
+    store.ensure(spec)
+
+
+def test_a_rebuilt_artifact_stales_its_cells_only_when_its_values_changed(tmp_path: Path,
+                                                                         two_tasks: list[NoiseSweep]) -> None:
     _run(tmp_path, two_tasks)
+    records = {p: p.read_bytes() for p in sorted((tmp_path / "records").rglob("*.json"))}
     shutil.rmtree(ArtifactStore(tmp_path).path(matrix()))
-    SALT["value"] = 1.0  # the rebuild writes other bytes under the same key
+    gone = _run(tmp_path, two_tasks)  # the records already hold what it gave: nothing is built, nothing computed
+    assert gone.artifacts == 0 and sum(gone.computed.values()) == 0 and gone.current == 4 and len(BUILDS) == 1
+    SALT["value"] = 1e-9  # a rebuild that differs by rounding only (another CPU's arithmetic)
+    rebuild(tmp_path, matrix())
+    used = json.loads((tmp_path / "records/smoke/matrix_task/procrustes.json").read_text())["artifacts"][0]
+    assert ArtifactStore(tmp_path).get(matrix()).sha256 != used["sha256"]  # other bytes
+    same = _run(tmp_path, two_tasks)
+    assert sum(same.computed.values()) == 0 and same.current == 4
+    assert {p: p.read_bytes() for p in sorted((tmp_path / "records").rglob("*.json"))} == records
+    SALT["value"] = 1.0  # a rebuild with other values under the same key: exactly its cells go stale
+    rebuild(tmp_path, matrix())
     summary = _run(tmp_path, two_tasks)
-    assert summary.artifacts == 1 and summary.computed == {"ok": 2} and summary.current == 2
-    stale = {p.parent.name for p in (tmp_path / "records/smoke").glob("*/*.json")
-             if json.loads(p.read_text())["artifacts"]}
+    assert summary.computed == {"ok": 2} and summary.current == 2
+    stale = {p.parent.name for p in (tmp_path / "records").rglob("*.json") if p.read_bytes() != records[p]}
     assert stale == {"matrix_task"}
-    shutil.rmtree(ArtifactStore(tmp_path).path(matrix()))
-    SALT["value"] = 1.0  # a rebuild with the same bytes stales nothing
-    rebuilt = _run(tmp_path, two_tasks)
-    assert rebuilt.artifacts == 1 and sum(rebuilt.computed.values()) == 0 and rebuilt.current == 4
+
+
+def test_every_file_is_checked_against_its_card_before_use(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    built = store.ensure(matrix())
+    path = built.file("matrix.pt")
+    original = path.read_bytes()
+    for change in (lambda M: 1.5 * M, lambda M: torch.randn_like(M)):  # scaled weights, noise for a layer
+        torch.save(change(torch.load(path)), path)
+        with pytest.raises(ArtifactFault, match="matrix.pt does not match its card"):
+            store.get(matrix())
+    flipped = bytearray(original)
+    flipped[len(flipped) // 2] ^= 1
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(ArtifactFault, match=r"git checkout -- .*or delete"):
+        store.get(matrix())
+    path.write_bytes(original)
+    assert store.get(matrix()).sha256 == built.sha256  # restored: usable again
+    card = json.loads((built.path / "card.json").read_text())
+    card["files"]["matrix.pt"] = "0" * 64  # a hand edit that would hide a changed file
+    (built.path / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ArtifactFault, match="was edited after the artifact was built"):
+        store.get(matrix())
+    assert store.state(matrix())[0] == "broken"
+
+
+def test_a_missing_or_truncated_card_is_refused_clearly_never_rebuilt_over(
+        tmp_path: Path, two_tasks: list[NoiseSweep]) -> None:
+    _run(tmp_path, two_tasks, force=True)
+    store = ArtifactStore(tmp_path)
+    card = store.path(matrix()) / "card.json"
+    text = card.read_text()
+    for damage in (lambda: card.unlink(), lambda: card.write_text(text[: len(text) // 2])):
+        damage()
+        summary = _run(tmp_path, two_tasks, force=True)
+        assert summary.computed == {"ok": 2, "error": 2} and len(BUILDS) == 1  # no retraining over it
+        rec = json.loads((tmp_path / "records/smoke/matrix_task/linear_cka.json").read_text())
+        assert rec["error"]["cause"] == "environment" and "ArtifactFault" in rec["error"]["type"]
+        assert str(store.path(matrix())) in rec["error"]["message"]
+        assert not any(line[2].refusal for line in summary.errors) and summary.failures
+        card.write_text(text)
+        fixed = _run(tmp_path, two_tasks)  # an environment fault is retried once fixed
+        assert fixed.computed == {"ok": 2} and fixed.current == 2
+
+
+def test_a_results_folder_can_be_shared_by_a_group(tmp_path: Path) -> None:
+    built = ArtifactStore(tmp_path).ensure(matrix())
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert built.path.stat().st_mode & 0o777 == 0o777 & ~mask
+    assert (built.path / "matrix.pt").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_fingerprints_tell_rounding_from_a_real_change(tmp_path: Path) -> None:
+    M = torch.randn(200, 30, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+    last_bit = M * (1 + torch.randint(-1, 2, M.shape, generator=torch.Generator().manual_seed(1)) * 2.0 ** -23)
+    other = M.clone()
+    other[0] = torch.randn(30, generator=torch.Generator().manual_seed(2))  # one row (image) replaced
+    prints = {}
+    for name, X in (("m", M), ("last_bit", last_bit), ("other", other)):
+        torch.save({"layer": X}, tmp_path / f"{name}.pt")
+        prints[name] = {"a.pt": fingerprint(tmp_path / f"{name}.pt")}
+    assert not torch.equal(M, last_bit) and prints["m"]["a.pt"][0] == 6000
+    assert fingerprints_match(prints["m"], prints["last_bit"])
+    assert not fingerprints_match(prints["m"], prints["other"])
+    assert not fingerprints_match(prints["m"], None) and not fingerprints_match(prints["m"], {"b.pt": [1, 2, 3]})
 
 
 def test_an_artifact_that_fails_to_build_fails_its_cells_and_the_run_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner, "check_metric", fake_check)
+    monkeypatch.setattr(jobs, "check_metric", fake_check)
     broken, plain = MatrixNoise("broken_task", kind="test_broken"), NoiseSweep("plain_task")
     try:
         summary = _run(tmp_path, [broken, plain], metric_ids=["linear_cka"])
@@ -192,3 +284,18 @@ def test_an_artifact_that_fails_to_build_fails_its_cells_and_the_run_goes_on(
     assert summary.computed == {"ok": 1, "error": 1} and summary.artifacts == 0
     rec = json.loads((tmp_path / "records/smoke/broken_task/linear_cka.json").read_text())
     assert rec["status"] == "error" and "RuntimeError: the training diverged" in rec["error"]["message"]
+
+
+def test_a_schema_1_card_is_upgraded_after_its_files_are_checked(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    built = store.ensure(matrix())
+    card = json.loads((built.path / "card.json").read_text())
+    old = {k: v for k, v in card.items() if k not in ("card_sha256", "fingerprint")} | {"schema": 1}
+    (built.path / "card.json").write_text(json.dumps(old))
+    assert store.get(matrix()).card["schema"] == 1  # still readable (its files are checked)
+    assert upgrade_card(built.path) and not upgrade_card(built.path)
+    assert dict(store.get(matrix()).card) == card  # the same card the current builder writes
+    torch.save(torch.zeros(2), built.file("matrix.pt"))
+    (built.path / "card.json").write_text(json.dumps(old))
+    with pytest.raises(ArtifactFault, match="restore it before upgrading"):
+        upgrade_card(built.path)

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from references import u_statistic_hsic
 from scipy.spatial.distance import cdist
 
 from simstress import metrics
@@ -13,6 +12,8 @@ from simstress.core.inputs import InputError
 from simstress.core.linalg import center, hsic1
 from simstress.core.selection import median_all, squared_distances
 from simstress.metrics.cka import linear_cka_feature, linear_cka_gram
+
+from .references import u_statistic_hsic
 
 
 def correlated(n: int, p1: int, p2: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

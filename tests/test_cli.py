@@ -11,12 +11,13 @@ from typing import Iterator
 
 import pytest
 import torch
-from test_runner import NoiseSweep, fake_check  # the tiny real task and conformance stand-in of the runner tests
 
 from simstress import metrics, tasks
-from simstress.benchmark import runner
+from simstress.benchmark import jobs
 from simstress.benchmark.cli import main
 from simstress.core.conformance import applicable_checks
+
+from .conftest import NoiseSweep, fake_check
 
 
 @pytest.fixture
@@ -109,7 +110,7 @@ def test_check_an_unknown_name_suggests_the_closest(capsys) -> None:
 
 def test_run_exit_codes_summary_and_progress(tmp_path: Path, capsys, cli_task: NoiseSweep,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner, "check_metric", fake_check)  # conformance has its own tests
+    monkeypatch.setattr(jobs, "check_metric", fake_check)  # conformance has its own tests
     args = ["run", "--tasks", "cli_noise", "--scale", "smoke", "--seeds", "2", "--results", str(tmp_path)]
     assert main([*args, "--metrics", "linear_cka"]) == 0
     captured = capsys.readouterr()

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import signal
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +68,7 @@ class Shared(Task):
     """
 
     sizes = {"smoke": {}}
+    timeout_s = {"smoke": 5.0}  # the driver's backstop allows this for loading the data (Ray cannot see more)
     counter = str(Path(__file__).with_name("builds.txt"))  # the same in every process
 
     def artifacts(self, scale, seed):
@@ -81,6 +86,46 @@ class Shared(Task):
 
     def score(self, curve, setup):
         return mean_clipped(curve["similarity"])
+
+
+@register_task(name="scaleout_slow_setup", category="robustness", sweep_name="scale")
+class SlowSetup(Shared):
+    """Like scaleout_shared, but building its data takes seconds (a test plugin of the executor tests).
+
+    Construction: as scaleout_shared, after a 6 s pause while the set-up is built.
+    Ground truth: isotropic scaling preserves the geometry, so the ideal similarity stays 1.
+    Score: mean clipped similarity.
+    Source: Kornblith et al. 2019 (ICML), §2.
+    """
+
+    timeout_s = {"smoke": 60.0}
+
+    def build(self, size, seed, device, artifacts):
+        time.sleep(6.0)
+        return super().build(size, seed, device, artifacts)
+
+
+@artifact_builder("scaleout_slow_blob")
+def build_slow_blob(params, inputs, out, device):
+    (out / "part.bin").write_bytes(b"half")
+    Path(params["marker"]).write_text("building")  # the driver waits for this before its Ctrl-C
+    time.sleep(3600)
+
+
+@register_task(name="scaleout_slow_artifact", category="robustness", sweep_name="scale")
+class SlowArtifact(Shared):
+    """Every cell needs an artifact that takes forever to build (a test plugin of the executor tests).
+
+    Construction: as scaleout_shared, from an artifact whose build never ends.
+    Ground truth: isotropic scaling preserves the geometry, so the ideal similarity stays 1.
+    Score: mean clipped similarity.
+    Source: Kornblith et al. 2019 (ICML), §2.
+    """
+
+    marker = str(Path(__file__).with_name("building.txt"))
+
+    def artifacts(self, scale, seed):
+        return {"blob": ArtifactSpec("scaleout_slow_blob", {"marker": self.marker})}
 
 
 @metrics.register(name="scaleout_suicide", cost="O(1)", reference="test only")
@@ -114,7 +159,8 @@ def plugin(tmp_path_factory: pytest.TempPathFactory):
     sys.path.remove(str(folder))
     for name in ("scaleout_suicide", "scaleout_hang", "scaleout_native_hang"):
         metrics.REGISTRY.remove(name)
-    tasks.REGISTRY.remove("scaleout_shared")
+    for name in ("scaleout_shared", "scaleout_slow_setup", "scaleout_slow_artifact"):
+        tasks.REGISTRY.remove(name)
     del sys.modules["scaleout_plugins"]
 
 
@@ -184,12 +230,18 @@ def test_a_metric_that_kills_its_worker_is_retried_then_recorded(plugin, cluster
 def test_a_hanging_metric_is_cut_off_and_recorded(plugin, cluster, tmp_path, kind, monkeypatch):
     monkeypatch.setattr(executors, "GRACE_S", 1.0)
     executor = make_executor("local" if kind == "jobs" else "ray", jobs=2, modules=["scaleout_plugins"])
-    metric_ids = ("scaleout_hang", "scaleout_native_hang", "linear_cka")
-    summary = grid(tmp_path, executor, metric_ids, ("scaleout_shared",), timeout_s=2.0)
-    assert summary.computed == {"ok": 1, "error": 2}
-    for name in metric_ids[:2]:
+    # A limit bounds only work that never ends: a healthy cell's verdict must not hang on the machine's load.
+    hanging = ("scaleout_hang", "scaleout_native_hang")
+    summary = grid(tmp_path, executor, hanging, ("scaleout_shared",), timeout_s=2.0)
+    assert summary.computed == {"error": 2}
+    for name in hanging:
         record = json.loads((tmp_path / f"records/smoke/scaleout_shared/{name}.json").read_text())
         assert record["error"]["type"] == "TimeoutError" and "time limit of 2 s" in record["error"]["message"]
+        assert record["error"]["cause"] == "timeout"
+    # the executor came back from the killed workers: the same kind of run goes on with the rest
+    after = grid(tmp_path, make_executor("local" if kind == "jobs" else "ray", jobs=2, modules=["scaleout_plugins"]),
+                 ("linear_cka", *hanging), ("scaleout_shared",))
+    assert after.computed == {"ok": 1} and after.current == 2
 
 
 def test_bad_executor_options_are_refused(capsys, tmp_path):
@@ -209,3 +261,51 @@ def test_missing_ray_names_the_extra(monkeypatch, tmp_path, capsys):
     code = main(["--quiet", "run", "--executor", "ray", "--scale", "smoke", "--tasks", "outlier_shift",
                  "--metrics", "linear_cka", "--results", str(tmp_path)])
     assert code == 2 and "simstress[ray]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["local", "jobs"])
+def test_a_cells_limit_counts_only_its_metrics_work(plugin, tmp_path, kind):
+    # the worker's start-up and a 6 s set-up of the task's data do not count against a 3 s limit on work that
+    # takes milliseconds (three orders of magnitude apart)
+    executor = make_executor("local", jobs=1 if kind == "local" else 2, modules=["scaleout_plugins"])
+    summary = grid(tmp_path, executor, ("linear_cka",), ("scaleout_slow_setup",), timeout_s=3.0)
+    assert summary.computed == {"ok": 1} and not summary.errors, summary.lines()
+
+
+@pytest.mark.parametrize("kind", ["local", "jobs"])
+def test_conformance_runs_under_a_time_limit(plugin, tmp_path, kind, monkeypatch):
+    monkeypatch.setattr(executors, "GRACE_S", 1.0)
+    executor = make_executor("local", jobs=1 if kind == "local" else 2, modules=["scaleout_plugins"])
+    hung = ["scaleout_hang"] if kind == "local" else ["scaleout_hang", "scaleout_native_hang"]
+    store = ResultStore(tmp_path)
+    try:
+        assert runner.refresh_conformance(store, hung, quiet=True, executor=executor, timeout_s=1.0) == len(hung)
+    finally:
+        executor.close()
+    for name in hung:
+        report = store.load_conformance(name)
+        assert report["passed"] is False and "time limit of 1 s" in report["checks"][0][2], report
+
+
+def test_an_unreachable_cluster_fails_within_seconds(capsys, tmp_path):
+    with pytest.raises(ConnectionError, match="no Ray cluster answers at ray://127.0.0.1:9"):
+        make_executor("ray", address="ray://127.0.0.1:9")
+    code = main(["--quiet", "run", "--executor", "ray", "--address", "127.0.0.1:9", "--scale", "smoke",
+                 "--tasks", "outlier_shift", "--metrics", "linear_cka", "--results", str(tmp_path)])
+    assert code == 2 and "no Ray cluster answers" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_a_build_in_a_worker_leaves_no_half_built_folder(plugin, tmp_path):
+    marker = Path(plugin.SlowArtifact.marker)
+    marker.unlink(missing_ok=True)
+
+    def interrupt_once_building() -> None:
+        while not marker.exists():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_building, daemon=True).start()
+    executor = make_executor("local", jobs=2, modules=["scaleout_plugins"])
+    summary = grid(tmp_path, executor, ("linear_cka",), ("scaleout_slow_artifact",))
+    assert summary.interrupted
+    assert list((tmp_path / "scaleout_slow_blob").iterdir()) == []  # neither the artifact nor its .tmp folder

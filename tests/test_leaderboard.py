@@ -11,6 +11,7 @@ import random
 import re
 import statistics
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,75 +19,23 @@ import pytest
 from simstress import metrics
 from simstress.benchmark.cli import main
 from simstress.benchmark.figures import draw
-from simstress.benchmark.leaderboard import (
-    ATTACK_FIGURE,
-    FIG4C_FIGURE,
-    HEATMAP,
-    MAPS_FIGURE,
-    MEMO_FIGURE,
-    PCA_FIGURE,
-    ZOO_FIGURE,
-    build_board,
-    fig4c_numbers,
-    render,
-    sweep_figure,
-)
-from simstress.benchmark.records import SCHEMA, ResultStore
+from simstress.benchmark.leaderboard import HEATMAP, Installed, build_board, render, sweep_figure
+from simstress.benchmark.records import ResultStore
+from simstress.core.record import Record
 
-CATS = {"r1": "robustness", "r2": "robustness", "s1": "sensitivity", "p1": "specificity"}
+from .conftest import CATS, as_records, conformance, grid, install_tasks, make_record, passed
 
 
-def make_record(metric: str, task: str, scores: list[float] | None = None, status: str = "ok",
-                message: str = "", task_version: int = 1, runtime: float = 0.25) -> dict:
-    seeds = [0, 1]
-    runs = [] if status != "ok" else [
-        {"seed": s, "score": v, "runtime_s": runtime, "details": {},
-         "curve": {"x": [1.0, 10.0, 100.0], "similarity": [1.0, v, v / 2]}}
-        for s, v in zip(seeds, scores)
-    ]
-    return {
-        "schema": SCHEMA, "metric": metric, "metric_version": 1, "task": task, "task_version": task_version,
-        "task_info": {"category": CATS[task], "summary": f"the {task} task", "sweep_name": f"{task} sweep",
-                      "log_x": True},
-        "scale": "smoke", "seeds": seeds, "device": "cpu", "device_name": "test CPU", "dtype": "float64",
-        "packages": {"python": "3.11.7", "torch": "2.0"}, "git_commit": "abc", "status": status,
-        "score": statistics.fmean(scores) if status == "ok" else None,
-        "seed_scores": scores if status == "ok" else None,
-        "reason": message if status == "skipped" else None,
-        "error": None if status != "error" else {"type": "ValueError", "message": message, "seed": 0,
-                                                  "traceback": "..."},
-        "runs": runs, "runtime_s": runtime * len(runs),
-    }
+def board_of(recs: list[dict], conf: dict, **kw):
+    return build_board("smoke", as_records(recs), conf, **kw)
 
 
-def grid() -> list[dict]:
-    a = {"r1": [1.0, 0.8], "r2": [0.6, 0.6], "s1": [0.5, 0.7], "p1": [0.9, 0.9]}
-    recs = [make_record("metric_a", t, s) for t, s in a.items()]
-    recs += [make_record("metric_c", t, s) for t, s in a.items()]  # ties with metric_a
-    recs += [make_record("metric_b", "r1", status="error", message="X has <2> | bad\nrows"),
-             make_record("metric_b", "r2", [1.0, 1.0]),
-             make_record("metric_b", "s1", status="skipped", message="needs class labels"),
-             make_record("metric_b", "p1", [0.6, 0.6])]
-    recs += [make_record("metric_d", t, status="skipped", message="needs class labels") for t in CATS]
-    return recs
-
-
-def passed(metric: str) -> dict:
-    return {"metric": metric, "metric_version": 1, "passed": True, "declared": ["translation"],
-            "observed": ["translation"], "checks": [["invariance:translation", True, ""]]}
-
-
-def conformance() -> dict:
-    return {
-        "metric_a": {"metric": "metric_a", "metric_version": 1, "passed": False,
-                     "declared": ["orthogonal", "translation"], "observed": ["permutation", "translation"],
-                     "checks": [["finite_scalar", True, ""], ["invariance:orthogonal", False, "max change 0.3"]]},
-        "metric_b": passed("metric_b"), "metric_c": passed("metric_c"), "metric_d": passed("metric_d"),
-    }
+def texts(reasons) -> tuple[str, ...]:
+    return tuple(w.text for w in reasons)
 
 
 def test_scores_ranks_ties_errors_and_skips() -> None:
-    board = build_board("smoke", grid(), conformance())
+    board = board_of(grid(), conformance())
     rows = {r.metric: r for r in board.rows}
     a = rows["metric_a"]
     # robustness = mean(mean(1.0, 0.8), mean(0.6, 0.6)) = 0.75; sensitivity 0.6; specificity 0.9
@@ -97,16 +46,16 @@ def test_scores_ranks_ties_errors_and_skips() -> None:
     b = rows["metric_b"]  # the error counts 0: robustness (0 + 1)/2; the skipped sensitivity is left out
     assert b.categories == pytest.approx({"robustness": 0.5, "sensitivity": None, "specificity": 0.6})
     assert b.overall == pytest.approx(0.55) and b.spread == pytest.approx(0.0)
-    assert rows["metric_d"].overall is None and rows["metric_d"].apart == ("no task applies to it",)
+    assert rows["metric_d"].overall is None and texts(rows["metric_d"].apart) == ("no task applies to it",)
     # metric_a scores as metric_c does but fails its conformance check: listed apart, never ranked
     assert [(r.metric, r.rank) for r in board.rows] == [("metric_c", 1), ("metric_b", 2), ("metric_a", None),
                                                          ("metric_d", None)]
-    assert rows["metric_a"].apart == ("does not conform: fails invariance:orthogonal",)
+    assert texts(rows["metric_a"].apart) == ("does not conform: fails invariance:orthogonal",)
     assert [t.name for t in board.tasks] == ["r1", "r2", "s1", "p1"]
 
 
 def test_page_shows_every_section() -> None:
-    page = render(build_board("smoke", grid(), conformance()), "results/figures")
+    page = render(board_of(grid(), conformance()), "results/figures").text
     assert "| 1 | `metric_c` | 0.750 | 0.600 | 0.900 | **0.750** | 0.024 |" in page
     assert "| 2 | `metric_b` | 0.500 | – | 0.600 | **0.550** | 0.000 |" in page
     assert "| `metric_a` | 0.750 | does not conform: fails invariance:orthogonal |" in page
@@ -129,21 +78,21 @@ def test_page_shows_every_section() -> None:
 
 def test_rendering_is_deterministic_whatever_the_record_order() -> None:
     recs = grid()
-    first = render(build_board("smoke", recs, conformance()), "results/figures")
+    first = render(board_of(recs, conformance()), "results/figures").text
     random.Random(0).shuffle(recs)
-    assert render(build_board("smoke", recs, conformance()), "results/figures") == first
+    assert render(board_of(recs, conformance()), "results/figures").text == first
 
 
 def test_incomplete_or_mixed_records_are_flagged_and_never_ranked() -> None:
     recs = [r for r in grid() if (r["metric"], r["task"]) != ("metric_c", "p1")]
     recs[0] = make_record("metric_a", "r1", [1.0, 0.8], task_version=2)
-    board = build_board("smoke", recs, conformance())
-    page = render(board, "figs")
+    board = board_of(recs, conformance())
+    page = render(board, "figs").text
     assert "⚠ 1 metric × task cells have no record (`metric_c` × `p1`)" in page
     assert "⚠ task `r1` has records at versions [1, 2]: rerun `simstress run --tasks 'r1'`." in page
     # one cell deleted (metric_c) or one stale cell (the others' r1 is at version 1): nothing ranks above a
     # complete row by losing a poor cell
-    apart = {r.metric: r.apart for r in board.apart}
+    apart = {r.metric: texts(r.apart) for r in board.apart}
     assert apart["metric_c"][0] == "incomplete: no current record on r1, p1"
     assert apart["metric_b"] == ("incomplete: no current record on r1",)
     assert board.ranked == []
@@ -151,23 +100,23 @@ def test_incomplete_or_mixed_records_are_flagged_and_never_ranked() -> None:
 
 def test_one_cell_never_ranks_first() -> None:
     recs = grid() + [make_record("lucky", "r2", [1.0, 1.0])]
-    board = build_board("smoke", recs, {**conformance(), "lucky": passed("lucky")})
+    board = board_of(recs, {**conformance(), "lucky": passed("lucky")})
     assert [r.metric for r in board.ranked] == ["metric_c", "metric_b"]
-    assert dict((r.metric, r.apart) for r in board.apart)["lucky"] == ("incomplete: no current record on r1, s1, p1",)
+    assert {r.metric: texts(r.apart) for r in board.apart}["lucky"] == ("incomplete: no current record on r1, s1, p1",)
 
 
 def test_only_equal_unrounded_scores_tie() -> None:
     recs = [make_record(m, "r1", s) for m, s in (("m1", [0.5, 0.5]), ("m2", [0.50004, 0.50004]),
                                                 ("m3", [0.4, 0.4]), ("m4", [0.4, 0.4]))]
-    board = build_board("smoke", recs, {m: passed(m) for m in ("m1", "m2", "m3", "m4")})
+    board = board_of(recs, {m: passed(m) for m in ("m1", "m2", "m3", "m4")})
     assert [(r.metric, r.rank) for r in board.rows] == [("m2", 1), ("m1", 2), ("m3", 3), ("m4", 3)]
 
 
 def test_uninstalled_unchecked_and_stale_reports_are_listed_apart() -> None:
     conf = {**conformance(), "metric_b": {**passed("metric_b"), "metric_version": 2}}
     del conf["metric_d"]
-    board = build_board("smoke", grid(), conf, installed=lambda m: m != "metric_c")
-    apart = {r.metric: r.apart for r in board.apart}
+    board = board_of(grid(), conf, installed=Installed(lambda m: None if m == "metric_c" else 1, {t: 1 for t in CATS}))
+    apart = {r.metric: texts(r.apart) for r in board.apart}
     assert apart["metric_c"] == ("not installed: no registered metric has this id (`simstress prune` removes its "
                                  "records)",)
     assert apart["metric_b"][0].startswith("not checked at the version of its records (report: version 2")
@@ -179,7 +128,7 @@ def test_saturation_and_rank_stability() -> None:
     scores = {"m1": {"r1": 1.0, "r2": 1.0, "s1": 0.2, "p1": 1.0}, "m2": {"r1": 0.5, "r2": 0.5, "s1": 0.9, "p1": 1.0},
               "m3": {"r1": 0.9, "r2": 0.7, "s1": 0.3, "p1": 1.0}}
     recs = [make_record(m, t, [v, v]) for m, row in scores.items() for t, v in row.items()]
-    board = build_board("smoke", recs, {m: passed(m) for m in scores})
+    board = board_of(recs, {m: passed(m) for m in scores})
     assert board.saturated == {"p1"}  # every metric 1.0 there; r2's median is 0.7
     # headline (equal categories): m1 (1 + 0.2 + 1)/3 = 0.733, m2 (0.5 + 0.9 + 1)/3 = 0.8, m3 (0.8 + 0.3 + 1)/3 = 0.7
     assert board.stability.ranks["equal categories"] == {"m2": 1, "m1": 2, "m3": 3}
@@ -188,7 +137,7 @@ def test_saturation_and_rank_stability() -> None:
     assert board.stability.ranks["without sensitivity"] == {"m1": 1, "m3": 2, "m2": 3}
     assert board.stability.tau["without specificity"] == pytest.approx(1.0)  # p1 is the same for all
     assert board.stability.tau["without sensitivity"] == pytest.approx(-1 / 3)
-    page = render(board, "figs")
+    page = render(board, "figs").text
     assert "⚠ Saturated" in page and "⚠ saturated (median ranked score ≥ 0.99)" in page
     assert "| `m2` | 1 | 2 | 1 | 3 | 1 |" in page  # equal categories, equal tasks, without rob./sens./spec.
 
@@ -199,7 +148,7 @@ def test_text_from_records_cannot_break_or_inject_the_page() -> None:
     recs[0] = make_record(hostile, "r1", status="error", message="**bold** | `code` <img src=x> [a](b)")
     for rec in recs:
         rec["task_info"]["summary"] = "summary with | and <b>html</b> and [link](http://evil)"
-    page = render(build_board("smoke", recs, {hostile: passed(hostile)}), "figs")
+    page = render(board_of(recs, {hostile: passed(hostile)}), "figs").text
     outside_code = re.sub(r"(`+)(?!`).*?(?<!`)\1(?!`)", "", page)  # a code span shows its text literally
     assert "<script>" not in outside_code and "<img" not in outside_code and "<b>" not in outside_code
     assert "](http" not in outside_code  # no live link
@@ -210,10 +159,12 @@ def test_text_from_records_cannot_break_or_inject_the_page() -> None:
 
 
 @pytest.fixture
-def grid_metrics() -> Iterator[None]:
-    """The grid's metric ids registered (as throw-away metrics), so the CLI sees them installed."""
+def grid_metrics(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The grid's metric ids registered (as throw-away metrics) and its tasks the only ones installed, so that the
+    CLI sees the grid as a complete, current leaderboard."""
     for name in ("metric_a", "metric_b", "metric_c", "metric_d"):
         metrics.register(name=name, cost="O(1)", reference="test only")(_one)
+    install_tasks(monkeypatch, CATS)
     yield
     for name in ("metric_a", "metric_b", "metric_c", "metric_d"):
         metrics.REGISTRY.remove(name)
@@ -226,7 +177,7 @@ def _one(X, Y):
 
 def _store(tmp_path: Path) -> ResultStore:
     store = ResultStore(tmp_path / "results")
-    for rec in grid():
+    for rec in as_records(grid()):
         store.save_record(rec)
     for entry in conformance().values():
         store.save_conformance(entry)
@@ -254,9 +205,7 @@ def test_cli_renders_page_and_figures_and_check_catches_staleness(tmp_path: Path
     assert "up to date" in capsys.readouterr().out
 
     rec = store.load_record("smoke", "r2", "metric_b")
-    rec["runs"][0]["score"] = rec["seed_scores"][0] = 0.9
-    rec["score"] = 0.95
-    store.save_record(rec)
+    store.save_record(replace(rec, runs=(replace(rec.runs[0], score=0.9), *rec.runs[1:])))
     assert main(["leaderboard", "--scale", "smoke", "--check"]) == 1
     out = capsys.readouterr().out
     assert "leaderboard.md is stale" in out and "+| `metric_b` |" in out
@@ -288,11 +237,11 @@ def test_prune_removes_records_of_what_is_not_installed(tmp_path: Path, capsys) 
     for metric in ("linear_cka", "gone_metric"):
         rec = make_record(metric, "s1", [0.5, 0.5])
         rec["task"] = "noise_sweep"
-        store.save_record(rec)
+        store.save_record(Record.from_json(rec))
         store.save_conformance(passed(metric))
     rec = make_record("linear_cka", "s1", [0.5, 0.5])
     rec["task"] = "gone_task"
-    store.save_record(rec)
+    store.save_record(Record.from_json(rec))
     assert main(["prune", "--results", str(store.root), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "would remove 3 file(s)" in out and "gone_metric.json" in out and "gone_task" in out
@@ -303,7 +252,7 @@ def test_prune_removes_records_of_what_is_not_installed(tmp_path: Path, capsys) 
 
 
 @pytest.mark.parametrize("bad", [1.7, -5, None, "abc", float("nan")])
-def test_a_hand_edited_score_is_caught_not_ranked(tmp_path: Path, capsys, bad) -> None:
+def test_a_hand_edited_score_is_caught_not_ranked(tmp_path: Path, capsys, bad, grid_metrics: None) -> None:
     store = _store(tmp_path)
     for metric, task in (("metric_a", "r1"), ("metric_c", "s1")):
         path = store.record_path("smoke", task, metric)
@@ -316,7 +265,7 @@ def test_a_hand_edited_score_is_caught_not_ranked(tmp_path: Path, capsys, bad) -
     assert "is not a finite number in [0, 1]" in err or "unreadable record" in err
 
 
-def test_output_and_results_paths_are_configurable(tmp_path: Path, capsys) -> None:
+def test_output_and_results_paths_are_configurable(tmp_path: Path, capsys, grid_metrics: None) -> None:
     store = _store(tmp_path)
     out = tmp_path / "site" / "board.md"
     assert main(["leaderboard", "--scale", "smoke", "--results", str(store.root), "--output", str(out)]) == 0
@@ -332,237 +281,78 @@ def test_output_and_results_paths_are_configurable(tmp_path: Path, capsys) -> No
 
 
 def test_figures_are_byte_identical_across_draws(tmp_path: Path) -> None:
-    board = build_board("smoke", grid(), conformance())
-    first = {p.name: p.read_bytes() for p in draw(board, tmp_path / "a")}
-    second = {p.name: p.read_bytes() for p in draw(board, tmp_path / "b")}
+    page = render(board_of(grid(), conformance()), "figs")
+    first = {p.name: p.read_bytes() for p in draw(page, tmp_path / "a")}
+    second = {p.name: p.read_bytes() for p in draw(page, tmp_path / "b")}
     assert first == second and len(first) == 1 + len(CATS)
 
 
-# ------------------------------------------------------------------------------------- the trained networks
-
-KEY, GONE = "a1b2c3d4e5", "f6e5d4c3b2"  # a network with a card; one whose card is missing
-CARD = {"name": "m1-w1-generalized-s0", "sha256": "ab" * 32, "train_accuracy": 0.875, "test_accuracy": 0.8,
-        "parameters": 86170, "build_seconds": 12.5, "build_device": "cpu",
-        "params": {"arch": "m1", "width": 1, "role": "generalized", "seed": 0, "dataset": "fashion_mnist_slice",
-                   "recipe": {"epochs": 2}},
-        "data": {"dataset": "fashion_mnist_slice", "train_images": 3000, "test_images": 1000},
-        "history": [{"epoch": 1, "step": 24, "train_loss": 1.5, "train_batch_accuracy": 0.5, "seconds": 5.0},
-                    {"epoch": 2, "step": 48, "train_loss": 1.0, "train_batch_accuracy": 0.7, "seconds": 10.0,
-                     "test_accuracy": 0.8}]}
-ZOO = {"memorization": ("sensitivity", "block", False), "network_class_translation": ("robustness", "c", True),
-       "network_outlier": ("robustness", "c", True)}
-# linear CKA at the largest c per seed: qp_direction classes 0 and 1, and images 5 and 9
-CLASS_END, POINT_END = [[0.2, 0.1], [0.15, 0.3]], [[0.01, 0.03], [0.02, 0.04]]
 
 
-def zoo_curve(task: str, metric: str, seed: int) -> dict:
-    base = 0.9 if metric == "linear_cka" else 0.95
-    if task == "memorization":
-        rows = [(b, pair, base - 0.1 * i * b / 7) for b in range(8) for i, pair in
-                enumerate(("generalized", "memorized", "random"))]
-        return {"x": [r[0] for r in rows], "block": [r[0] for r in rows], "pair": [r[1] for r in rows],
-                "agreement": [0.9 if r[1] == "generalized" else 0.1 for r in rows], "similarity": [r[2] for r in rows]}
-    if task == "network_class_translation":
-        rows = [(x, variant, k, 0.5 if variant == "head_nullspace" else CLASS_END[seed][k] if x == 100.0 else base)
-                for variant in ("head_nullspace", "qp_direction") for k in (0, 1) for x in (1.0, 10.0, 100.0)]
-        return {"x": [r[0] for r in rows], "variant": [r[1] for r in rows], "class": [r[2] for r in rows],
-                "c": [2 * r[0] for r in rows], "similarity": [r[3] for r in rows],
-                "linear_cka_theory": [1 / r[0] for r in rows]}
-    rows = [(x, image, POINT_END[seed][i] if x == 1000.0 else base) for i, image in enumerate((5, 9))
-            for x in (1.0, 1000.0)]
-    return {"x": [r[0] for r in rows], "variant": ["head_nullspace"] * len(rows), "image": [r[1] for r in rows],
-            "c": [3 * r[0] for r in rows], "similarity": [r[2] for r in rows],
-            "linear_cka_theory": [1 / r[0] for r in rows]}
+# ------------------------------------------------------------------------------------- records the code outgrew
+
+INSTALLED = Installed(lambda m: 1, {t: 1 for t in CATS})
 
 
-def zoo_record(metric: str, task: str, keys: tuple[str, ...] = (KEY,)) -> dict:
-    rec = make_record(metric, "r1", [0.5, 0.5])
-    category, sweep, log_x = ZOO[task]
-    rec.update(task=task, task_info={"category": category, "summary": f"the {task} task", "sweep_name": sweep,
-                                     "log_x": log_x},
-               artifacts=[{"seed": s, "name": "network", "kind": "networks", "key": k, "sha256": CARD["sha256"]}
-                          for s in (0, 1) for k in keys])
-    for run in rec["runs"]:
-        run["curve"] = zoo_curve(task, metric, run["seed"])
-        run["details"] = {"dataset": "fashion_mnist_slice"}
-    return rec
+def test_a_metric_version_bump_without_a_rerun_is_stale_not_ranked() -> None:
+    board = board_of(grid(), conformance(), installed=Installed(lambda m: 2 if m == "metric_c" else 1,
+                                                                {t: 1 for t in CATS}))
+    apart = {r.metric: texts(r.apart) for r in board.apart}
+    assert apart["metric_c"][0] == ("stale: records at metric version 1, installed 2 (`simstress run --metrics "
+                                    "'metric_c'` recomputes them)")
+    assert [r.metric for r in board.ranked] == ["metric_b"]
 
 
-def zoo_records(metrics_: tuple[str, ...] = ("linear_cka", "procrustes")) -> list[dict]:
-    return [zoo_record(m, t, (KEY, GONE) if t == "memorization" else (KEY,)) for m in metrics_ for t in ZOO]
+def test_a_record_of_a_newer_task_version_is_the_stale_one() -> None:
+    recs = grid()
+    recs[0] = make_record("metric_a", "r1", [1.0, 0.8], task_version=2)  # not the installed version
+    board = board_of(recs, {**conformance(), "metric_a": passed("metric_a")}, installed=INSTALLED)
+    assert [t.version for t in board.tasks] == [1, 1, 1, 1]
+    apart = {r.metric: texts(r.apart) for r in board.apart}
+    assert apart["metric_a"] == ("incomplete: no current record on r1",)
+    assert [r.metric for r in board.ranked] == ["metric_c", "metric_b"]  # the others are not made incomplete
 
 
-def zoo_board(metrics_: tuple[str, ...] = ("linear_cka", "procrustes")):
-    return build_board("smoke", zoo_records(metrics_), {m: passed(m) for m in metrics_},
-                       cards={KEY: CARD, GONE: None})
+def test_a_registered_task_without_records_is_named() -> None:
+    recs = [r for r in grid() if r["task"] != "p1"]
+    board = board_of(recs, conformance(), installed=INSTALLED)
+    assert board.unrecorded == ("p1",) and "p1" not in [t.name for t in board.tasks]
+    page = render(board, "figs").text
+    assert ("⚠ registered task(s) without a record, left out of the ranking: `p1`; run "
+            "`simstress run --scale smoke --tasks p1`.") in page
 
 
-def test_networks_section_lists_the_cards_the_records_name() -> None:
-    recs = zoo_records()
-    recs[0]["artifacts"] += [{"kind": "networks"}, {"kind": "other", "key": "0123"}]  # hand-edited: ignored
-    board = build_board("smoke", recs, {m: passed(m) for m in ("linear_cka", "procrustes")},
-                        cards={KEY: CARD, GONE: None})
-    assert [(n.key, n.name) for n in board.networks] == [(GONE, GONE), (KEY, "m1-w1-generalized-s0")]
-    page = render(board, "figs")
-    section = page[page.index("## Networks"):page.index("## Built from")]
-    assert ("| `m1-w1-generalized-s0` | generalized | 1 | 0 | `fashion_mnist_slice` | 3,000 | 2 | 87.5% | 80.0% | "
-            "86,170 | 12.5 s | cpu | `abababababab` |") in section
-    assert f"| `{GONE}` | card missing |" in section and f"⚠ `{GONE}`: no card" in section
-    assert f"](figs/{ZOO_FIGURE})" in section and ZOO_FIGURE in board.figures()
-    plain = render(build_board("smoke", grid(), conformance()), "figs")  # no network in the records: no section
-    assert "## Networks" not in plain and ZOO_FIGURE not in build_board("smoke", grid(), conformance()).figures()
+def test_a_record_cut_to_fewer_seeds_is_not_ranked_beside_the_others() -> None:
+    recs = grid()
+    cut = make_record("metric_c", "s1", [0.5, 0.7])
+    cut.update(seeds=[0], seed_scores=[0.5], score=0.5, runs=cut["runs"][:1])
+    recs[[i for i, r in enumerate(recs) if (r["metric"], r["task"]) == ("metric_c", "s1")][0]] = cut
+    board = board_of(recs, conformance(), installed=INSTALLED)
+    assert board.seeds == (0, 1)
+    assert texts({r.metric: r for r in board.apart}["metric_c"].apart) == (
+        "other seeds: the records on s1 do not hold the page's seeds 0, 1",)
 
 
-def test_a_card_of_another_build_is_flagged() -> None:
-    board = build_board("smoke", zoo_records(), {m: passed(m) for m in ("linear_cka", "procrustes")},
-                        cards={KEY: {**CARD, "sha256": "cd" * 32}})
-    assert "⚠ `m1-w1-generalized-s0`: the records used sha256 `abababababab`, the card now holds another build" \
-        in render(board, "figs")
-
-
-def test_memorization_gets_its_own_figure_instead_of_a_sweep() -> None:
-    recs = zoo_records() + [zoo_record("gone_metric[p=1]", "memorization")]
-    board = build_board("smoke", recs, {})
-    assert "memorization" not in [t.name for t in board.sweep_tasks()]
-    assert sweep_figure("memorization") not in board.figures() and MEMO_FIGURE in board.figures()
-    assert sweep_figure("network_outlier") in board.figures() and FIG4C_FIGURE in board.figures()
-    # the family is the registered metric's module; an id no longer installed keeps its base name
-    assert board.families == {"gone_metric[p=1]": "gone_metric", "linear_cka": "cka", "procrustes": "procrustes"}
-    page = render(board, "figs")
-    assert f"[memorization](figs/{MEMO_FIGURE}) (sens.)" in page and f"[block](figs/{MEMO_FIGURE})" in page
-    assert f"![memorization](figs/{MEMO_FIGURE})" in page and "sweep_memorization" not in page
-
-
-def test_fig4c_sentence_reports_the_records_linear_cka() -> None:
-    board = zoo_board()
-    numbers = fig4c_numbers(board)
-    at_class = [v for seed in CLASS_END for v in seed]  # qp_direction only: head_nullspace rows read 0.5
-    at_point = [v for seed in POINT_END for v in seed]
-    assert numbers["class"] == (100.0, pytest.approx(at_class))
-    assert numbers["point"] == (1000.0, pytest.approx(at_point))
-    page = render(board, "figs")
-    assert (f"here, at the largest c (c/σ̄ = 100 for a class, 1000 for a point), linear CKA reads "
-            f"{statistics.fmean(at_class):.3f} ± {statistics.stdev(at_class):.3f} for a class and "
-            f"{statistics.fmean(at_point):.3f} ± {statistics.stdev(at_point):.3f} for a single point "
-            f"(a Fashion-MNIST slice, M1 w = 1)") in page
-    assert "0.188 ± 0.085 for a class and 0.025 ± 0.013 for a single point" in page  # the same, by hand
-    without = zoo_board(("procrustes",))
-    assert fig4c_numbers(without) is None and FIG4C_FIGURE in without.figures()
-    page = render(without, "figs")
-    assert "Davari et al. (CIFAR-10)" not in page and f"figs/{FIG4C_FIGURE}" in page
-
-
-def test_zoo_figures_are_valid_deterministic_and_only_their_own_stale_files_go(tmp_path: Path) -> None:
-    board = zoo_board()
-    first = {p.name: p.read_bytes() for p in draw(board, tmp_path / "a")}
-    assert set(first) == {HEATMAP, MEMO_FIGURE, FIG4C_FIGURE, ZOO_FIGURE, sweep_figure("network_class_translation"),
-                          sweep_figure("network_outlier")}
-    assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and b"Software" not in png for png in first.values())
-    (tmp_path / "a" / sweep_figure("memorization")).write_bytes(b"old")  # drawn by an earlier simstress
-    (tmp_path / "a" / "perf_cpu.png").write_bytes(b"perf")
-    assert {p.name: p.read_bytes() for p in draw(board, tmp_path / "a")} == first
-    assert not (tmp_path / "a" / sweep_figure("memorization")).exists()
-    draw(build_board("smoke", grid(), conformance()), tmp_path / "a")  # the networks are gone from the records
-    left = {p.name for p in (tmp_path / "a").iterdir()}
-    assert left == {HEATMAP, "perf_cpu.png", *(sweep_figure(t) for t in CATS)}
-
-
-def test_cli_reads_the_cards_from_the_results_folder(tmp_path: Path, capsys) -> None:
-    store = ResultStore(tmp_path / "results")
-    for rec in zoo_records():
-        store.save_record(rec)
-    for m in ("linear_cka", "procrustes"):
-        store.save_conformance(passed(m))
-    (store.root / "networks" / KEY).mkdir(parents=True)
-    (store.root / "networks" / KEY / "card.json").write_text(json.dumps(CARD))
-    assert store.load_card("networks", GONE) is None and store.load_card("networks", "../networks") is None
-    out = tmp_path / "board.md"
-    args = ["leaderboard", "--scale", "smoke", "--results", str(store.root), "--output", str(out)]
-    assert main(args) == 0
-    page = out.read_text()
-    assert "| 87.5% | 80.0% |" in page and f"| `{GONE}` | card missing |" in page
-    assert all((store.figures_dir / name).is_file() for name in (MEMO_FIGURE, FIG4C_FIGURE, ZOO_FIGURE))
+def test_check_fails_on_stale_records_and_unrecorded_tasks(tmp_path: Path, monkeypatch, capsys,
+                                                           grid_metrics: None) -> None:
+    _store(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["leaderboard", "--scale", "smoke"]) == 0
+    assert main(["leaderboard", "--scale", "smoke", "--check"]) == 0
+    metrics.REGISTRY.remove("metric_c")
+    metrics.register(name="metric_c", cost="O(1)", reference="test only", version=2)(_one)
+    assert main(["leaderboard", "--scale", "smoke"]) == 0
     capsys.readouterr()
-    assert main([*args, "--check"]) == 0
-    (store.figures_dir / ZOO_FIGURE).unlink()
-    assert main([*args, "--check"]) == 1
-    assert f"figures missing from {store.figures_dir}: {ZOO_FIGURE}" in capsys.readouterr().out
+    assert main(["leaderboard", "--scale", "smoke", "--check"]) == 1
+    assert "metric_c: stale: records at metric version 1, installed 2" in capsys.readouterr().out
+    install_tasks(monkeypatch, [*CATS, "unrun"])
+    assert main(["leaderboard", "--scale", "smoke"]) == 0
+    assert main(["leaderboard", "--scale", "smoke", "--check"]) == 1
+    assert "task unrun: no record" in capsys.readouterr().out
 
 
-# ------------------------------------------------------------------------------------- the manipulated networks
-
-ATTACK_KEY = "9f8e7d6c5b"
-ATTACK_CARD = {
-    "name": "linear_cka→identity@m1-w1-generalized-s0", "sha256": "ef" * 32, "build_seconds": 200.0,
-    "params": {"attacker": "linear_cka", "target": "identity", "recipe": {"steps": 1000}},
-    "test_accuracy": {"before": 0.9, "after": 0.895}, "agreement": 0.96,
-    "target_map": [[1.0 if i == j else 0.0 for j in range(8)] for i in range(8)],
-    "maps": {"attacker": {"metric": "linear_cka", "error": {"original": 0.6, "achieved": 0.1},
-                          "original": [[0.5] * 8] * 8, "achieved": [[0.1] * 8] * 8},
-             "estimator": {"metric": "linear_cka_debiased", "error": {"original": 0.59, "achieved": 0.08},
-                           "original": [[0.5] * 8] * 8, "achieved": [[0.08] * 8] * 8}},
-    "variance_top1pct": {"original": 0.04, "manipulated": 0.3},
-}
-# map change of each evaluated metric under each attack, per seed
-MOVES = {("linear_cka", "linear_cka→identity"): (0.5, 0.4), ("linear_cka", "procrustes→ones"): (0.1, 0.2),
-         ("rsa", "linear_cka→identity"): (0.05, 0.07), ("rsa", "procrustes→ones"): (0.01, 0.01)}
-
-
-def manipulation_record(metric: str) -> dict:
-    rec = make_record(metric, "r1", [0.5, 0.5])
-    rec.update(task="map_manipulation", task_info={"category": "robustness", "summary": "the manipulation task",
-                                                   "sweep_name": "block", "log_x": False},
-               artifacts=[{"seed": s, "name": "attack:linear_cka→identity", "kind": "manipulated", "key": ATTACK_KEY,
-                           "sha256": ATTACK_CARD["sha256"]} for s in (0, 1)])
-    for run in rec["runs"]:
-        run["details"] = {"attacks": {a: {"map_change": v[run["seed"]], "pair_drop": 0.0, "damage": 0.5}
-                                      for (m, a), v in MOVES.items() if m == metric}}
-    return rec
-
-
-def manipulation_board():
-    return build_board("smoke", [manipulation_record(m) for m in ("linear_cka", "rsa")],
-                       {m: passed(m) for m in ("linear_cka", "rsa")}, cards={ATTACK_KEY: ATTACK_CARD})
-
-
-def test_the_attack_matrix_and_the_manipulated_networks_come_from_records_and_cards() -> None:
-    board = manipulation_board()
-    attacks, metrics_, values = board.attack_matrix()
-    assert attacks == ["linear_cka→identity", "procrustes→ones"]
-    assert values[("linear_cka→identity", "linear_cka")] == pytest.approx(0.45)  # mean of the two seeds
-    assert {ATTACK_FIGURE, MAPS_FIGURE, PCA_FIGURE} <= set(board.figures())
-    assert "map_manipulation" not in [t.name for t in board.sweep_tasks()]
-    page = render(board, "figs")
-    section = page[page.index("## Map manipulation"):page.index("## Built from")]
-    order = " | ".join(f"`{m}`" for m in metrics_)
-    assert f"| Attack (attacker → target) | {order} |" in section
-    row = {"linear_cka": "0.450", "rsa": "0.060"}
-    assert f"| `linear_cka→identity` | {' | '.join(row[m] for m in metrics_)} |" in section
-    assert ("| `linear_cka→identity@m1-w1-generalized-s0` | 1,000 | 90.0% → 89.5% | 96.0% | 0.600 → 0.100 "
-            "(`linear_cka`); 0.590 → 0.080 (`linear_cka_debiased`) | 4.0% → 30.0% | yes | 3.3 min | `efefefefefef` |"
-            ) in section
-    assert render(manipulation_board(), "figs") == page
-
-
-def test_manipulation_figures_are_deterministic_with_or_without_the_pca_file(tmp_path: Path) -> None:
-    import numpy as np
-
-    board = manipulation_board()
-    root = tmp_path / "results"
-    (root / "manipulated" / ATTACK_KEY).mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    np.savez(root / "manipulated" / ATTACK_KEY / "pca.npz", coords=rng.normal(size=(2, 50, 2)).astype(np.float32),
-             labels=np.arange(50) % 10)
-    first = {p.name: p.read_bytes() for p in draw(board, tmp_path / "a", root)}
-    second = {p.name: p.read_bytes() for p in draw(board, tmp_path / "b", root)}
-    assert first == second and {ATTACK_FIGURE, MAPS_FIGURE, PCA_FIGURE} <= set(first)
-    placeholder = {p.name: p.read_bytes() for p in draw(board, tmp_path / "c")}[PCA_FIGURE]
-    assert placeholder != first[PCA_FIGURE] and placeholder.startswith(b"\x89PNG")
-
-
-def test_an_excluded_attack_is_marked_not_scored() -> None:
-    recs = [manipulation_record(m) for m in ("linear_cka", "rsa")]
-    recs[1]["runs"][1]["details"]["excluded"] = {"linear_cka→identity": 0.85}
-    board = build_board("smoke", recs, {m: passed(m) for m in ("linear_cka", "rsa")}, cards={ATTACK_KEY: ATTACK_CARD})
-    assert board.excluded_attacks() == {"linear_cka→identity": 0.85}
-    assert "| 4.0% → 30.0% | no: agreement 85.0% on a sample | 3.3 min |" in render(board, "figs")
+def test_a_metric_id_that_looks_like_mathtext_is_drawn_as_written(tmp_path: Path) -> None:
+    dollar = "cost$\\alpha$"
+    recs = [make_record(dollar, t, [0.5, 0.5]) for t in CATS]
+    page = render(board_of(recs, {dollar: passed(dollar)}), "figs")
+    assert {p.name for p in draw(page, tmp_path)} == {HEATMAP, *(sweep_figure(t) for t in CATS)}

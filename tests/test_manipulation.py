@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_tasks import registered
 
 from simstress import metrics, tasks
 from simstress.core.artifacts import ArtifactError, ArtifactStore
@@ -29,6 +28,8 @@ from simstress.networks.maps import (
 )
 from simstress.networks.zoo import load_network, network_spec
 from simstress.tasks.manipulation import ATTACKERS, attack_effects
+
+from .conftest import registered
 
 SMOKE = mp.ATTACK_SCALES["smoke"].recipe
 
@@ -168,6 +169,14 @@ def test_bad_attacks_are_refused_with_a_remedy(network, data) -> None:
         mp.manipulate(network, "linear_cka", torch.ones(3, 3), train, validation, SMOKE, 0)
     with pytest.raises(ValueError, match="needs"):
         mp.attack_spec(network_spec("generalized", 1, 0, "smoke"), "linear_cka", "match:x", "smoke")
+
+    def detached(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        """Linear CKA computed off the graph: declared differentiable, yet no gradient (a test metric)."""
+        return metrics.get_metric("linear_cka")(X.detach(), Y.detach())
+
+    for name in registered("test_detached", detached, differentiable=True):  # a no-op attack is never made
+        with pytest.raises(ArtifactError, match="no gradient flows from its layer map"):
+            mp.manipulate(network, name, target_map("identity"), train, validation, SMOKE, 0, progress=False)
 
 
 def test_a_differentiable_plugin_attacks_and_brings_its_own_attack(artifact_root: Path, network, data) -> None:

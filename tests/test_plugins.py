@@ -1,9 +1,9 @@
 """The plugin path, end to end through the real CLI in subprocesses, without touching the test venv.
 
 Plugins reach simstress only through installed distributions' entry points, so each test puts distributions on a
-throw-away PYTHONPATH: the worked example is pip-installed into a temporary target (real packaging, real
-entry_points.txt); helper distributions (a tiny task, a broken plugin, two plugins claiming one id) are written as
-minimal dist-info folders, which is all `importlib.metadata` reads.
+throw-away PYTHONPATH: the worked metric example is pip-installed into a temporary target (real packaging, real
+entry_points.txt); other distributions (the worked task example with its page section, a broken plugin, two
+plugins claiming one id) are written as minimal dist-info folders, which is all `importlib.metadata` reads.
 """
 
 from __future__ import annotations
@@ -20,45 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "metric_plugin"
-
-TASK_PLUGIN = '''
-from dataclasses import dataclass
-
-import torch
-
-from simstress import tasks
-from simstress.core.scoring import positive_spearman
-
-
-@dataclass
-class NoiseSetup(tasks.Setup):
-    X: torch.Tensor
-    E: torch.Tensor
-
-
-@tasks.register_task(name="plug_noise", category="sensitivity", sweep_name="noise s", log_x=True)
-class PlugNoise(tasks.Task):
-    """Y = X + s·E for s in (0.1, 1, 10) (test plugin).
-
-    Construction: X, E ~ N(0, 1)^(40×5), seeded. Ground truth: similarity falls as s grows.
-    Score: max(0, Spearman(s, −similarity)). Source: simstress tests.
-    """
-
-    sizes = {"smoke": {"n": 40, "p": 5}}
-
-    def build(self, size, seed, device, artifacts):
-        g = torch.Generator().manual_seed(seed)
-        X = torch.randn(size["n"], size["p"], generator=g, dtype=torch.float64)
-        E = torch.randn(size["n"], size["p"], generator=g, dtype=torch.float64)
-        return NoiseSetup(labels=None, details={"dtype": "float64"}, X=X.to(device), E=E.to(device))
-
-    def cases(self, s):
-        for level in (0.1, 1.0, 10.0):
-            yield tasks.Case(x=level, reference=s.X, other=s.X + level * s.E, ref_key=0, truth={})
-
-    def score(self, curve, setup):
-        return positive_spearman(curve["x"], -curve["similarity"])
-'''
+EXAMPLE_TASK = REPO / "examples" / "task_plugin" / "simstress_example_task"
 
 DUP_METRIC = '''
 import torch
@@ -100,8 +62,9 @@ def test_example_plugin_conforms_runs_only_its_cells_and_joins_the_leaderboard(t
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
-    fake_dist(tmp_path / "tasks_site", "simstress-test-tasks", "simstress.tasks", "plug_noise = plug_tasks",
-              {"plug_tasks.py": TASK_PLUGIN})
+    fake_dist(tmp_path / "tasks_site", "simstress-example-task", "simstress.tasks",
+              "feature_dropout = simstress_example_task", {})
+    shutil.copytree(EXAMPLE_TASK, tmp_path / "tasks_site" / EXAMPLE_TASK.name)
     path = [target, tmp_path / "tasks_site"]
     results = tmp_path / "results"
     common = ["--scale", "smoke", "--results", str(results)]
@@ -110,19 +73,19 @@ def test_example_plugin_conforms_runs_only_its_cells_and_joins_the_leaderboard(t
     assert check.returncode == 0, check.stdout + check.stderr
     assert "distance_correlation: conforms" in check.stdout and "FAIL" not in check.stdout
 
-    base = simstress(["--quiet", "run", "--metrics", "linear_cka", "--tasks", "plug_*", "--seeds", "2", *common],
-                     tmp_path, path)
+    base = simstress(["--quiet", "run", "--metrics", "linear_cka", "--tasks", "feature_dropout", "--seeds", "2",
+                      *common], tmp_path, path)
     assert base.returncode == 0 and "1 cells computed (1 ok)" in base.stdout, base.stdout + base.stderr
     assert simstress(["leaderboard", *common, "--output", "board.md"], tmp_path, path).returncode == 0
     assert "distance_correlation" not in (tmp_path / "board.md").read_text()
     before = snapshot(results)
 
-    added = simstress(["--quiet", "run", "--metrics", "distance_correlation", "--tasks", "plug_*", "--seeds", "2",
-                       *common], tmp_path, path)
+    added = simstress(["--quiet", "run", "--metrics", "distance_correlation", "--tasks", "feature_dropout",
+                       "--seeds", "2", *common], tmp_path, path)
     assert added.returncode == 0 and "1 cells computed (1 ok)" in added.stdout, added.stdout + added.stderr
     after = snapshot(results)
     assert {k: v for k, v in after.items() if k in before} == before  # existing records untouched
-    assert set(after) - set(before) == {"records/smoke/plug_noise/distance_correlation.json",
+    assert set(after) - set(before) == {"records/smoke/feature_dropout/distance_correlation.json",
                                         "conformance/distance_correlation.json"}
 
     board = simstress(["leaderboard", *common, "--output", "board.md"], tmp_path, path)
@@ -132,6 +95,10 @@ def test_example_plugin_conforms_runs_only_its_cells_and_joins_the_leaderboard(t
     assert "`distance_correlation`" in ranking and "`linear_cka`" in ranking
     invariances = page[page.index("## Declared vs observed"):page.index("## Runtime")]
     assert "| `distance_correlation` | pass |" in invariances
+    # the task plugin's own section, with its figure, from its records alone
+    section = page[page.index("## Feature dropout"):page.index("## Built from")]
+    assert "| `distance_correlation` |" in section and "| `linear_cka` |" in section
+    assert (results / "figures" / "feature_dropout_half.png").read_bytes().startswith(b"\x89PNG")
 
     # differentiable, so it can attack: a manipulated network against the plugin's own layer map
     attack = simstress(["--quiet", "manipulate", "--attacker", "distance_correlation", "--target", "identity",

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from simstress import metrics, tasks
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+README_PATH = Path(__file__).resolve().parent.parent / "README.md"
+README = README_PATH.read_text()
 
 
 def _table_ids(heading: str) -> set[str]:
@@ -42,3 +43,33 @@ def test_every_python_block_runs_as_written() -> None:
     finally:
         for name in set(metrics.REGISTRY.names()) - before:
             metrics.REGISTRY.remove(name)
+
+
+def tree_entries() -> set[str]:
+    """The paths the README's "How it is built" tree names: top-level entries, and entries indented under a folder
+    (two spaces per level), joined to that folder."""
+    block = README.split("## How it is built\n", 1)[1].split("```\n", 2)[1]
+    found, parents = set(), []
+    for line in block.splitlines():
+        if not line.strip():
+            continue
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        name = line.split()[0]
+        parents = parents[:depth]
+        path = "".join(parents) + name
+        found.add(path.rstrip("/"))
+        if name.endswith("/"):
+            parents.append(name)
+    return found
+
+
+def test_the_readme_tree_names_every_module_and_results_folder() -> None:
+    root = README_PATH.parent
+    product = ["simstress", "metrics", "tasks", "benchmark"]
+    modules = {p.relative_to(root).as_posix() for top in product for p in (root / top).rglob("*.py")
+               if p.name != "__init__.py" or p.parent == root / "simstress"}
+    folders = {p.relative_to(root).as_posix() for p in (root / "results").iterdir() if p.is_dir()}
+    listed = tree_entries()
+    assert modules - listed == set(), "modules missing from the README's tree"
+    assert folders - listed == set(), "results folders missing from the README's tree"
+    assert {e for e in listed if e.endswith(".py")} - modules == set(), "the tree names modules that do not exist"

@@ -11,13 +11,14 @@ import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from references import u_statistic_hsic
 from scipy.spatial.distance import cdist
 from torch.utils.data import DataLoader, TensorDataset
 
 import simstress
 from simstress import metrics, streaming
 from simstress.metrics import InputError
+
+from .references import u_statistic_hsic
 
 EXACT_IDS = ["linear_cka", "procrustes", "cca_mean", "cca_r2", "svcca", "svcca[keep=0.9]", "pwcca"]
 

@@ -5,7 +5,9 @@ dated source), builds the same data from the same seed, honours `evaluate`'s con
 metric as the design requires (perfect where nothing should change, useless where something must be noticed).
 """
 
+import importlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +29,22 @@ def smoke_setup(t: tasks.Task, seed: int, root: Path) -> tasks.Setup:
     store = ArtifactStore(root)
     built = {name: store.ensure(spec) for name, spec in t.artifacts("smoke", seed).items()}
     return t.setup("smoke", seed, artifacts=built)
+
+
+def resolves(dotted: str) -> bool:
+    """Whether a dotted name is a module or an attribute of one."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
 
 
 def case_tensors(t: tasks.Task, setup: tasks.Setup) -> list[torch.Tensor]:
@@ -57,6 +75,8 @@ def test_identity_and_docstring(name: str) -> None:
     for section in DOC_SECTIONS:
         assert section in doc
     assert any(ch.isdigit() for ch in doc.split("Source:")[1])  # a dated citation
+    for ref in re.findall(r"`(simstress\.[\w.]+)`", doc):  # what `simstress list tasks` cites exists
+        assert resolves(ref), f"{name}'s docstring cites {ref}, which does not exist"
     for scale in t.scales:
         assert all(isinstance(s, ArtifactSpec) for s in t.artifacts(scale, 0).values())
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from simstress import metrics, tasks
-from simstress.core.artifacts import ArtifactStore
 from simstress.core.registry import natural_key
+
+from .conftest import evaluate, registered
 
 BATTERY = {
     "outlier_shift": "robustness", "subset_translation": "robustness", "class_translation": "robustness",
@@ -22,25 +23,6 @@ BATTERY = {
     "pretrained_head_nullspace": "robustness", "pretrained_reparam": "robustness",
     "pretrained_stage_correspondence": "specificity", "pretrained_vs_random": "sensitivity",
 }
-
-
-def evaluate(task: str | tasks.Task, metric_id: str, scale: str = "smoke", seed: int = 0,
-             root: Path | None = None) -> tasks.TaskResult:
-    """One metric on one freshly built set-up, as the runner's executor does it; the artifacts the task declares
-    (networks) are built in the store at `root`."""
-    t = tasks.get_task(task) if isinstance(task, str) else task
-    specs = t.cell_artifacts(scale, seed, metrics.get_metric(metric_id).id)
-    built = {name: ArtifactStore(root).ensure(spec) for name, spec in specs.items()} if specs else None
-    return t.evaluate(metrics.get_metric(metric_id), t.setup(scale, seed, artifacts=built))
-
-
-def registered(name: str, fn, **spec) -> Iterator[str]:
-    """Register a throw-away metric for one test and remove it afterwards (no leak into other files)."""
-    metrics.register(name=name, cost="O(1)", reference="test only", **spec)(fn)
-    try:
-        yield name
-    finally:
-        metrics.REGISTRY.remove(name)
 
 
 @pytest.fixture

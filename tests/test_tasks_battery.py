@@ -5,11 +5,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
-from test_tasks import evaluate
 
 from simstress import metrics, tasks
 from simstress.core.linalg import center, double_center
 from simstress.tasks.robustness import translate
+
+from .conftest import evaluate
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def test_pc_deletion_ground_truth() -> None:
     assert acc[0] > 0.7 and acc[-1] < 0.35  # from well above to about chance (1/4)
     assert all(a >= b for a, b in zip(acc, acc[1:]))
     assert min(s.details["class_sizes"]) > 0.15 * s.X.shape[0]  # the argmax labels are roughly balanced
-    for k in t.sweep[1:]:
+    for k in s.sweep[1:]:
         Y = t.delete(s, k)
         V = s.components[:, :k]
         assert float((center(Y) @ V).abs().max()) < 1e-10  # the top-k directions are gone

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_tasks import evaluate
 
 from simstress import metrics, tasks
 from simstress.core.synthetic import generator, unit_vector
@@ -17,6 +16,8 @@ from simstress.core.theory import (
     theorem1_limit,
 )
 from simstress.tasks.robustness import translate
+
+from .conftest import evaluate
 
 
 def direct_linear_cka(X: np.ndarray, Y: np.ndarray) -> float:

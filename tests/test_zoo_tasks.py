@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_tasks import registered
 
 from simstress import metrics, tasks
 from simstress.benchmark.plan import plan
@@ -23,6 +22,8 @@ from simstress.networks.activations import activations
 from simstress.networks.zoo import load_network
 from simstress.tasks.robustness import separability_preserving_direction
 from simstress.tasks.zoo import head_nullspace_direction, sample_test_images
+
+from .conftest import registered
 
 
 def smoke(name: str, root: Path, seed: int = 0) -> tuple[tasks.Task, tasks.Setup, dict]:
@@ -120,7 +121,7 @@ def test_a_retrained_network_makes_exactly_its_cells_stale(tmp_path: Path, monke
     summary = run(store, ["linear_cka"], names, **grid)
     assert summary.computed["ok"] == 2
     records = {n: store.load_record("smoke", n, "linear_cka") for n in names}
-    used = {n: {a["name"]: a["sha256"] for a in r["artifacts"]} for n, r in records.items()}
+    used = {n: {a.name: a.sha256 for a in r.artifacts} for n, r in records.items()}
     assert used["layer_correspondence"]["a"] == used["network_outlier"]["network"]
     # retrain the second network of layer_correspondence (used by no network_outlier cell) to other weights
     spec = tasks.get_task("layer_correspondence").artifacts("smoke", 0)["b"]

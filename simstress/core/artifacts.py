@@ -8,15 +8,22 @@ keys), so equal specs share one artifact and any change to what determines it gi
 Layout under a root (the results folder), one folder per kind (e.g. `networks`):
 
     <kind>/<key>/<files written by the builder>
-    <kind>/<key>/card.json     what it is: spec, builder, file sha256s, content sha256, build time, ...
+    <kind>/<key>/card.json     what it is: spec, builder, file sha256s, content sha256, fingerprint, build time, ...
 
 A builder writes its files into an empty temporary folder beside the final one; the store hashes them, writes
 the card and renames the folder into place, so a reader sees a whole artifact or none. The card's `sha256`
-(content hash over the files) is what records name: a rebuilt artifact whose bytes differ makes exactly the
-cells that used it stale.
+(content hash over the files) is what records name, for provenance; its `fingerprint` (per file holding arrays:
+their count, Σ|x| and Σx² in float64) is what tells a rebuild that differs only by rounding (another CPU's float32
+forward pass) from one that differs in substance. The card holds its own hash (`card_sha256`), so a hand edit
+of the card shows.
+
+Nothing is used unchecked: `get` verifies every file against the card (sha256, cached per process by size and
+mtime; hashing costs ~0.1 s per 50 MB) and the card against its own hash, and raises `ArtifactFault` — an
+`EnvironmentFault` naming the file and how to restore or rebuild it — on any mismatch. A folder without a
+readable card is `broken`: never silently rebuilt over, never used.
 
     store = ArtifactStore("results", device="cpu")   # the device builders compute on (not part of the key)
-    store.have(spec); store.ensure(spec) -> Artifact; store.get(spec) -> Artifact; artifact.file("weights.pt")
+    store.state(spec); store.ensure(spec) -> Artifact; store.get(spec) -> Artifact; artifact.file("weights.pt")
 
 `ensure` is `build_files` (the builder's work, anywhere the results folder is reachable) then `commit` (hashes,
 card, rename: the driver's part), so that an executor can build in a worker while only the driver writes cards.
@@ -26,25 +33,38 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
-from .files import jsonable, sha256_file, write_json_atomic
+import numpy as np
+import torch
+
+from .files import EnvironmentFault, jsonable, sha256_file, write_json_atomic
 from .provenance import package_versions
 
 CARD = "card.json"
-CARD_SCHEMA = 1
+CARD_SCHEMA = 2  # 1 → 2: the card's own hash and the files' fingerprints
+# Relative difference of a fingerprint's sums within which two builds of one artifact hold the same values: float32
+# rounding (another CPU's kernels) moves them by ~1e-8; another input (one image of 600 replaced) by ~1e-3.
+FINGERPRINT_RTOL = 1e-5
 Builder = Callable[[Mapping[str, Any], Mapping[str, "Artifact"], Path, str], Mapping[str, Any]]
 RESERVED = frozenset({"records", "conformance", "figures", "perf"})  # the results folder's other contents
 
 
 class ArtifactError(RuntimeError):
-    """An artifact that is missing where it must exist, or whose builder is unknown or misbehaves."""
+    """An artifact that could not be built, or whose builder is unknown or misbehaves."""
+
+
+class ArtifactFault(ArtifactError, EnvironmentFault):
+    """An artifact that is missing where it must exist, or that changed since it was built (a file or its card):
+    the environment's fault, not a metric's; the message names what and how to restore or rebuild it."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +115,66 @@ def _canonical(obj: Any) -> str:
     return json.dumps(jsonable(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
+def card_hash(card: Mapping[str, Any]) -> str:
+    """sha256 of the card's canonical JSON without its own hash."""
+    return hashlib.sha256(_canonical({k: v for k, v in card.items() if k != "card_sha256"}).encode()).hexdigest()
+
+
+def _arrays(obj: Any) -> list[np.ndarray]:
+    if isinstance(obj, torch.Tensor):
+        return [] if obj.is_complex() else [obj.detach().cpu().double().numpy()]
+    if isinstance(obj, np.ndarray):
+        return [obj]
+    if isinstance(obj, Mapping):
+        return [a for v in obj.values() for a in _arrays(v)]
+    if isinstance(obj, (list, tuple)):
+        return [a for v in obj for a in _arrays(v)]
+    return []
+
+
+def fingerprint(path: Path) -> list[float] | None:
+    """[count, Σ|x|, Σx²] in float64 over every numeric array a .pt or .npz file holds; None for any other file."""
+    if path.suffix == ".pt":
+        arrays = _arrays(torch.load(path, map_location="cpu", weights_only=True))
+    elif path.suffix == ".npz":
+        with np.load(path) as data:
+            arrays = [data[k] for k in sorted(data.files)]
+    else:
+        return None
+    values = [a.astype(np.float64, copy=False).ravel() for a in arrays if a.dtype.kind in "biuf"]
+    return [float(sum(v.size for v in values)), float(sum(np.abs(v).sum() for v in values)),
+            float(sum(np.square(v).sum() for v in values))]
+
+
+def fingerprints_match(a: Any, b: Any, rtol: float = FINGERPRINT_RTOL) -> bool:
+    """Whether two fingerprints ({file: [count, Σ|x|, Σx²]}) describe the same values up to rounding."""
+    if not (isinstance(a, Mapping) and isinstance(b, Mapping)) or set(a) != set(b) or not a:
+        return False
+    for name in a:
+        x, y = a[name], b[name]
+        if x is None or y is None or len(x) != 3 or len(y) != 3 or x[0] != y[0]:
+            if x != y:
+                return False
+            continue
+        if not all(math.isclose(u, v, rel_tol=rtol, abs_tol=0.0) for u, v in zip(x[1:], y[1:])):
+            return False
+    return True
+
+
+_HASHED: dict[str, tuple[tuple[int, int, int], str]] = {}  # path -> ((size, mtime_ns, inode), sha256)
+
+
+def verified_sha256(path: Path) -> str:
+    """The file's sha256, hashed once per process while its size, mtime and inode stay the same."""
+    st = path.stat()
+    stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+    cached = _HASHED.get(str(path))
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, sha256_file(path))
+        _HASHED[str(path)] = cached
+    return cached[1]
+
+
 @dataclass(frozen=True)
 class ArtifactSpec:
     """What determines an artifact: its kind, JSON-able parameters, and named input artifacts."""
@@ -142,8 +222,11 @@ class Artifact:
         return self.path / name
 
 
+State = Literal["built", "missing", "broken"]
+
+
 class ArtifactStore:
-    """Artifacts under `root/<kind>/<key>/`: have it? build it (once, on `device`)? where is it?"""
+    """Artifacts under `root/<kind>/<key>/`: built, missing or broken? build it (once, on `device`)? where is it?"""
 
     def __init__(self, root: str | Path, device: str = "cpu") -> None:
         self.root = Path(root)
@@ -152,28 +235,69 @@ class ArtifactStore:
     def path(self, spec: ArtifactSpec) -> Path:
         return self.root / spec.kind / spec.key
 
+    def _remedy(self, spec: ArtifactSpec) -> str:
+        folder = self.path(spec)
+        return (f"restore it (`git checkout -- {folder}` if it is committed), or delete {folder} and rerun "
+                f"`simstress run` to rebuild it")
+
+    def state(self, spec: ArtifactSpec) -> tuple[State, str]:
+        """"missing" (no folder: `ensure` builds it), "broken" (a folder without a readable, unedited card: never
+        built over, never used; the reason says what to do) or "built" (its files are checked when used)."""
+        folder = self.path(spec)
+        if not folder.exists():
+            return "missing", ""
+        try:
+            self.card(spec)
+        except ArtifactFault as exc:
+            return "broken", str(exc)
+        return "built", ""
+
     def have(self, spec: ArtifactSpec) -> bool:
-        return (self.path(spec) / CARD).is_file()
+        return self.state(spec)[0] == "built"
+
+    def card(self, spec: ArtifactSpec) -> Mapping[str, Any]:
+        """The artifact's card, checked against its own hash (not its files: `get` does that); ArtifactFault when
+        it is missing, unreadable or edited."""
+        path = self.path(spec) / CARD
+        try:
+            card = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ArtifactFault(f"artifact {spec.kind}/{spec.key} has no card ({path}); "
+                                + self._remedy(spec)) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ArtifactFault(f"unreadable card {path} ({exc}); " + self._remedy(spec)) from exc
+        if not isinstance(card, dict) or not isinstance(card.get("files"), dict) or "sha256" not in card:
+            raise ArtifactFault(f"{path} is not an artifact card; " + self._remedy(spec))
+        if card.get("schema", 1) >= 2 and card.get("card_sha256") != card_hash(card):
+            raise ArtifactFault(f"{path} was edited after the artifact was built (its own hash does not match); "
+                                + self._remedy(spec))
+        return MappingProxyType(card)
 
     def get(self, spec: ArtifactSpec) -> Artifact:
-        """The built artifact; ArtifactError when it has not been built (`ensure` builds it)."""
-        path = self.path(spec)
-        try:
-            card = json.loads((path / CARD).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ArtifactError(f"artifact {spec.kind}/{spec.key} is not built under {self.root}; "
-                                f"`simstress run` builds what its cells need") from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"unreadable card {path / CARD}: {exc}; delete {path} to rebuild it") from exc
-        return Artifact(spec, path, MappingProxyType(card))
+        """The built artifact, every file checked against its card; ArtifactFault when it is not built (`ensure`
+        builds it), broken, or any file is missing or changed."""
+        folder = self.path(spec)
+        if not folder.exists():
+            raise ArtifactFault(f"artifact {spec.kind}/{spec.key} is not built under {self.root}; `simstress run` "
+                                f"builds what its cells need")
+        card = self.card(spec)
+        for name, expected in card["files"].items():
+            file = folder / name
+            if not file.is_file():
+                raise ArtifactFault(f"{file} is missing from artifact {spec.kind}/{spec.key}; " + self._remedy(spec))
+            if verified_sha256(file) != expected:
+                raise ArtifactFault(f"{file} does not match its card (sha256 {verified_sha256(file)[:12]}…, the card "
+                                    f"says {expected[:12]}…): it changed after the artifact was built; "
+                                    + self._remedy(spec))
+        return Artifact(spec, folder, card)
 
     def ensure(self, spec: ArtifactSpec) -> Artifact:
-        """The artifact, built first (inputs before it) when it is missing."""
-        if self.have(spec):
-            return self.get(spec)
-        for _, sub in spec.inputs:
-            self.ensure(sub)
-        return self.commit(spec, self.build_files(spec))
+        """The artifact, built first (inputs before it) when it is missing; ArtifactFault when it is broken."""
+        if self.state(spec)[0] == "missing":
+            for _, sub in spec.inputs:
+                self.ensure(sub)
+            return self.commit(spec, self.build_files(spec))
+        return self.get(spec)
 
     def build_files(self, spec: ArtifactSpec) -> dict[str, Any]:
         """Run the builder into a new temporary folder beside the artifact's final one (its inputs must be built).
@@ -195,23 +319,31 @@ class ArtifactStore:
             raise
         return {"folder": str(tmp), "extras": extras, "seconds": seconds, "device": self.device}
 
+    def discard(self, spec: ArtifactSpec) -> None:
+        """Remove the temporary folders of builds of `spec` that never committed (a build cancelled by Ctrl-C)."""
+        for tmp in self.path(spec).parent.glob(f".{spec.key}.*.tmp"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def commit(self, spec: ArtifactSpec, staged: Mapping[str, Any]) -> Artifact:
         """Hash the files `build_files` wrote, write the card and rename the folder into place (atomically)."""
         tmp, final, b = Path(staged["folder"]), self.path(spec), builder(spec.kind)
         try:
             inputs = {name: self.get(s) for name, s in spec.inputs}
-            files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-            if not files:
+            paths = [p for p in sorted(tmp.rglob("*")) if p.is_file()]
+            if not paths:
                 raise ArtifactError(f"builder {b.source} wrote no file for {spec.kind}/{spec.key}")
+            files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in paths}
             content = hashlib.sha256("".join(f"{n}\0{h}\n" for n, h in files.items()).encode()).hexdigest()
             card = {
                 "schema": CARD_SCHEMA, "kind": spec.kind, "key": spec.key, "builder": b.source,
                 "builder_version": b.version, "params": dict(spec.params),
                 "inputs": {name: {"key": a.spec.key, "sha256": a.sha256} for name, a in inputs.items()},
-                "files": files, "sha256": content, "build_seconds": round(staged["seconds"], 3),
-                "build_device": staged["device"], "packages": package_versions(), **staged["extras"],
+                "files": files, "sha256": content, "fingerprint": fingerprints(tmp, files),
+                "build_seconds": round(staged["seconds"], 3), "build_device": staged["device"],
+                "packages": package_versions(), **staged["extras"],
             }
-            write_json_atomic(tmp / CARD, card)
+            write_json_atomic(tmp / CARD, {**card, "card_sha256": card_hash(card)})
+            shareable(tmp)
             try:
                 tmp.rename(final)
             except OSError:  # built meanwhile by another process: keep theirs
@@ -220,3 +352,31 @@ class ArtifactStore:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return self.get(spec)
+
+def upgrade_card(folder: Path) -> bool:
+    """Rewrite a schema-1 card (no fingerprints, no hash of its own) at the current schema, after checking every file
+    against it; True when it was rewritten. ArtifactFault when a file does not match."""
+    path = folder / CARD
+    card = json.loads(path.read_text(encoding="utf-8"))
+    if card.get("schema", 1) >= CARD_SCHEMA:
+        return False
+    for name, expected in card["files"].items():
+        if sha256_file(folder / name) != expected:
+            raise ArtifactFault(f"{folder / name} does not match its card; restore it before upgrading the card")
+    card.update(schema=CARD_SCHEMA, fingerprint=fingerprints(folder, card["files"]))
+    write_json_atomic(path, {**card, "card_sha256": card_hash(card)})
+    return True
+
+
+def fingerprints(folder: Path, files: Mapping[str, str]) -> dict[str, list[float] | None]:
+    """The fingerprint of each file of an artifact (None for files that hold no arrays)."""
+    return {name: fingerprint(folder / name) for name in files}
+
+
+def shareable(folder: Path) -> None:
+    """Give a new artifact folder the permissions the umask allows (a temporary folder is made private, 0700), so
+    that a results folder shared by a group is readable by it."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)

@@ -1,4 +1,5 @@
-"""Files that never tear: atomic writes (temporary sibling, fsync, rename) and JSON of plain types only."""
+"""Files that never tear: atomic writes (temporary sibling, fsync, rename) and JSON of plain types only; file
+hashes; and `EnvironmentFault`, the error of a file the suite needs that is missing or corrupt."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from typing import Any
 
 import numpy as np
 import torch
+
+
+class EnvironmentFault(RuntimeError):
+    """Data, an artifact or its card is missing or corrupt: the environment's fault, not a metric's. A cell that meets
+    one is recorded with the cause "environment", and the next run retries it; the message says what to fix."""
 
 
 def jsonable(obj: Any) -> Any:

@@ -95,6 +95,9 @@ class Task:
     sweep_name: ClassVar[str]
     log_x: ClassVar[bool]
     sizes: ClassVar[Mapping[str, Mapping[str, Any]]]
+    # False when a curve holds several pairs at one sweep value (a layer map, a set of partners): the page's
+    # generic plot of similarity against the sweep variable would average them into nothing.
+    sweep_plot: ClassVar[bool] = True
     # Seconds one cell (a metric on every seed of a scale) may take before the runner records it as an error.
     timeout_s: ClassVar[Mapping[str, float]] = {"smoke": 300.0, "default": 1800.0, "full": 6 * 3600.0}
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from simstress.core.files import sha256_file
+from simstress.core.files import EnvironmentFault, sha256_file
 
 
-class DataError(RuntimeError):
+class DataError(EnvironmentFault):
     """A data file that is missing, truncated, corrupt or not the expected one; the message says what to do."""
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -124,6 +124,17 @@ def block_map(model: nn.Module, metric: Metric, images: torch.Tensor, reduction:
     return direct_map(metric, [acts[b].to(torch.float64) for b in BLOCK_LAYERS])
 
 
+def moves_map(metric: Metric, M: torch.Tensor, reps: Sequence[torch.Tensor]) -> None:
+    """Raise unless a gradient flows from the attacker's map to the layers: a metric declared differentiable that
+    detaches (or returns a constant) would make a no-op attack that only looks like one."""
+    grads = torch.autograd.grad(M.sum(), list(reps), retain_graph=True, allow_unused=True) if M.requires_grad else ()
+    # a non-finite gradient is a gradient (such steps are skipped below); none, or zero everywhere, is not
+    if not any(g is not None and bool((g != 0).any()) for g in grads):
+        raise ArtifactError(f"{metric.id} is declared differentiable, but no gradient flows from its layer map to the "
+                            f"layers, so it cannot attack; fix the metric (`simstress check {metric.id}` shows its "
+                            f"gradient check) or register it with differentiable=False")
+
+
 def manipulate(network: nn.Module, attacker: str, target: torch.Tensor, train: ImageSet, validation: ImageSet,
                recipe: ManipulationRecipe, seed: int, device: torch.device | str = "cpu", *,
                desc: str = "manipulate", progress: bool | None = None) -> tuple[nn.Module, list[dict[str, Any]]]:
@@ -177,6 +188,8 @@ def manipulate(network: nn.Module, attacker: str, target: torch.Tensor, train: I
                 for a in reps[1:]:
                     metric(reps[0].detach(), a.detach())
             M = layer_map(metric, reps)
+            if step == 1:
+                moves_map(metric, M, reps)
             kd = distillation(out["logits"], teacher_logits, recipe.tau)
             loss = kd + alpha * logcosh(M - T).mean()
             opt.zero_grad(set_to_none=True)
