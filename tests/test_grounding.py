@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial.distance import jensenshannon
-from test_tasks import registered
 
 from simstress import metrics, tasks
 from simstress.core.artifacts import ArtifactStore
 from simstress.tasks.grounding import jensen_shannon, nearest_depth, normalized_average_precision
+
+from .conftest import registered
 
 PAIR_TASKS = ("accuracy_grounding", "output_grounding", "label_randomization", "shortcut_affinity", "augmentation")
 GROUNDING = (*PAIR_TASKS, "layer_monotonicity", "cross_architecture_correspondence")
