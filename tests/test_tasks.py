@@ -50,8 +50,9 @@ def test_battery_is_registered_in_natural_order() -> None:
 
 def test_builtin_battery_is_registered_with_its_categories() -> None:
     assert {n: tasks.get_task(n).category for n in BATTERY} == BATTERY
-    assert tasks.list_tasks(category="specificity") == ["layer_correspondence", "matching",
-                                                        "pretrained_stage_correspondence"]
+    assert tasks.list_tasks(category="specificity") == ["augmentation", "cross_architecture_correspondence",
+                                                        "label_randomization", "layer_correspondence", "matching",
+                                                        "pretrained_stage_correspondence", "shortcut_affinity"]
     assert tasks.list_tasks("*", exclude="*translation,matching,pretrained_*", category="robustness") == [
         "invertible_linear", "map_manipulation", "network_outlier", "outlier_shift"]
     with pytest.raises(ValueError, match="cannot be filtered on"):

@@ -105,10 +105,14 @@ def zoo(scale: str) -> dict[str, ArtifactSpec]:
 
 
 def select(scale: str, patterns: list[str] | None = None) -> dict[str, ArtifactSpec]:
-    """The zoo's networks whose names match any of the glob `patterns` (all when none); an unmatched one raises."""
+    """The zoo's networks whose names match any of the glob `patterns` (all when none; the population's members,
+    `pop-*`, only by name); an unmatched one raises."""
     specs = zoo(scale)
     if not patterns:
         return specs
+    from .population import population  # the population's members (`pop-*`) are selected by name only
+
+    specs = {**specs, **population(scale)}
     chosen: dict[str, ArtifactSpec] = {}
     for pattern in patterns:
         found = {n: s for n, s in specs.items() if fnmatch.fnmatchcase(n, pattern)}

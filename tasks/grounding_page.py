@@ -1,0 +1,134 @@
+"""The leaderboard's "Grounding" section: the metrics ranked on the grounding tasks alone, what their ground truth
+rests on (measured on the networks), and ReSi-style figures (Klabunde et al. 2025, Fig. 1): each task's
+ground-truth matrix over its models beside every metric's similarity matrix.
+
+    lines, figures = grounding_section(records, metrics)   # records: {task: [stored record dicts]}
+    figures["grounding_label_randomization.png"]()         # PNG bytes
+
+It reads only records (their curves and set-up details), never networks; matplotlib is imported when a figure is
+drawn.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+TASKS = ("accuracy_grounding", "output_grounding", "label_randomization", "shortcut_affinity", "augmentation",
+         "layer_monotonicity", "cross_architecture_correspondence")
+MATRIX_TASKS = {"accuracy_grounding": "accuracy_difference", "output_grounding": "jsd",
+                "label_randomization": "same_level", "shortcut_affinity": "same_level", "augmentation": "same_level"}
+Record = Mapping[str, Any]
+
+
+def _first_run(record: Record) -> Mapping[str, Any]:
+    return min(record["runs"], key=lambda r: r["seed"])
+
+
+def ranking(records: Mapping[str, Sequence[Record]], metrics: Sequence[str]) -> list[tuple[str, list[float | None]]]:
+    """Each metric's score on every grounding task (None where it has no ok record), best mean first."""
+    by = {(t, r["metric"]): r for t in TASKS for r in records.get(t, ()) if r.get("status") == "ok"}
+    rows = [(m, [by[(t, m)]["score"] if (t, m) in by else None for t in TASKS]) for m in metrics]
+    rows = [r for r in rows if any(s is not None for s in r[1])]
+    return sorted(rows, key=lambda r: -np.mean([s if s is not None else 0.0 for s in r[1]]))
+
+
+def facts(records: Mapping[str, Sequence[Record]]) -> list[str]:
+    """What each task's ground truth rests on, from the set-up details of its first record's first seed."""
+    out = []
+    for task in TASKS:
+        recs = records.get(task, ())
+        if not recs:
+            continue
+        d = _first_run(recs[0])["details"]
+        fn = d.get("function")
+        if task in ("accuracy_grounding",) and fn:
+            spans = ", ".join(f"{f} {v['accuracy_min']:.1%}–{v['accuracy_max']:.1%}"
+                              + ("" if v["checkpoints_rise"] else " (checkpoints do not rise)")
+                              for f, v in fn.items() if isinstance(v, dict))
+            low, high = fn["disagreement_range"]
+            out.append(f"- `{task}`, `output_grounding`: test accuracies per architecture {spans}; output "
+                       f"disagreement between pairs {low:.1%}–{high:.1%}.")
+        elif task in ("label_randomization", "shortcut_affinity", "augmentation") and fn:
+            levels = "; ".join(f"{k}: " + ", ".join(f"{n.removeprefix('test_accuracy_') or 'test'} "
+                                                    + (f"{v:.1%}" if isinstance(v, float) else
+                                                       "/".join(f"{x:.0%}" for x in v))
+                                                    for n, v in lv.items())
+                               for k, lv in fn["levels"].items())
+            verdict = "holds" if fn["levels_differ_in_function"] else "does NOT hold"
+            out.append(f"- `{task}`: per level {levels}. Output disagreement within a level "
+                       f"{fn['disagreement_within_level']:.1%}, across levels {fn['disagreement_across_levels']:.1%}: "
+                       f"the design truth {verdict} in function.")
+        elif task == "cross_architecture_correspondence":
+            rho = ", ".join(f"{k} {v:.2f}" for k, v in d["depth_vs_probe_spearman"].items())
+            out.append(f"- `{task}`: Spearman ρ of relative depth with a linear probe's accuracy per layer: {rho}.")
+    return out
+
+
+def similarity_matrix(curve: Mapping[str, list], column: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(models, similarity matrix, ground-truth matrix) of a pair task's curve, symmetrised, 1 / 0 on the diagonal."""
+    models = list(dict.fromkeys([*curve["model_a"], *curve["model_b"]]))
+    index = {m: k for k, m in enumerate(models)}
+    sim, truth = np.eye(len(models)), np.zeros((len(models), len(models)))
+    for a, b, s, t in zip(curve["model_a"], curve["model_b"], curve["similarity"], curve[column]):
+        i, j = index[a], index[b]
+        sim[i, j] = sim[j, i] = s if s is not None else np.nan
+        truth[i, j] = truth[j, i] = float(t)
+    if column == "same_level":
+        np.fill_diagonal(truth, 1.0)
+    return models, sim, truth
+
+
+def draw_matrices(task: str, records: Sequence[Record], metrics: Sequence[str]) -> bytes:
+    """The task's ground-truth matrix beside each metric's similarity matrix (seed 0), one panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by = {r["metric"]: r for r in records if r.get("status") == "ok"}
+    chosen = [m for m in metrics if m in by]
+    column = MATRIX_TASKS[task]
+    panels = len(chosen) + 1
+    fig, axes = plt.subplots(1, panels, figsize=(2.4 * panels, 2.6), squeeze=False)
+    for k, ax in enumerate(axes[0]):
+        if k == 0:
+            models, _, truth = similarity_matrix(_first_run(by[chosen[0]])["curve"], column)
+            image, title = (truth if column == "same_level" else -truth), "ground truth"
+        else:
+            _, image, _ = similarity_matrix(_first_run(by[chosen[k - 1]])["curve"], column)
+            title = chosen[k - 1]
+        ax.imshow(image, cmap="viridis")
+        ax.set_title(title, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{task}: {len(models)} models", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def grounding_section(records: Mapping[str, Sequence[Record]], metrics: Sequence[str]
+                      ) -> tuple[list[str], dict[str, Callable[[], bytes]]]:
+    """The section's markdown lines and its figures ({file name: () -> PNG bytes}); nothing when no grounding
+    task has a record."""
+    rows = ranking(records, metrics)
+    if not rows:
+        return [], {}
+    lines = ["## Grounding", "",
+             "Similarity against the function of a population of networks (Klabunde et al. 2025, ReSi; Ding et al. "
+             "2021): scores on the grounding tasks alone, best mean first.", "",
+             "| metric | " + " | ".join(f"`{t}`" for t in TASKS) + " | mean |",
+             "|---|" + "---:|" * (len(TASKS) + 1)]
+    for metric, scores in rows:
+        cells = [f"{s:.3f}" if s is not None else "–" for s in scores]
+        mean = np.mean([s if s is not None else 0.0 for s in scores])
+        lines.append(f"| `{metric}` | " + " | ".join(cells) + f" | {mean:.3f} |")
+    lines += ["", "What the ground truth rests on, measured on the networks:", "", *facts(records), ""]
+    figures = {f"grounding_{t}.png": (lambda t=t: draw_matrices(t, records[t], metrics))
+               for t in MATRIX_TASKS if records.get(t)}
+    return lines, figures
