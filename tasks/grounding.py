@@ -155,6 +155,7 @@ class PopulationPairs(Task):
     """Shared by the tasks that compare one layer of many population members pair by pair."""
 
     layer = "penultimate"
+    sweep_plot = False  # each x holds many pairs (shown as matrices in the Grounding section)
 
     def entries(self, scale: str) -> list[Entry]:
         raise NotImplementedError
@@ -287,7 +288,7 @@ def prediction_facts(entries: list[Entry], cards, pairs) -> dict[str, Any]:
     return facts
 
 
-@register_task(name="accuracy_grounding", category="sensitivity", sweep_name="|Δ test accuracy|")
+@register_task(name="accuracy_grounding", category="sensitivity", sweep_name="|Δ test accuracy|", data="trained")
 class AccuracyGrounding(PredictionGrounding):
     """Across pairs of population networks, dissimilarity must rank like the difference of their accuracies.
 
@@ -310,7 +311,8 @@ class AccuracyGrounding(PredictionGrounding):
     truth_column = "accuracy_difference"
 
 
-@register_task(name="output_grounding", category="sensitivity", sweep_name="Jensen–Shannon divergence of outputs")
+@register_task(name="output_grounding", category="sensitivity", sweep_name="Jensen–Shannon divergence of outputs",
+               data="trained")
 class OutputGrounding(PredictionGrounding):
     """Across pairs of population networks, dissimilarity must rank like the divergence of their outputs.
 
@@ -397,7 +399,8 @@ LEVEL_SCORE = ("Score: max(0, (AP − π)/(1 − π)), AP the average precision 
                "0 for a constant metric or chance, 1 when every same-level pair is above every other pair.")
 
 
-@register_task(name="label_randomization", category="specificity", sweep_name="|Δ label randomization rate|")
+@register_task(name="label_randomization", category="specificity", sweep_name="|Δ label randomization rate|",
+               data="trained")
 class LabelRandomization(LevelGrounding):
     """Networks trained on equally randomized labels must be more similar to each other than to other levels.
 
@@ -426,7 +429,7 @@ class LabelRandomization(LevelGrounding):
         return m.variant.tag == "base" or m.variant.label_noise > 0
 
 
-@register_task(name="shortcut_affinity", category="specificity", sweep_name="|Δ shortcut reliability|")
+@register_task(name="shortcut_affinity", category="specificity", sweep_name="|Δ shortcut reliability|", data="trained")
 class ShortcutAffinity(LevelGrounding):
     """Networks that rely on a shortcut alike must be more similar to each other than to other reliances.
 
@@ -456,7 +459,7 @@ class ShortcutAffinity(LevelGrounding):
         return m.variant.shortcut is not None
 
 
-@register_task(name="augmentation", category="specificity", sweep_name="|Δ augmentation strength|")
+@register_task(name="augmentation", category="specificity", sweep_name="|Δ augmentation strength|", data="trained")
 class AugmentationGrounding(LevelGrounding):
     """Networks trained with one augmentation strength must be more similar to each other than to others.
 
@@ -501,6 +504,7 @@ class LayerSetup(Setup):
 class PopulationLayers(Task):
     """Shared by the tasks that read every layer of one base network per family."""
 
+    sweep_plot = False  # each x holds many layer pairs
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
         return {e.id: e.spec(scale) for e in seed_networks(scale, seed)}
 
@@ -515,7 +519,7 @@ class PopulationLayers(Task):
         return loaded, labels, details
 
 
-@register_task(name="layer_monotonicity", category="sensitivity", sweep_name="layer distance |i − j|")
+@register_task(name="layer_monotonicity", category="sensitivity", sweep_name="layer distance |i − j|", data="trained")
 class LayerMonotonicity(PopulationLayers):
     """Within one network, a layer must be more similar to nearer layers than to farther ones.
 
@@ -579,7 +583,7 @@ def nearest_depth(i: int, la: int, lb: int) -> set[int]:
 
 
 @register_task(name="cross_architecture_correspondence", category="specificity",
-               sweep_name="relative depth of layer j of network B")
+               sweep_name="relative depth of layer j of network B", data="trained")
 class CrossArchitectureCorrespondence(PopulationLayers):
     """Each layer of one architecture must best match the layer at the same relative depth of another.
 

@@ -2,35 +2,31 @@
 rests on (measured on the networks), and ReSi-style figures (Klabunde et al. 2025, Fig. 1): each task's
 ground-truth matrix over its models beside every metric's similarity matrix.
 
-    lines, figures = grounding_section(records, metrics)   # records: {task: [stored record dicts]}
-    figures["grounding_label_randomization.png"]()         # PNG bytes
-
 It reads only records (their curves and set-up details), never networks; matplotlib is imported when a figure is
 drawn.
 """
 
 from __future__ import annotations
 
-import io
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from simstress.core.page import Figure, PageView, Section, code, num, page_section, table
+from simstress.core.record import Record
 
 TASKS = ("accuracy_grounding", "output_grounding", "label_randomization", "shortcut_affinity", "augmentation",
          "layer_monotonicity", "cross_architecture_correspondence")
 MATRIX_TASKS = {"accuracy_grounding": "accuracy_difference", "output_grounding": "jsd",
                 "label_randomization": "same_level", "shortcut_affinity": "same_level", "augmentation": "same_level"}
-Record = Mapping[str, Any]
-
-
-def _first_run(record: Record) -> Mapping[str, Any]:
-    return min(record["runs"], key=lambda r: r["seed"])
+def _first_run(record: Record) -> Any:
+    return min(record.runs, key=lambda r: r.seed)
 
 
 def ranking(records: Mapping[str, Sequence[Record]], metrics: Sequence[str]) -> list[tuple[str, list[float | None]]]:
     """Each metric's score on every grounding task (None where it has no ok record), best mean first."""
-    by = {(t, r["metric"]): r for t in TASKS for r in records.get(t, ()) if r.get("status") == "ok"}
-    rows = [(m, [by[(t, m)]["score"] if (t, m) in by else None for t in TASKS]) for m in metrics]
+    by = {(t, r.metric): r for t in TASKS for r in records.get(t, ()) if r.ok}
+    rows = [(m, [by[(t, m)].score if (t, m) in by else None for t in TASKS]) for m in metrics]
     rows = [r for r in rows if any(s is not None for s in r[1])]
     return sorted(rows, key=lambda r: -np.mean([s if s is not None else 0.0 for s in r[1]]))
 
@@ -42,7 +38,7 @@ def facts(records: Mapping[str, Sequence[Record]]) -> list[str]:
         recs = records.get(task, ())
         if not recs:
             continue
-        d = _first_run(recs[0])["details"]
+        d = _first_run(recs[0]).details
         fn = d.get("function")
         if task in ("accuracy_grounding",) and fn:
             spans = ", ".join(f"{f} {v['accuracy_min']:.1%}–{v['accuracy_max']:.1%}"
@@ -83,52 +79,46 @@ def similarity_matrix(curve: Mapping[str, list], column: str) -> tuple[list[str]
 
 def draw_matrices(task: str, records: Sequence[Record], metrics: Sequence[str]) -> bytes:
     """The task's ground-truth matrix beside each metric's similarity matrix (seed 0), one panel each."""
-    import matplotlib
+    from matplotlib.figure import Figure as MplFigure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from simstress.core.plots import png, style
 
-    by = {r["metric"]: r for r in records if r.get("status") == "ok"}
+    by = {r.metric: r for r in records if r.ok}
     chosen = [m for m in metrics if m in by]
     column = MATRIX_TASKS[task]
     panels = len(chosen) + 1
-    fig, axes = plt.subplots(1, panels, figsize=(2.4 * panels, 2.6), squeeze=False)
-    for k, ax in enumerate(axes[0]):
-        if k == 0:
-            models, _, truth = similarity_matrix(_first_run(by[chosen[0]])["curve"], column)
-            image, title = (truth if column == "same_level" else -truth), "ground truth"
-        else:
-            _, image, _ = similarity_matrix(_first_run(by[chosen[k - 1]])["curve"], column)
-            title = chosen[k - 1]
-        ax.imshow(image, cmap="viridis")
-        ax.set_title(title, fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"{task}: {len(models)} models", fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    with style("white"):
+        fig = MplFigure(figsize=(2.4 * panels, 2.6), layout="constrained")
+        axes = fig.subplots(1, panels, squeeze=False)
+        for k, ax in enumerate(axes[0]):
+            if k == 0:
+                models, _, truth = similarity_matrix(_first_run(by[chosen[0]]).curve, column)
+                image, title = (truth if column == "same_level" else -truth), "ground truth"
+            else:
+                _, image, _ = similarity_matrix(_first_run(by[chosen[k - 1]]).curve, column)
+                title = chosen[k - 1]
+            ax.imshow(image, cmap="viridis")
+            ax.set_title(title, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle(f"{task}: {len(models)} models", fontsize=9)
+        return png(fig)
 
 
-def grounding_section(records: Mapping[str, Sequence[Record]], metrics: Sequence[str]
-                      ) -> tuple[list[str], dict[str, Callable[[], bytes]]]:
-    """The section's markdown lines and its figures ({file name: () -> PNG bytes}); nothing when no grounding
-    task has a record."""
-    rows = ranking(records, metrics)
+@page_section(order=45)
+def grounding(view: PageView) -> Section | None:
+    """The metrics on the grounding tasks alone, what the ground truth rests on, the ReSi-style matrices."""
+    records = {t: view.records(t) for t in TASKS}
+    rows = ranking(records, view.metrics)
     if not rows:
-        return [], {}
-    lines = ["## Grounding", "",
-             "Similarity against the function of a population of networks (Klabunde et al. 2025, ReSi; Ding et al. "
-             "2021): scores on the grounding tasks alone, best mean first.", "",
-             "| metric | " + " | ".join(f"`{t}`" for t in TASKS) + " | mean |",
-             "|---|" + "---:|" * (len(TASKS) + 1)]
-    for metric, scores in rows:
-        cells = [f"{s:.3f}" if s is not None else "–" for s in scores]
-        mean = np.mean([s if s is not None else 0.0 for s in scores])
-        lines.append(f"| `{metric}` | " + " | ".join(cells) + f" | {mean:.3f} |")
-    lines += ["", "What the ground truth rests on, measured on the networks:", "", *facts(records), ""]
-    figures = {f"grounding_{t}.png": (lambda t=t: draw_matrices(t, records[t], metrics))
-               for t in MATRIX_TASKS if records.get(t)}
-    return lines, figures
+        return None
+    lines = ["Similarity against the function of a population of networks (Klabunde et al. 2025, ReSi; Ding et al. "
+             "2021): scores on the grounding tasks alone, best mean first.", ""]
+    lines += table(["Metric", *(code(t) for t in TASKS), "Mean"], [":---", *["---:"] * (len(TASKS) + 1)],
+                   [[code(metric), *(num(s) for s in scores),
+                     num(float(np.mean([s if s is not None else 0.0 for s in scores])))] for metric, scores in rows])
+    lines += ["", "What the ground truth rests on, measured on the networks:", "", *facts(records)]
+    figures = [Figure(f"grounding_{t}.png", lambda t=t: draw_matrices(t, records[t], view.metrics))
+               for t in MATRIX_TASKS if records.get(t)]
+    lines += [line for f in figures for line in ("", f"![{f.name}]({view.link(f.name)})")]
+    return Section("Grounding", lines, figures)

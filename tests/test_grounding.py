@@ -143,24 +143,29 @@ def test_linear_cka_is_scored_on_every_grounding_task(name: str, setups: dict) -
 
 
 def test_the_grounding_section_ranks_and_draws_from_records(setups: dict) -> None:
-    from simstress.tasks.grounding_page import TASKS, grounding_section
+    from simstress.benchmark.cells import seed_run
+    from simstress.benchmark.leaderboard import build_board
+    from simstress.core.record import Record, TaskInfo
+    from simstress.tasks.grounding_page import TASKS, grounding
 
     chosen = ["linear_cka", "procrustes"]
-    records = {}
+    recs = []
     for name in TASKS:
-        records[name] = []
+        t = tasks.get_task(name)
         for m in chosen:
-            r = tasks.get_task(name).evaluate(metrics.get_metric(m), setups[name])
-            records[name].append({"metric": m, "status": "ok", "score": r.score, "runs": [
-                {"seed": 0, "score": r.score, "curve": r.curve.to_dict(orient="list"), "details": r.details}]})
-    lines, figures = grounding_section(records, chosen)
-    assert lines[0] == "## Grounding"
-    rows = [line for line in lines if line.startswith("| `")]
+            run = seed_run(0, t.evaluate(metrics.get_metric(m), setups[name]), 0.0)
+            recs.append(Record(m, 1, name, t.version, TaskInfo(t.category, t.summary, t.sweep_name, t.log_x, t.data),
+                               "smoke", (0,), "cpu", "test", {}, "", runs=(run,)))
+    section = grounding(build_board("smoke", recs, {}).view("figs"))
+    assert section.title == "Grounding"
+    rows = [line for line in section.lines if line.startswith("| `")]
     means = [float(row.rsplit("|", 2)[1]) for row in rows]
     assert len(rows) == 2 and means == sorted(means, reverse=True)
-    expected = np.mean([records[t][chosen.index(rows[0].split("`")[1])]["score"] for t in TASKS])
+    first = rows[0].split("`")[1]
+    expected = np.mean([r.score for r in recs if r.metric == first])
     assert means[0] == pytest.approx(expected, abs=5e-4)
-    assert any("label_randomization" in line and "per level" in line for line in lines)
-    png = figures["grounding_label_randomization.png"]()
+    assert any("label_randomization" in line and "per level" in line for line in section.lines)
+    png = next(f for f in section.figures if f.name == "grounding_label_randomization.png").draw()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert grounding_section({}, chosen) == ([], {})
+    assert grounding(build_board("smoke", [r for r in recs if r.task == "layer_monotonicity"], {}).view("f")) \
+        is not None
