@@ -2,8 +2,9 @@
 
 The attacks are artifacts (`simstress.networks.manipulation`, cached under `results/manipulated/`), one per
 (attacker, target) on one generalized network of the zoo, built once per scale and shared by every metric's
-cell: a metric that cannot be differentiated costs only its evaluations. Block outputs are reduced as the attacks
-saw them (global average pooling).
+cell: a metric that cannot be differentiated costs only its evaluations. An attack counts only when it keeps the
+function as the paper judges it, on the whole test split: test accuracy within 1 percentage point of the
+original's and ≥ 95 % of its predictions unchanged; the others are listed, never scored.
 
 Source: Davari et al. 2023 (ICLR), "Reliability of CKA as a Similarity Measure in Deep Learning", §4.3 and
 Figs. 5–7.
@@ -35,16 +36,44 @@ from .zoo import sample_test_images
 ATTACKERS = ("linear_cka", "rbf_cka", "rbf_cka[sigma=0.5]", "rbf_cka[sigma=0.2]", "rbf_cka[median=lower]",
              "rbf_cka[median=lower,sigma=0.5]", "rbf_cka[median=lower,sigma=0.2]", "cca_mean",
              "cca_mean[normalize=width]", "cca_r2", "svcca", "pwcca", "procrustes", "procrustes_angular")
-# The default scale's set, within a CPU budget: one attacker per metric family the issue names (≈ 2–4 min each).
-DEFAULT_ATTACKERS = ("linear_cka", "rbf_cka", "cca_r2", "svcca", "procrustes")
-ATTACK_PREFIX = "attack:"
-MIN_AGREEMENT = 0.9  # below this the manipulated network no longer computes the original's function
+# The CKA family trains on the flattened blocks, as the paper's maps do (up to 14,400 features per image, taken
+# through the batch's 128×128 kernels). The others train on globally pooled blocks: the CCA family needs fewer
+# features than the batch's images, and Procrustes' nuclear norm of a p×p cross-covariance is the paper's
+# "other measure", not its attack.
+FLATTENED = frozenset({"linear_cka", "rbf_cka"})
+ATTACK_PREFIX, FIGURE_PREFIX = "attack:", "figure:"
+# The paper's acceptance (Davari et al. 2023, Figs. 5–7): within 1 pp of the original's test accuracy, and our
+# reading of "the same function", 95 % of the predictions unchanged, both on the whole test split.
+MAX_ACCURACY_DROP, MIN_AGREEMENT = 0.01, 0.95
+
+
+def attack_reduction(attacker: str) -> str:
+    return "flatten" if get_metric(attacker).spec.name in FLATTENED else "pool"
 
 
 def attacks(scale: str, attackers: tuple[str, ...], targets: tuple[str, ...]) -> dict[str, ArtifactSpec]:
     """The attack artifacts of a scale by name ("attack:<attacker>→<target>"), on the zoo's generalized seed 0."""
     source = network_spec("generalized", 1, 0, ATTACK_SCALES[scale].zoo)
-    return {ATTACK_PREFIX + attack_label(a, t): attack_spec(source, a, t, scale) for a in attackers for t in targets}
+    return {ATTACK_PREFIX + attack_label(a, t): attack_spec(source, a, t, scale, reduction=attack_reduction(a))
+            for a in attackers for t in targets}
+
+
+def figure_attacks(scale: str) -> dict[str, ArtifactSpec]:
+    """The attacks only the page shows (Davari et al.'s Figs. 6 and 7): linear CKA's map drawn as comical shapes,
+    and a network twice as wide made to show the map of one of normal width."""
+    zoo = ATTACK_SCALES[scale].zoo
+    thin, wide = network_spec("generalized", 1, 0, zoo), network_spec("generalized", 2, 0, zoo)
+    return {FIGURE_PREFIX + "christmas_tree": attack_spec(thin, "linear_cka", "christmas_tree", scale,
+                                                          reduction="flatten"),
+            FIGURE_PREFIX + "goblin": attack_spec(thin, "linear_cka", "goblin", scale, reduction="flatten"),
+            FIGURE_PREFIX + "width": attack_spec(wide, "linear_cka", f"match:{network_name(thin)}", scale, thin,
+                                                 reduction="flatten")}
+
+
+def accepted(card: Mapping[str, Any]) -> bool:
+    """Whether an attack kept the function by the paper's acceptance, on the whole test split (its card)."""
+    acc = card["test_accuracy"]
+    return acc["before"] - acc["after"] <= MAX_ACCURACY_DROP and card["agreement"] >= MIN_AGREEMENT
 
 
 @dataclass
@@ -54,45 +83,50 @@ class ManipulationSetup(Setup):
 
 
 @register_task(name="map_manipulation", category="robustness", sweep_name="block i (layer map entry or pair)",
-               data="trained")
+               data="trained", version=2)
 class MapManipulation(Task):
     """Networks fine-tuned so that a metric's layer map takes a chosen shape while their function is unchanged.
 
     Construction: the attacks (`simstress.networks.manipulation`): the `generalized` M1 of the zoo with seed 0,
-    fine-tuned for each attacker (full: every built-in differentiable metric, one per minibatch estimator,
-    `ATTACKERS`; default: linear_cka, rbf_cka, cca_r2, svcca, procrustes; smoke: linear_cka, procrustes), plus a
-    differentiable plugin's own attack, and each target (`identity`: minimise every off-diagonal entry of the
-    attacker's 8×8 block map; `ones`: maximise them), with distillation from the original network keeping its
-    predictions (Davari et al.'s loss and α schedule; default 1,000 steps, full 7,800). On a stratified sample of test
-    images (smoke 30, default 100, full 500 per class; the seed draws it), the eight block outputs of the
-    original and of every manipulated network, global-average-pooled (as the attacks saw them), in float64.
-    Cases, for each attack: the metric's map of the manipulated network (every ordered pair i ≠ j), and layer i
-    of the original against layer i of the manipulated network; once: the original's map. Class labels: the
-    images'. An attack whose network agrees with the original on fewer than 90 % of the sample did not preserve
-    the function (a metric should see that change), so it is left out (details: `excluded`; `agreement` and each
-    attack's test accuracy before and after are recorded for all).
-    Ground truth: every manipulated network computes (nearly) the original's function, so a metric that
-    measures what the representations compute should see the same map and self-similarity across the two.
+    fine-tuned for each attacker (default and full: every built-in differentiable metric, one per minibatch
+    estimator, `ATTACKERS`; smoke: linear_cka, procrustes), plus a differentiable plugin's own attack, and each
+    target (`identity`: minimise every off-diagonal entry of the attacker's 8×8 block map; `ones`: maximise them;
+    full adds the paper's other maps), with distillation from the original network keeping its predictions
+    (Davari et al.'s loss and α schedule; default 1,000 steps, full 7,800). The CKA family trains on the flattened
+    blocks as the paper does, the others on globally pooled ones (`FLATTENED` says why). An attack is scored only
+    when it meets the paper's acceptance on the whole test split (test accuracy within 1 pp of the original's, ≥ 95 %
+    of the predictions unchanged, from its card); the others are listed in the details (`failed`) and on the page.
+    On a stratified sample of test images (smoke 30, default 50, full 500 per class; the seed draws it), the eight
+    block outputs of the original and of every scored manipulated network, average-pooled to 2×2 cells (4×4 at full)
+    and flattened, in float64: a view every metric can compare on these images. Cases, for each attack: the
+    metric's map of the manipulated network (every ordered pair i ≠ j), and layer i of the original against layer i
+    of the manipulated network; once: the original's map. Class labels: the images'.
+    Ground truth: every accepted manipulated network computes the original's function (as the paper accepts it),
+    so a metric that measures what the representations compute should see the same map and self-similarity across
+    the two.
     Score: for each attack a, damage(a) = ½·(mean_{i≠j} |S_a[i, j] − S_0[i, j]| + mean_i (1 − S(orig_i, man_i))),
     S the self-normalised similarity clipped to [0, 1] (a refused or non-finite entry counts as the worst:
-    change 1, similarity 0); score = 1 − max_a damage(a). Per-attack values: details `attacks`.
-    Source: Davari et al. 2023 (ICLR), §4.3 and Figs. 5–7 (loss, schedule, targets); the attack matrix across
-    metrics is this suite's extension.
+    change 1, similarity 0); score = 1 − max_a damage(a). Per-attack values: details `attacks`. A metric that no
+    scored attack trained through (not differentiable: RSA, mutual k-NN, the probes) is only measured on how the
+    others' attacks transfer to it: the page marks it.
+    Source: Davari et al. 2023 (ICLR), §4.3 and Figs. 5–7 (loss, schedule, targets, acceptance); the attack matrix
+    across metrics is this suite's extension.
     """
 
     sweep_plot = False  # each x holds several pairs (shown in its own section)
     sizes = {"smoke": {"scale": "smoke", "per_class": 30, "attackers": ("linear_cka", "procrustes"),
-                       "targets": ("identity", "ones")},
-             "default": {"scale": "default", "per_class": 100, "attackers": DEFAULT_ATTACKERS,
-                         "targets": ("identity", "ones")},
+                       "targets": ("identity", "ones"), "reduction": "pool2", "figures": False},
+             "default": {"scale": "default", "per_class": 50, "attackers": ATTACKERS,
+                         "targets": ("identity", "ones"), "reduction": "pool2", "figures": True},
              "full": {"scale": "full", "per_class": 500, "attackers": ATTACKERS,
                       "targets": ("identity", "ones", "first_last", "christmas_tree", "goblin", "carrot", "sword",
-                                  "bow_arrow")}}
+                                  "bow_arrow"), "reduction": "pool4", "figures": True}}
 
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
         size = self.sizes[scale]
         specs = attacks(size["scale"], size["attackers"], size["targets"])
-        return {"network": dict(next(iter(specs.values())).inputs)["network"], **specs}
+        return {"network": dict(next(iter(specs.values())).inputs)["network"], **specs,
+                **(figure_attacks(size["scale"]) if size["figures"] else {})}
 
     def metric_artifacts(self, scale: str, seed: int, metric: str) -> dict[str, ArtifactSpec]:
         """A metric from outside the suite (a plugin) that is differentiable brings its own attack, unless one of
@@ -109,34 +143,29 @@ class MapManipulation(Task):
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device, artifacts: Built) -> ManipulationSetup:
         images, labels, sample = sample_test_images(ATTACK_SCALES[size["scale"]].zoo, size["per_class"], seed)
         original = load_network(artifacts["network"], device)
-        names = sorted(n for n in artifacts if n.startswith(ATTACK_PREFIX))
 
-        reduction = ATTACK_SCALES[size["scale"]].recipe.reduction  # every attack of a scale saw its blocks so
-
-        def blocks(model: torch.nn.Module) -> tuple[list[torch.Tensor], torch.Tensor]:
-            acts = activations(model, images, (*BLOCK_LAYERS, "logits"), reduction=reduction, device=device,
+        def blocks(model: torch.nn.Module) -> list[torch.Tensor]:
+            acts = activations(model, images, BLOCK_LAYERS, reduction=size["reduction"], device=device,
                                out_device=device)
-            return [acts[b].to(torch.float64) for b in BLOCK_LAYERS], acts["logits"].argmax(1)
+            return [acts[b].to(torch.float64) for b in BLOCK_LAYERS]
 
-        reference, predicted = blocks(original)
-        manipulated, agreement, summary, excluded = {}, {}, {}, {}
-        for name in names:
-            card = artifacts[name].card
-            stack, pred = blocks(load_manipulated(artifacts[name], device))
-            attack = name.removeprefix(ATTACK_PREFIX)
-            manipulated[attack] = stack
-            agreement[attack] = float((pred == predicted).double().mean())
-            if agreement[attack] < MIN_AGREEMENT:  # the premise fails: a metric should see this change
-                excluded[attack] = agreement[attack]
-                del manipulated[attack]
-            summary[attack] = {"test_accuracy": card["test_accuracy"], "agreement_test": card["agreement"],
+        manipulated, summary, failed = {}, {}, {}
+        for name in sorted(n for n in artifacts if n.startswith(ATTACK_PREFIX)):
+            card, attack = artifacts[name].card, name.removeprefix(ATTACK_PREFIX)
+            summary[attack] = {"test_accuracy": card["test_accuracy"], "agreement": card["agreement"],
                                "map_error": {k: m["error"]["achieved"] for k, m in card["maps"].items()}}
+            if accepted(card):
+                manipulated[attack] = blocks(load_manipulated(artifacts[name], device))
+            else:  # the premise fails: the function changed, so a metric that sees a change is right
+                failed[attack] = summary[attack]
         if not manipulated:
-            raise RuntimeError(f"{self.name}: no manipulated network agrees with the original on {MIN_AGREEMENT:.0%} "
-                               f"of the sample ({agreement}); none preserves the function, so none can be scored")
-        details = {**sample, "network": network_name(artifacts["network"].spec), "reduction": reduction,
-                   "agreement": agreement, "excluded": excluded, "attack_cards": summary}
-        return ManipulationSetup(labels=labels.to(device), details=details, original=reference,
+            raise RuntimeError(f"{self.name}: no attack kept the function (test accuracy within "
+                               f"{MAX_ACCURACY_DROP:.0%} of the original's, agreement ≥ {MIN_AGREEMENT:.0%}): "
+                               f"{sorted(failed)}; none can be scored")
+        details = {**sample, "network": network_name(artifacts["network"].spec), "reduction": size["reduction"],
+                   "failed": failed, "attack_cards": summary,
+                   "attacked_through": sorted({a.split("→")[0] for a in manipulated})}
+        return ManipulationSetup(labels=labels.to(device), details=details, original=blocks(original),
                                  manipulated=manipulated)
 
     def cases(self, setup: ManipulationSetup) -> Iterator[Case]:

@@ -27,6 +27,7 @@ from simstress.core.registry import natural_key
 
 TASK, KIND = "map_manipulation", "manipulated"  # the task and its attacks' artifact kind
 ATTACK_FIGURE, MAPS_FIGURE, PCA_FIGURE = "attack_matrix.png", "manipulated_maps.png", "manipulation_pca.png"
+PAPER_MAPS_FIGURE = "manipulated_paper_maps.png"  # Figs. 6 and 7: the comical maps and the width matching
 
 
 def attack_matrix(view: PageView) -> tuple[list[str], list[str], dict[tuple[str, str], float]]:
@@ -44,15 +45,30 @@ def attack_matrix(view: PageView) -> tuple[list[str], list[str], dict[tuple[str,
     return attacks, metrics, {k: statistics.fmean(v) for k, v in values.items()}
 
 
-def excluded_attacks(view: PageView) -> dict[str, float]:
-    """Attack -> the lowest agreement any record saw, for attacks left out as not function-preserving."""
-    out: dict[str, float] = {}
-    for r in view.records(TASK):
-        for run in r.runs:
-            excluded = run.details.get("excluded")
-            for attack, agreement in (excluded.items() if isinstance(excluded, Mapping) else ()):
-                if finite(agreement):
-                    out[attack] = min(float(agreement), out.get(attack, math.inf))
+def attacked_through(view: PageView) -> set[str]:
+    """The attackers whose accepted attacks the records scored (every seed's, every record's)."""
+    return {a for r in view.records(TASK) for run in r.runs for a in run.details.get("attacked_through", ())}
+
+
+def transfer_only(view: PageView, metrics: list[str]) -> list[str]:
+    """The metrics no scored attack trained through (their own estimator never attacked): their score measures only
+    how the other metrics' attacks transfer to them."""
+    from simstress.networks.maps import estimator
+
+    own = set()
+    for attacker in attacked_through(view):
+        try:
+            own.add(estimator(attacker).id)
+        except (LookupError, ValueError):
+            continue
+    out = []
+    for m in metrics:
+        try:
+            through = estimator(m).id in own
+        except (LookupError, ValueError):  # not differentiable, or no longer installed
+            through = False
+        if not through:
+            out.append(m)
     return out
 
 
@@ -170,11 +186,31 @@ def pca_png(view: PageView, attack: UsedArtifact) -> bytes:
 # ------------------------------------------------------------------------------------------------------ section
 
 
+def _verdict(card: Mapping[str, Any], figure: bool) -> str:
+    """Whether the task scores the attack, by the paper's acceptance on the whole test split (its card)."""
+    from .manipulation import MAX_ACCURACY_DROP, MIN_AGREEMENT, accepted
+
+    if figure:
+        return "figure only"
+    if not (isinstance(card.get("test_accuracy"), Mapping) and finite(card.get("agreement"))):
+        return "–"
+    acc = card["test_accuracy"]
+    if accepted(card):
+        return "yes"
+    return (f"no: {100 * (acc['after'] - acc['before']):+.1f} pp, agreement {card['agreement']:.1%} (needs ≥ "
+            f"{-100 * MAX_ACCURACY_DROP:+.0f} pp and ≥ {MIN_AGREEMENT:.0%})")
+
+
+def figure_keys(view: PageView) -> set[str]:
+    """The keys of the attacks the task declares for the page only (Figs. 6 and 7), from its records."""
+    return {a.key for r in view.records(TASK) for a in r.artifacts if a.kind == KIND and a.name.startswith("figure:")}
+
+
 def _attacks_table(view: PageView, used: tuple[UsedArtifact, ...]) -> list[str]:
     header = ["Attack", "Steps", "Test acc. before → after", "Agreement", "Map error before → after (metric)",
               "Top 1 % variance share (original → manipulated)", "Scored", "Build time", "sha256"]
     rows = []
-    excluded = excluded_attacks(view)
+    figures = figure_keys(view)
     for a in used:
         card = a.card or {}
         recipe = a.params.get("recipe") if isinstance(a.params.get("recipe"), Mapping) else {}
@@ -192,8 +228,7 @@ def _attacks_table(view: PageView, used: tuple[UsedArtifact, ...]) -> list[str]:
                      card_cell(card.get("agreement"), "{:.1%}".format), errors or "–",
                      _arrow({"original": share.get("original"), "achieved": share.get("manipulated")},
                             "{:.1%}".format) if isinstance(share, Mapping) else "–",
-                     (f"no: agreement {excluded[attack]:.1%} on a sample" if (attack := a.name.split("@")[0])
-                      in excluded else "yes"),
+                     _verdict(card, a.key in figures),
                      card_cell(card.get("build_seconds"), format_duration),
                      code(str(card.get("sha256", ""))[:12]) if card.get("sha256") else "–"])
     lines = ["The manipulated networks these records used, from their cards (cached under `manipulated/<key>/` in "
@@ -202,8 +237,9 @@ def _attacks_table(view: PageView, used: tuple[UsedArtifact, ...]) -> list[str]:
              "diagonal) on a stratified test sample, under the attacker and, where the attacker trains through "
              "another estimator, under that one (Davari et al. report linear CKA's maps with the unbiased minibatch "
              "estimator). The variance share is that of the 1 % of test points farthest from the mean of the "
-             "penultimate features. An attack whose network agrees with the original on fewer than 90 % of a task's "
-             "sample did not preserve the function and is not scored.", ""]
+             "penultimate features. An attack is scored only when it keeps the function as the paper judges it, on "
+             "the whole test split: test accuracy within 1 pp of the original's, and ≥ 95 % of the predictions "
+             "unchanged; the others are listed here with their numbers and never scored.", ""]
     return lines + table(header, [":---", "---:", "---:", "---:", ":---", "---:", ":---", "---:", ":---"], rows)
 
 
@@ -223,19 +259,32 @@ def map_manipulation(view: PageView) -> Section | None:
              f"column.", ""]
     figures = []
     if attacks:
-        lines += table(["Attack (attacker → target)", *(code(m) for m in metrics)], [":---"] + ["---:"] * len(metrics),
+        passive = transfer_only(view, metrics)
+        lines += table(["Attack (attacker → target)", *(code(m) + (" †" if m in passive else "") for m in metrics)],
+                       [":---"] + ["---:"] * len(metrics),
                        [[code(a), *(num(values.get((a, m))) for m in metrics)] for a in attacks])
+        if passive:
+            lines += ["", "† never attacked through itself (not differentiable, or its attack did not keep the "
+                      "function): its score measures only how attacks on other metrics transfer to it, not how it "
+                      "resists an attack of its own — declaring `differentiable` is what lets it be attacked."]
         lines += ["", f"![attack matrix]({view.link(ATTACK_FIGURE)})", ""]
         figures.append(Figure(ATTACK_FIGURE, lambda: attack_matrix_png(attacks, metrics, values)))
     if used:
         lines += _attacks_table(view, used)
-    mapped = mapped_attacks(used)
+    figure_only = figure_keys(view)
+    mapped = [a for a in mapped_attacks(used) if a.key not in figure_only]
     if mapped:
         lines += ["", "Original map, target and achieved map of each attack, under the map the attacker trains on "
-                  "(Davari et al. 2023, Figs. 5–6), and the mechanism: a 2-D PCA of the penultimate features of the "
+                  "(Davari et al. 2023, Fig. 5), and the mechanism: a 2-D PCA of the penultimate features of the "
                   "original and of the manipulated network (the paper found a few points pushed far out along one "
                   "line).", "", f"![manipulated maps]({view.link(MAPS_FIGURE)})", "",
                   f"![PCA of penultimate features]({view.link(PCA_FIGURE)})"]
         figures += [Figure(MAPS_FIGURE, lambda: manipulated_maps_png(mapped)),
                     Figure(PCA_FIGURE, lambda: pca_png(view, pca_attack(mapped)))]
+    paper = [a for a in mapped_attacks(used) if a.key in figure_only]
+    if paper:
+        lines += ["", "Davari et al. 2023, Figs. 6 and 7: linear CKA's map of the same network drawn as comical "
+                  "shapes, and a network twice as wide made to show the map of one of normal width (original map, "
+                  "target, achieved map).", "", f"![comical maps and width matching]({view.link(PAPER_MAPS_FIGURE)})"]
+        figures.append(Figure(PAPER_MAPS_FIGURE, lambda: manipulated_maps_png(paper)))
     return Section("Map manipulation", lines, figures)

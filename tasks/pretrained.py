@@ -4,9 +4,10 @@ Every task here reads the representations of real models (`simstress.networks.pr
 Fashion-MNIST test images, grey copied to three channels and bicubic-resized: 64 px at the smoke and default
 scales (so the whole family costs minutes on two CPU cores; the changes the tasks make are exact at any
 resolution), each model's native input size (224/240/260 px) at full scale. Every model's layers are extracted
-once on a fixed pool of images (`activations` artifacts; smoke 6, default 60, full 500 per class), and each seed
-draws its own stratified sample from the pool (smoke 5, default 40, full 300 per class). Maps are reduced by
-global average pooling (channels), so the stages are 16–352-d and the pre-logits 1280-d; all in float64.
+once on a fixed pool of images (`activations` artifacts), and each seed draws its own stratified sample from the
+pool: enough images that every registered metric can be computed on the compared features (n ≥ 3·(p1 + p2);
+`WIDE`, `NARROW`), so that no refusal comes from a task's own size. Maps are reduced by global average pooling
+(channels), so the stages are 16–352-d and the pre-logits 1280-d; all in float64.
 
 Sources: Davari et al. 2023 (ICLR), "Reliability of CKA as a Similarity Measure in Deep Learning" (Corollaries 3
 and 4); Kornblith et al. 2019 (ICML), "Similarity of Neural Network Representations Revisited" (§6.1, §6.3);
@@ -53,31 +54,23 @@ MODELS = tuple(LITE)  # tf_efficientnet_lite0, 1, 2
 POOL_SEED = 0  # the image pool every model is extracted on
 
 
-@dataclass(frozen=True)
-class TimmScale:
-    """What the pretrained tasks read at one scale."""
-
-    dataset: str
-    resolution: int | str  # pixels, or "native" (each model's own input size)
-    pool_per_class: int  # images every model is extracted on
-    per_class: int  # images per seed, drawn from the pool
-    random_inits: int  # random initialisations per architecture (pretrained_vs_random)
-
-
-TIMM_SCALES = {
-    "smoke": TimmScale("fashion_mnist_slice", 64, 6, 5, 1),
-    "default": TimmScale("fashion_mnist", 64, 60, 40, 2),
-    "full": TimmScale("fashion_mnist", "native", 500, 300, 5),
-}
+# What the models see, per scale (every task reads the same images, so one extraction per pool serves them all).
+IMAGES = {"smoke": {"dataset": "fashion_mnist_slice", "resolution": 64},
+          "default": {"dataset": "fashion_mnist", "resolution": 64},
+          "full": {"dataset": "fashion_mnist", "resolution": "native"}}
+# Images per class every model is extracted on, and each seed's sample of them: enough that every registered
+# metric can be computed on the compared features, n ≥ 3·(p1 + p2): the 1,280-d pre-logits need 7,680 images
+# (a "wide" pool), the stages at most 2 × 352 features, 2,112 (a "narrow" one). Smoke: seconds, for tests.
+WIDE = {"smoke": {"pool": 6, "per_class": 5}, "default": {"pool": 800, "per_class": 768},
+        "full": {"pool": 800, "per_class": 768}}
+NARROW = {"smoke": {"pool": 6, "per_class": 5}, "default": {"pool": 240, "per_class": 212},
+          "full": {"pool": 500, "per_class": 300}}
 
 
-def pool(scale: str) -> dict[str, Any]:
-    z = TIMM_SCALES[scale]
-    return {"dataset": z.dataset, "per_class": z.pool_per_class, "seed": POOL_SEED}
-
-
-def acts_spec(scale: str, model: str, init: str = "pretrained") -> ArtifactSpec:
-    return activations_spec(model, init=init, images=pool(scale), resolution=TIMM_SCALES[scale].resolution)
+def acts_spec(size: Mapping[str, Any], model: str, init: str = "pretrained") -> ArtifactSpec:
+    """The activations of `model` on the pool of images `size` names."""
+    images = {"dataset": size["dataset"], "per_class": size["pool"], "seed": POOL_SEED}
+    return activations_spec(model, init=init, images=images, resolution=size["resolution"])
 
 
 def seed_rows(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
@@ -102,10 +95,10 @@ def seed_model(seed: int) -> str:
     return MODELS[seed % len(MODELS)]
 
 
-def seed_model_artifacts(scale: str, seed: int) -> dict[str, ArtifactSpec]:
-    """The seed's model: its activations on the scale's image pool, and its weights."""
+def seed_model_artifacts(size: Mapping[str, Any], seed: int) -> dict[str, ArtifactSpec]:
+    """The seed's model: its activations on the task's image pool, and its weights."""
     model = seed_model(seed)
-    return {"activations": acts_spec(scale, model), "weights": weights_spec(model)}
+    return {"activations": acts_spec(size, model), "weights": weights_spec(model)}
 
 
 def short(model: str) -> str:
@@ -116,7 +109,7 @@ def short(model: str) -> str:
 
 
 @register_task(name="pretrained_head_nullspace", category="robustness",
-               sweep_name="c / σ̄ (real ImageNet head's null space)", log_x=True, data="pretrained")
+               sweep_name="c / σ̄ (real ImageNet head's null space)", log_x=True, data="pretrained", version=2)
 class PretrainedHeadNullspace(TranslationTask):
     """A class, or one image, of a real ImageNet model's pre-logits moved where its classifier reads nothing.
 
@@ -127,9 +120,9 @@ class PretrainedHeadNullspace(TranslationTask):
     full 0.1 … 1000), σ̄ = the features' RMS radius. Groups: one class at a time (smoke 2, default 3, full all 10
     classes, seeded) and, separately, single images (smoke 1, default 1, full 5). The model's 1000 logits are
     unchanged (asserted: ≤ 1e-4 relative, every prediction identical; the stored logits equal W·x + b to 1e-4).
-    Class labels: the Fashion-MNIST classes of the images. At the default scale CCA (mean, R²) and PWCCA cannot
-    be computed (1,280 features on 400 images) and their cells are errors; the full scale's 3,000 images admit
-    them.
+    Class labels: the Fashion-MNIST classes of the images. 7,680 images per seed at the default and full scales
+    (768 per class of a pool of 800): enough for every registered metric on 1,280-d features against 1,280-d
+    features (n ≥ 3·(p1 + p2)), so no refusal comes from the task's own size (the CCA family needs n > p).
     Ground truth: the real network computes exactly the same function on every image, so the ideal similarity
     stays 1. Linear CKA falls towards Theorem 1's limit for the group (details: `theorem1_limits`; curve:
     `linear_cka_theory`).
@@ -137,18 +130,18 @@ class PretrainedHeadNullspace(TranslationTask):
     Source: Davari et al. 2023 (ICLR), Corollaries 3 and 4 (§4.2), on a real pretrained model.
     """
 
-    sizes = {"smoke": {"scale": "smoke", "classes": 2, "images": 1, "sweep": (1.0, 100.0)},
-             "default": {"scale": "default", "classes": 3, "images": 1, "sweep": (1.0, 10.0, 100.0)},
-             "full": {"scale": "full", "classes": 10, "images": 5,
+    sizes = {"smoke": {**IMAGES["smoke"], **WIDE["smoke"], "classes": 2, "images": 1, "sweep": (1.0, 100.0)},
+             "default": {**IMAGES["default"], **WIDE["default"], "classes": 3, "images": 1,
+                         "sweep": (1.0, 10.0, 100.0)},
+             "full": {**IMAGES["full"], **WIDE["full"], "classes": 10, "images": 5,
                       "sweep": (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)}}
 
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
-        return seed_model_artifacts(scale, seed)
+        return seed_model_artifacts(self.sizes[scale], seed)
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device, artifacts: Built) -> TranslationSetup:
-        z = TIMM_SCALES[size["scale"]]
-        (X, logits), _, labels = seed_sample(artifacts["activations"], z.per_class, seed, ["pre_logits", "logits"],
-                                             device)
+        (X, logits), _, labels = seed_sample(artifacts["activations"], size["per_class"], seed,
+                                             ["pre_logits", "logits"], device)
         head = load_pretrained(artifacts["weights"]).get_classifier().to(device)
         stored = output_change(logits, head_logits(head, X))
         if stored > LOGIT_TOLERANCE:
@@ -215,22 +208,39 @@ def permute_channels(block: nn.Module, perm: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def run_block(model: nn.Module, images: torch.Tensor, batch: int = 100) -> tuple[torch.Tensor, ...]:
-    """Logits and the REPARAM_BLOCK's expansion-conv output and projection-conv input, pooled, in float64."""
+def block_input(model: nn.Module, images: torch.Tensor, batch: int = 100) -> torch.Tensor:
+    """What the network feeds REPARAM_BLOCK's stage: the stem and the stages before it, in the model's own float32
+    (the reparametrisation changes nothing there)."""
+    out = []
+    for i in range(0, len(images), batch):
+        x = model.bn1(model.conv_stem(images[i:i + batch]))
+        for stage in model.blocks[:REPARAM_BLOCK[0]]:
+            x = stage(x)
+        out.append(x)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def run_tail(model: nn.Module, h: torch.Tensor, batch: int = 100) -> tuple[torch.Tensor, ...]:
+    """From REPARAM_BLOCK's stage on, in the model's dtype (float64 for the task): the logits, and the block's
+    expansion-conv output and projection-conv input, average-pooled."""
     block = model.blocks[REPARAM_BLOCK[0]][REPARAM_BLOCK[1]]
     seen: dict[str, torch.Tensor] = {}
     hooks = [block.conv_pw.register_forward_hook(lambda m, i, o: seen.__setitem__("conv", o.mean((2, 3)))),
              block.conv_pwl.register_forward_pre_hook(lambda m, i: seen.__setitem__("expanded", i[0].mean((2, 3))))]
     out: dict[str, list[torch.Tensor]] = {"logits": [], "conv": [], "expanded": []}
     try:
-        for i in range(0, len(images), batch):
-            out["logits"].append(model(images[i:i + batch]))
+        for i in range(0, len(h), batch):
+            x = h[i:i + batch]
+            for stage in model.blocks[REPARAM_BLOCK[0]:]:
+                x = stage(x)
+            out["logits"].append(model.forward_head(model.bn2(model.conv_head(x))))
             out["conv"].append(seen["conv"])
             out["expanded"].append(seen["expanded"])
     finally:
-        for h in hooks:
-            h.remove()
-    return tuple(torch.cat(out[k]).double() for k in ("logits", "conv", "expanded"))
+        for hook in hooks:
+            hook.remove()
+    return tuple(torch.cat(out[k]) for k in ("logits", "conv", "expanded"))
 
 
 @dataclass
@@ -239,7 +249,8 @@ class ReparamSetup(Setup):
 
 
 @register_task(name="pretrained_reparam", category="robustness",
-               sweep_name="orders of magnitude spanned by the channel factors (0: permutation)", data="pretrained")
+               sweep_name="orders of magnitude spanned by the channel factors (0: permutation)", data="pretrained",
+               version=2)
 class PretrainedReparam(Task):
     """Exact function-preserving reparametrisations of a real ImageNet network, compared on its own features.
 
@@ -253,57 +264,60 @@ class PretrainedReparam(Task):
     features (x = r). (b) `permute`: the block's expanded channels permuted consistently through the expansion
     convolution, both BatchNorms, the depthwise convolution and the projection's inputs; output identical
     (asserted); compared: the projection's pooled inputs, X and X·P (x = 0). Both asserted to really change
-    the features. Class labels: the images' Fashion-MNIST classes.
+    the features. The network runs in its own float32 up to the changed stage and in float64 from there (both
+    copies from the same input), so the compared features are exactly the function-preserving points: Y =
+    X·diag(s) and X·P to float64 rounding (in a float32 pass their rounding, amplified by a whitening metric along
+    the features' weakest directions, read as a difference: CCA gave 0.73 on the rank-40 features). 2,120 images
+    per seed at the default scale, enough for every metric on 240 + 240 features. Class labels: the images'
+    Fashion-MNIST classes.
     Ground truth: the network is the same function, so the ideal similarity stays 1. Every built-in metric is
     invariant to permutations, so (b) tests that claim on real features; (a) is an invertible linear map, to
-    which the CCA family is invariant in exact arithmetic (the isotropic CKA and Procrustes are not). The
-    features are the float32 network's own, so the changed copy equals X·diag(s) only to float32 rounding,
-    which a whitening metric amplifies along the features' weakest directions: that is part of what is tested.
+    which the CCA family is invariant (the isotropic CKA and Procrustes are not).
     Score: mean over cases of clip(similarity, 0, 1).
     Source: Kornblith et al. 2019 (ICML), §2 (which invariances a similarity index should have); the BatchNorm
     folding of Ioffe & Szegedy 2015 (ICML); Davari et al. 2023 (ICLR), §3 (function-preserving changes).
     """
 
-    sizes = {"smoke": {"scale": "smoke", "spreads": (2.0,)},
-             "default": {"scale": "default", "spreads": (0.5, 1.0, 2.0)},
-             "full": {"scale": "full", "spreads": (0.5, 1.0, 2.0)}}
+    sizes = {"smoke": {**IMAGES["smoke"], **NARROW["smoke"], "spreads": (2.0,)},
+             "default": {**IMAGES["default"], **NARROW["default"], "spreads": (0.5, 1.0, 2.0)},
+             "full": {**IMAGES["full"], **NARROW["full"], "spreads": (0.5, 1.0, 2.0)}}
 
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
-        return seed_model_artifacts(scale, seed)
+        return seed_model_artifacts(self.sizes[scale], seed)
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device, artifacts: Built) -> ReparamSetup:
-        z = TIMM_SCALES[size["scale"]]
-        _, rows, labels = seed_sample(artifacts["activations"], z.per_class, seed, [], device)
+        _, rows, labels = seed_sample(artifacts["activations"], size["per_class"], seed, [], device)
         model = load_pretrained(artifacts["weights"], device)
         card = artifacts["activations"].card
         cfg = card["data_config"]
-        images, *_ = dataset_images(z.dataset, z.pool_per_class, POOL_SEED, input_resolution(z.resolution, cfg),
-                                    tuple(cfg["mean"]), tuple(cfg["std"]))
-        images = images[rows].to(device)
-        logits, conv, expanded = run_block(model, images)
+        images, *_ = dataset_images(size["dataset"], size["pool"], POOL_SEED,
+                                    input_resolution(size["resolution"], cfg), tuple(cfg["mean"]), tuple(cfg["std"]))
+        h = block_input(model, images[rows].to(device)).double()
+        model = model.double()
+        logits, conv, expanded = run_tail(model, h)
         g = generator(seed, 3)
         items, changes, moved = [], [], []
         for r in size["spreads"]:
             s = 10.0 ** ((torch.rand(conv.shape[1], generator=g, dtype=torch.float64) - 0.5) * r)
             changed = copy.deepcopy(model)
             scale_channels(changed.blocks[REPARAM_BLOCK[0]][REPARAM_BLOCK[1]], s.to(device))
-            out, Y, _ = run_block(changed, images)
+            out, Y, _ = run_tail(changed, h)
             items.append(("scale", r, conv, Y))
             changes.append(output_change(logits, out))
             moved.append(output_change(conv, Y))
         perm = torch.randperm(expanded.shape[1], generator=g).to(device)
         changed = copy.deepcopy(model)
         permute_channels(changed.blocks[REPARAM_BLOCK[0]][REPARAM_BLOCK[1]], perm)
-        out, _, Y = run_block(changed, images)
+        out, _, Y = run_tail(changed, h)
         items.append(("permute", 0.0, expanded, Y))
         changes.append(output_change(logits, out))
         moved.append(output_change(expanded, Y))
         if max(changes) > LOGIT_TOLERANCE or any(m < 1e-2 for m in moved):
             raise RuntimeError(f"{self.name}: a reparametrisation changed the logits by {max(changes):.3g} or left "
                                f"the features unchanged ({min(moved):.3g}); the construction is broken")
-        details = {"model": seed_model(seed), "n": len(images), "block": "blocks[%d][%d]" % REPARAM_BLOCK,
+        details = {"model": seed_model(seed), "n": len(h), "block": "blocks[%d][%d]" % REPARAM_BLOCK,
                    "channels": conv.shape[1], "logit_change_max": max(changes), "feature_change_min": min(moved),
-                   "resolution": images.shape[-1]}
+                   "resolution": images.shape[-1], "dtype": "float64"}
         return ReparamSetup(labels=labels.to(device), details=details, items=items)
 
     def cases(self, setup: ReparamSetup) -> Iterator[Case]:
@@ -323,11 +337,11 @@ class StageSetup(Setup):
     pairs: list[tuple[str, str]]
 
 
-def pretrained_stacks(artifacts: Built, scale: str, seed: int, names: list[str], device: torch.device,
+def pretrained_stacks(artifacts: Built, per_class: int, seed: int, names: list[str], device: torch.device,
                       ) -> tuple[dict[str, list[torch.Tensor]], torch.Tensor]:
     """The stages `names` of every artifact, on the seed's rows (the same images for all: one pool), and their
     labels."""
-    samples = {k: seed_sample(a, TIMM_SCALES[scale].per_class, seed, names, device) for k, a in artifacts.items()}
+    samples = {k: seed_sample(a, per_class, seed, names, device) for k, a in artifacts.items()}
     labels = next(iter(samples.values()))[2]
     if any(not torch.equal(sample[2], labels) for sample in samples.values()):
         raise RuntimeError("the activations artifacts of one task hold different image pools; rebuild them")
@@ -335,14 +349,18 @@ def pretrained_stacks(artifacts: Built, scale: str, seed: int, names: list[str],
 
 
 @register_task(name="pretrained_stage_correspondence", category="specificity", sweep_name="stage j of model B",
-               data="pretrained")
+               data="pretrained", version=2)
 class PretrainedStageCorrespondence(Task):
     """Real models of one recipe at three scales: each stage of one must be most similar to the same stage of another.
 
     Construction: EfficientNet-Lite0, Lite1 and Lite2 with their real ImageNet weights (one recipe, scaled in
     depth, width and resolution); their five feature stages (timm's `feature_info`: reductions 2, 4, 8, 16, 32;
-    16–352 channels), average-pooled, on the seed's images (module docstring), in float64. For every ordered pair
-    (A, B) of distinct models, every (stage i of A, stage j of B) is compared (x = j). Class labels: the images'.
+    16–352 channels), average-pooled, on the seed's images (module docstring), in float64. Widths: every stage is
+    reduced to its top k principal directions, k = the narrowest stage's width (16), so that the stages compete
+    on equal widths: without it, a metric that rewards width (the CCA family averages over min(p1, p2) canonical
+    correlations, which grow with the features a side has) picks the widest stage whatever it computes, and the
+    task would measure the stages' widths instead of their correspondence. For every ordered pair (A, B) of
+    distinct models, every (stage i of A, stage j of B) is compared (x = j). Class labels: the images'.
     Ground truth: networks trained by the same recipe at different scales build the same hierarchy, stage by
     stage (Tan & Le scale the stages together; Kornblith et al. find such correspondences across widths and
     depths), so stage i of A corresponds to stage i of B.
@@ -353,17 +371,19 @@ class PretrainedStageCorrespondence(Task):
     """
 
     sweep_plot = False  # each x holds several pairs (shown in its own section)
-    sizes = {"smoke": {"scale": "smoke"}, "default": {"scale": "default"}, "full": {"scale": "full"}}
+    sizes = {scale: {**IMAGES[scale], **NARROW[scale]} for scale in ("smoke", "default", "full")}
 
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
-        return {m: acts_spec(scale, m) for m in MODELS}
+        return {m: acts_spec(self.sizes[scale], m) for m in MODELS}
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device, artifacts: Built) -> StageSetup:
         names = stage_names_of(artifacts[MODELS[0]])
-        models, labels = pretrained_stacks(artifacts, size["scale"], seed, names, device)
+        stacks, labels = pretrained_stacks(artifacts, size["per_class"], seed, names, device)
+        k = min(x.shape[1] for stack in stacks.values() for x in stack)
+        models = {m: [principal_scores(x, k) for x in stack] for m, stack in stacks.items()}
         pairs = [(a, b) for a in MODELS for b in MODELS if a != b]
-        details = {"models": list(MODELS), "stages": names, "n": len(labels),
-                   "widths": {short(m): [x.shape[1] for x in models[m]] for m in MODELS}}
+        details = {"models": list(MODELS), "stages": names, "n": len(labels), "components": k,
+                   "widths": {short(m): [x.shape[1] for x in stacks[m]] for m in MODELS}}
         return StageSetup(labels=labels, details=details, models=models, pairs=pairs)
 
     def cases(self, setup: StageSetup) -> Iterator[Case]:
@@ -383,6 +403,13 @@ class PretrainedStageCorrespondence(Task):
         return float(np.mean(credit))
 
 
+def principal_scores(X: torch.Tensor, k: int) -> torch.Tensor:
+    """X's coordinates on its top k principal directions (the centred features' top right singular vectors)."""
+    Xc = X - X.mean(0)
+    _, _, Vh = torch.linalg.svd(Xc, full_matrices=False)
+    return Xc @ Vh[:k].T
+
+
 def stage_names_of(artifact: Artifact) -> list[str]:
     return [n for n in artifact.card["widths"] if n.startswith("stage")]
 
@@ -398,7 +425,8 @@ class RandomSetup(Setup):
     items: list[tuple[str, int, torch.Tensor, dict[str, torch.Tensor]]]  # model, stage, reference, partners
 
 
-@register_task(name="pretrained_vs_random", category="sensitivity", sweep_name="stage", data="pretrained")
+@register_task(name="pretrained_vs_random", category="sensitivity", sweep_name="stage", data="pretrained",
+               version=2)
 class PretrainedVsRandom(Task):
     """A real ImageNet model must be more similar to another real one than to its own architecture untrained.
 
@@ -419,24 +447,26 @@ class PretrainedVsRandom(Task):
     """
 
     sweep_plot = False  # each x holds several pairs (shown in its own section)
-    sizes = {"smoke": {"scale": "smoke"}, "default": {"scale": "default"}, "full": {"scale": "full"}}
+    sizes = {scale: {**IMAGES[scale], **NARROW[scale], "random_inits": inits}
+             for scale, inits in (("smoke", 1), ("default", 2), ("full", 5))}
 
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
-        specs = {m: acts_spec(scale, m) for m in MODELS}
+        size = self.sizes[scale]
+        specs = {m: acts_spec(size, m) for m in MODELS}
         for m in MODELS:
-            for k in range(TIMM_SCALES[scale].random_inits):
-                specs[f"{m}@random:{k}"] = acts_spec(scale, m, f"random:{k}")
+            for k in range(size["random_inits"]):
+                specs[f"{m}@random:{k}"] = acts_spec(size, m, f"random:{k}")
         return specs
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device, artifacts: Built) -> RandomSetup:
         names = stage_names_of(artifacts[MODELS[0]])[-DEEP_STAGES:]
-        stacks, labels = pretrained_stacks(artifacts, size["scale"], seed, names, device)
+        stacks, labels = pretrained_stacks(artifacts, size["per_class"], seed, names, device)
         items = []
         for m in MODELS:
             for s, name in enumerate(names):
                 partners = {k: v[s] for k, v in stacks.items() if k != m and (k in MODELS or k.startswith(m + "@"))}
                 items.append((m, s, stacks[m][s], partners))
-        details = {"stages": names, "n": len(labels), "random_inits": TIMM_SCALES[size["scale"]].random_inits}
+        details = {"stages": names, "n": len(labels), "random_inits": size["random_inits"]}
         return RandomSetup(labels=labels, details=details, items=items)
 
     def cases(self, setup: RandomSetup) -> Iterator[Case]:

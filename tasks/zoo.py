@@ -29,7 +29,7 @@ from simstress.core.synthetic import generator
 from simstress.core.task import Built, Case, Setup, Task, register_task
 from simstress.core.theory import outlier_limit, participation_ratio, rms_radius, theorem1_limit
 from simstress.data import load_images
-from simstress.metrics.probe import fit_probe
+from simstress.metrics.probe import fit_probe, stratified_split
 from simstress.networks.activations import activations
 from simstress.networks.m1 import BLOCK_LAYERS, INPUT_SIZE
 from simstress.networks.zoo import ZOO_SCALES, load_network, network_name, network_spec, partner_seeds
@@ -265,32 +265,51 @@ class NetworkOutlier(OneNetworkTranslation):
 class MemorizationSetup(Setup):
     reference: list[torch.Tensor]  # generalized network A, per block
     others: dict[str, list[torch.Tensor]]  # "generalized" (network B), "memorized", "random"
-    agreement: dict[str, float]  # prediction agreement of A with each other network on the sample
+    agreement: dict[str, list[float]]  # per partner, per block: how often its block's probe agrees with A's
 
 
 PAIRS = ("generalized", "memorized", "random")
+PROBE_MARGIN = 0.02  # block probes' agreements closer than this do not tell which partner computes more like A
 
 
-@register_task(name="memorization", category="sensitivity", sweep_name="block", data="trained")
+def block_probe_agreement(A: list[torch.Tensor], partners: dict[str, list[torch.Tensor]], labels: torch.Tensor,
+                          seed: int) -> dict[str, list[float]]:
+    """Per partner and block: the fraction of held-out images on which a linear probe of the partner's block and one
+    of A's block (each fitted on the other half, true labels) predict the same class."""
+    train, test = stratified_split(labels, test_fraction=0.5, seed=seed)
+
+    def predictions(X: torch.Tensor) -> torch.Tensor:
+        return fit_probe(X[train], labels[train]).predict(X[test])
+
+    own = [predictions(X) for X in A]
+    return {name: [float((predictions(X) == own[i]).double().mean()) for i, X in enumerate(stack)]
+            for name, stack in partners.items()}
+
+
+@register_task(name="memorization", category="sensitivity", sweep_name="block", version=2, data="trained")
 class Memorization(Task):
     """A generalized network must be more similar to another generalized one than to a memorizing or random one.
 
     Construction: from the zoo (one width: w = 1, at full scale 1/2/4 in turn), generalized network A (seed s),
-    and three partners: generalized B (seed s + 1, same recipe), `memorized` (fit to permuted labels, test
-    accuracy near chance) and `random` (never trained), each from its own initial weights. The eight block
-    outputs of each on a stratified sample of test images (smoke 30, default 100, full 500 per class),
-    average-pooled to 2×2 cells (4×4 at full scale) and flattened, in float64; each block of A is compared with
-    the same block of every partner (x = block).
+    and three partners: generalized B (seed s + 1, same recipe), the seed's own `memorized` network (fit to
+    permuted labels: 10,000 of them at the default scale, test accuracy near chance) and its own `random` one
+    (never trained), each from its own initial weights. The eight block outputs of each on a stratified sample of
+    test images (smoke 30, default 100, full 500 per class), average-pooled to 2×2 cells (4×4 at full scale) and
+    flattened, in float64; each block of A is compared with the same block of every partner (x = block).
     Class labels: the images'.
-    Ground truth: from the networks' behaviour, never from a metric: the fraction of sample images on which A
-    and a partner predict the same class (details: `agreement`). Networks trained alike agree on most images,
-    the memorizing and random ones near chance; a partner whose agreement with A is higher should be the more
-    similar one, layer by layer.
-    Score: fraction of (block, comparison) cells, comparisons (B vs memorized) and (B vs random), where the
-    similarity of the more-agreeing pair exceeds the other's by ≥ 0.01 (`simstress.core.scoring.EFFECT_FLOOR`; a
-    non-finite similarity loses). Davari et al. found that CKA fails this in early layers.
+    Ground truth: from the networks' behaviour, block by block, never from a metric: a linear probe
+    (`simstress.metrics.probe.fit_probe`) is fitted on each block of each network on half of the sample (true
+    labels), and its predictions on the other half are compared with those of A's probe on the same block
+    (details: `agreement`, per partner and block). The partner whose block computes more like A's — its probe agrees
+    more with A's — should be the more similar one; a block where the two partners' agreements differ by less than
+    0.02 carries no evidence either way and is not scored (details: `supported`).
+    Score: fraction of the supported (block, comparison) cells, comparisons (B vs memorized) and (B vs random),
+    where the similarity of the more-agreeing partner exceeds the other's by ≥ 0.01
+    (`simstress.core.scoring.EFFECT_FLOOR`; a non-finite similarity loses). Davari et al. found that CKA fails
+    this in early layers.
     Source: Davari et al. 2023 (ICLR), §4.1 and Fig. 2; memorization by label permutation after Zhang et al.
-    2017 (ICLR), "Understanding deep learning requires rethinking generalization".
+    2017 (ICLR), "Understanding deep learning requires rethinking generalization"; block probes after Alain &
+    Bengio 2017 (ICLR workshop), "Understanding intermediate layers using linear classifier probes".
     """
 
     sizes = {"smoke": {"zoo": "smoke", "per_class": 30, "reduction": "pool2"},
@@ -300,40 +319,50 @@ class Memorization(Task):
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
         z = ZOO_SCALES[scale]
         w = z.widths[seed % len(z.widths)]
-        seeds = z.seeds
-        return {"a": network_spec("generalized", w, seeds[seed % len(seeds)], scale),
-                "generalized": network_spec("generalized", w, seeds[(seed + 1) % len(seeds)], scale),
-                **{role: network_spec(role, w, seed, scale) for role, seed in partner_seeds(scale).items()}}
+        own = z.seeds[seed % len(z.seeds)]
+        return {"a": network_spec("generalized", w, own, scale),
+                "generalized": network_spec("generalized", w, z.seeds[(seed + 1) % len(z.seeds)], scale),
+                **{role: network_spec(role, w, partner, scale)
+                   for role, partner in partner_seeds(scale, own).items()}}
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
               artifacts: Built) -> MemorizationSetup:
         images, labels, sample = sample_test_images(size["zoo"], size["per_class"], seed)
+        labels = labels.to(device)
         layers = (*BLOCK_LAYERS, "logits")
         stacks = {name: layer_stack(artifacts[name], images, layers, size["reduction"], device)
                   for name in ("a", *PAIRS)}
         predicted = {name: s[-1].argmax(1) for name, s in stacks.items()}
-        agreement = {name: float((predicted[name] == predicted["a"]).double().mean()) for name in PAIRS}
-        accuracy = {name: float((p == labels.to(device)).double().mean()) for name, p in predicted.items()}
-        details = {**sample, "reduction": size["reduction"], "agreement": agreement, "accuracy": accuracy,
-                   "networks": {name: network_name(a.spec) for name, a in artifacts.items()}}
-        return MemorizationSetup(labels=labels.to(device), details=details,
-                                 reference=stacks["a"][:-1], others={n: stacks[n][:-1] for n in PAIRS},
-                                 agreement=agreement)
+        accuracy = {name: float((p == labels).double().mean()) for name, p in predicted.items()}
+        blocks = {name: s[:-1] for name, s in stacks.items()}
+        agreement = block_probe_agreement(blocks["a"], {n: blocks[n] for n in PAIRS}, labels, seed)
+        supported = {other: [abs(g - o) >= PROBE_MARGIN for g, o in zip(agreement["generalized"], agreement[other])]
+                     for other in ("memorized", "random")}
+        details = {**sample, "reduction": size["reduction"], "agreement": agreement, "supported": supported,
+                   "output_agreement": {n: float((predicted[n] == predicted["a"]).double().mean()) for n in PAIRS},
+                   "accuracy": accuracy, "networks": {name: network_name(a.spec) for name, a in artifacts.items()}}
+        return MemorizationSetup(labels=labels, details=details, reference=blocks["a"],
+                                 others={n: blocks[n] for n in PAIRS}, agreement=agreement)
 
     def cases(self, setup: MemorizationSetup) -> Iterator[Case]:
         for i, A in enumerate(setup.reference):
             for pair in PAIRS:
                 yield Case(x=i, reference=A, other=setup.others[pair][i], ref_key=i,
-                           truth={"block": i, "pair": pair, "agreement": setup.agreement[pair]})
+                           truth={"block": i, "pair": pair, "agreement": setup.agreement[pair][i]})
 
     def score(self, curve: pd.DataFrame, setup: MemorizationSetup) -> float:
         sims = curve.pivot(index="block", columns="pair", values="similarity")
         wins = []
         for other in ("memorized", "random"):
-            hi, lo = ("generalized", other)
-            if setup.agreement[other] > setup.agreement["generalized"]:
-                hi, lo = lo, hi
-            top, low = sims[hi].to_numpy(dtype=np.float64), sims[lo].to_numpy(dtype=np.float64)
-            low = np.where(np.isfinite(low), low, -np.inf)  # a refused case never wins, so it can only lose
-            wins += list(np.isfinite(top) & (resolved(top - low) >= EFFECT_FLOOR))
+            for block in sims.index:
+                g, o = setup.agreement["generalized"][block], setup.agreement[other][block]
+                if abs(g - o) < PROBE_MARGIN:
+                    continue
+                hi, lo = ("generalized", other) if g > o else (other, "generalized")
+                top, low = float(sims.at[block, hi]), float(sims.at[block, lo])
+                low = low if np.isfinite(low) else -np.inf  # a refused case never wins, so it can only lose
+                wins.append(bool(np.isfinite(top) and resolved(np.array([top - low]))[0] >= EFFECT_FLOOR))
+        if not wins:
+            raise RuntimeError(f"{self.name}: no block's probes tell the partners apart (margin {PROBE_MARGIN}); "
+                               f"the networks carry no functional evidence for this task")
         return float(np.mean(wins))

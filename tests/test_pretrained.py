@@ -29,8 +29,9 @@ from simstress.tasks import get_task
 from simstress.tasks.pretrained import (
     REPARAM_BLOCK,
     StageSetup,
+    block_input,
     permute_channels,
-    run_block,
+    run_tail,
     scale_channels,
     seed_rows,
 )
@@ -209,34 +210,44 @@ def photo_batch(lite0):
     return photos(lite0, ("chelsea", "coffee", "rocket"))
 
 
-def test_channel_scaling_keeps_the_output_and_changes_the_conv_features(lite0, photo_batch):
+@pytest.fixture(scope="module")
+def tail64(lite0, photo_batch):
+    """Lite0 in float64 from the changed stage on, and what the stages before it feed it."""
     import copy
 
-    logits, conv, _ = run_block(lite0, photo_batch)
+    return copy.deepcopy(lite0).double(), block_input(lite0, photo_batch).double()
+
+
+def test_channel_scaling_keeps_the_output_and_scales_the_conv_features_exactly(tail64):
+    import copy
+
+    model, h = tail64
+    logits, conv, _ = run_tail(model, h)
     s = 10.0 ** torch.linspace(-1, 1, conv.shape[1], dtype=torch.float64)
-    changed = copy.deepcopy(lite0)
+    changed = copy.deepcopy(model)
     scale_channels(changed.blocks[REPARAM_BLOCK[0]][REPARAM_BLOCK[1]], s)
-    out, Y, _ = run_block(changed, photo_batch)
-    assert float((out - logits).abs().max() / logits.abs().max()) < 1e-4
-    torch.testing.assert_close(Y, conv * s, rtol=1e-4, atol=1e-6)
+    out, Y, _ = run_tail(changed, h)
+    assert float((out - logits).abs().max() / logits.abs().max()) < 1e-10  # float64: the same function
+    torch.testing.assert_close(Y, conv * s, rtol=1e-12, atol=1e-12)  # Y = X·diag(s), the exact point compared
     assert float((Y - conv).abs().max()) > 0.1 * float(conv.abs().max())
     # Without the BatchNorm correction the network's function does change: the check can fail.
-    broken = copy.deepcopy(lite0)
-    broken.blocks[REPARAM_BLOCK[0]][REPARAM_BLOCK[1]].conv_pw.weight.data.mul_(s.float().view(-1, 1, 1, 1))
-    wrong, _, _ = run_block(broken, photo_batch)
+    broken = copy.deepcopy(model)
+    broken.blocks[REPARAM_BLOCK[0]][REPARAM_BLOCK[1]].conv_pw.weight.data.mul_(s.view(-1, 1, 1, 1))
+    wrong, _, _ = run_tail(broken, h)
     assert float((wrong - logits).abs().max() / logits.abs().max()) > 1e-2
 
 
-def test_channel_permutation_keeps_the_output_and_permutes_the_features(lite0, photo_batch):
+def test_channel_permutation_keeps_the_output_and_permutes_the_features(tail64):
     import copy
 
-    logits, _, expanded = run_block(lite0, photo_batch)
+    model, h = tail64
+    logits, _, expanded = run_tail(model, h)
     perm = torch.randperm(expanded.shape[1], generator=torch.Generator().manual_seed(0))
-    changed = copy.deepcopy(lite0)
+    changed = copy.deepcopy(model)
     permute_channels(changed.blocks[REPARAM_BLOCK[0]][REPARAM_BLOCK[1]], perm)
-    out, _, Y = run_block(changed, photo_batch)
-    assert float((out - logits).abs().max() / logits.abs().max()) < 1e-4
-    torch.testing.assert_close(Y, expanded[:, perm], rtol=1e-5, atol=1e-6)
+    out, _, Y = run_tail(changed, h)
+    assert float((out - logits).abs().max() / logits.abs().max()) < 1e-10
+    torch.testing.assert_close(Y, expanded[:, perm], rtol=1e-12, atol=1e-12)
     assert not torch.allclose(Y, expanded)
 
 
@@ -249,6 +260,9 @@ def test_reparam_task_builds_exact_cases(store):
     procrustes = task.evaluate(get_metric("procrustes"), setup).curve.set_index("variant")["similarity"]
     assert procrustes["permute"] == pytest.approx(1.0, abs=1e-9)  # permutation-invariant: exactly 1
     assert procrustes["scale"] < 1.0 - 1e-3  # not invariant to a diagonal rescaling
+    # an invertible map of the float64 features: CCA, invariant to it, reads 1 (a float32 pass read 0.73)
+    cca = task.evaluate(get_metric("cca_mean"), setup).curve.set_index("variant")["similarity"]
+    assert cca["scale"] == pytest.approx(1.0, abs=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------- scores

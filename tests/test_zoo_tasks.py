@@ -16,7 +16,7 @@ from simstress.benchmark.plan import plan
 from simstress.benchmark.records import ResultStore
 from simstress.benchmark.runner import run
 from simstress.core.artifacts import ArtifactStore
-from simstress.metrics.probe import fit_probe
+from simstress.metrics.probe import fit_probe, stratified_split
 from simstress.networks import zoo as zoo_module
 from simstress.networks.activations import activations
 from simstress.networks.zoo import load_network
@@ -101,17 +101,20 @@ def test_linear_cka_follows_theorem_1_on_real_features(name: str, artifact_root:
     assert curve["similarity"].iloc[-1] < 0.5  # far translations do move linear CKA
 
 
-def test_memorization_ground_truth_comes_from_behaviour(artifact_root: Path) -> None:
+def test_memorization_ground_truth_comes_from_each_blocks_function(artifact_root: Path) -> None:
     t, setup, built = smoke("memorization", artifact_root)
-    agreement = setup.details["agreement"]
-    assert agreement["generalized"] > 0.5 > max(agreement["memorized"], agreement["random"])
-    # recomputed from the networks themselves
-    net_a, net_m = load_network(built["a"]), load_network(built["memorized"])
-    images, _, _ = sample_test_images("smoke", 30, 0)
-    pa = activations(net_a, images, ["logits"])["logits"].argmax(1)
-    pm = activations(net_m, images, ["logits"])["logits"].argmax(1)
-    assert float((pa == pm).double().mean()) == pytest.approx(agreement["memorized"])
-    assert t.evaluate(metrics.get_metric("linear_cka"), setup).score > 0.5
+    agreement, supported = setup.details["agreement"], setup.details["supported"]
+    assert all(len(v) == 8 for v in agreement.values())
+    assert agreement["generalized"][-1] > max(agreement["memorized"][-1], agreement["random"][-1])
+    # recomputed from the networks themselves: the last block's probes, by an independent fit
+    images, labels, _ = sample_test_images("smoke", 30, 0)
+    blocks = {name: activations(load_network(built[name]), images, ["block7"], reduction="pool2")["block7"].double()
+              for name in ("a", "random")}
+    train, test = stratified_split(labels, test_fraction=0.5, seed=0)
+    pred = {n: fit_probe(X[train], labels[train]).predict(X[test]) for n, X in blocks.items()}
+    assert float((pred["a"] == pred["random"]).double().mean()) == pytest.approx(agreement["random"][-1])
+    assert supported["random"][-1] == (abs(agreement["generalized"][-1] - agreement["random"][-1]) >= 0.02)
+    assert built["memorized"].spec.params["seed"] != t.artifacts("smoke", 1)["memorized"].spec.params["seed"]
 
 
 def test_a_retrained_network_makes_exactly_its_cells_stale(tmp_path: Path, artifact_root: Path,
@@ -141,7 +144,7 @@ def test_a_retrained_network_makes_exactly_its_cells_stale(tmp_path: Path, artif
 
 def test_memorization_counts_a_refused_case_as_a_loss_for_its_own_pair_only() -> None:
     t = tasks.get_task("memorization")
-    setup = SimpleNamespace(agreement={"generalized": 0.9, "memorized": 0.1, "random": 0.1})
+    setup = SimpleNamespace(agreement={"generalized": [0.9] * 4, "memorized": [0.1] * 4, "random": [0.1] * 4})
     rows = []
     for block, (gen, mem, rnd) in enumerate([(0.9, 0.5, 0.5), (0.9, math.nan, 0.5), (math.nan, 0.5, 0.5),
                                                (0.9, 0.895, 0.95)]):
@@ -150,3 +153,6 @@ def test_memorization_counts_a_refused_case_as_a_loss_for_its_own_pair_only() ->
     # wins: block 0 both; block 1 both (a refused weaker pair cannot win); block 2 none (the stronger pair refused);
     # block 3 neither (0.005 < the 0.01 margin; random above)
     assert t.score(pd.DataFrame(rows), setup) == pytest.approx(4 / 8)
+    # a block whose probes agree alike with both partners carries no truth: it is not scored
+    setup.agreement["memorized"][0] = setup.agreement["random"][0] = 0.89
+    assert t.score(pd.DataFrame(rows), setup) == pytest.approx(2 / 6)

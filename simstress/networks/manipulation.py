@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -232,9 +232,9 @@ def manipulate(network: nn.Module, attacker: str, target: torch.Tensor, train: I
 
 
 def attack_spec(network: ArtifactSpec, attacker: str, target: str, scale: str,
-                match: ArtifactSpec | None = None) -> ArtifactSpec:
+                match: ArtifactSpec | None = None, reduction: str | None = None) -> ArtifactSpec:
     """The manipulated network of `network` under `attacker` towards `target` at `scale` (`match:<name>` targets
-    pass the network to match as `match`)."""
+    pass the network to match as `match`), its maps on the blocks reduced by `reduction` (default: the scale's)."""
     if scale not in ATTACK_SCALES:
         raise ValueError(f"manipulations have scales {tuple(ATTACK_SCALES)}, not {scale!r}")
     check_target(target)
@@ -242,9 +242,10 @@ def attack_spec(network: ArtifactSpec, attacker: str, target: str, scale: str,
     est = estimator(metric.id)
     if target.startswith(MATCH_PREFIX) != (match is not None):
         raise ValueError(f"target {target!r} {'needs' if match is None else 'takes no'} network to match")
+    recipe = ATTACK_SCALES[scale].recipe
+    recipe = recipe if reduction is None else replace(recipe, reduction=reduction)
     params = {"attacker": metric.id, "attacker_version": metric.spec.version, "estimator": est.id,
-              "estimator_version": est.spec.version, "target": target, "seed": 0,
-              "recipe": ATTACK_SCALES[scale].recipe.to_dict()}
+              "estimator_version": est.spec.version, "target": target, "seed": 0, "recipe": recipe.to_dict()}
     inputs = (("network", network),) + ((("match", match),) if match is not None else ())
     return ArtifactSpec(KIND, params, inputs)
 
