@@ -363,6 +363,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     output = Path(args.output)
     figures_rel = Path(os.path.relpath(store.figures_dir.resolve(), output.resolve().parent)).as_posix()
     page = render(board, figures_rel)
+    if args.section:
+        chosen = [s for s in page.sections if s.title == args.section]
+        if not chosen:
+            titles = ", ".join(dict.fromkeys(s.title for s in page.sections)) or "none"
+            raise ValueError(f"the page has no section {args.section!r}; it has: {titles}")
+        _say(*(line for s in chosen for line in s.lines))
+        return 0
     if args.check:
         current = output.read_text(encoding="utf-8") if output.exists() else ""
         if current != page.text:
@@ -556,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="leaderboard.md", metavar="FILE", help="the page (default: %(default)s)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 when FILE differs from what the records give or a figure is missing")
+    p.add_argument("--section", default=None, metavar="TITLE",
+                   help="write nothing; print one section of the page (a task's, e.g. Paper: Davari et al.'s "
+                        "numbers beside ours) as markdown")
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("prune", parents=[common], help="remove records of metrics or tasks no longer installed",

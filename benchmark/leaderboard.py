@@ -37,6 +37,7 @@ from simstress.core.page import (
     Figure,
     PageTask,
     PageView,
+    Section,
     code,
     format_duration,
     md,
@@ -382,10 +383,11 @@ def build_board(scale: str, records: list[Record], conformance: dict[str, dict[s
 
 @dataclass(frozen=True)
 class Page:
-    """The markdown and every figure it links to."""
+    """The markdown, every figure it links to, and the tasks' sections it holds."""
 
     text: str
     figures: tuple[Figure, ...]
+    sections: tuple[Section, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -682,4 +684,4 @@ def render(board: Board, figures: str) -> Page:
     if duplicated:
         raise ValueError(f"two figures of the page share the file names {duplicated}; a section must name its "
                          f"figures uniquely")
-    return Page("\n".join(lines), tuple(figs))
+    return Page("\n".join(lines), tuple(figs), tuple(extra))

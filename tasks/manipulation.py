@@ -59,11 +59,12 @@ def attacks(scale: str, attackers: tuple[str, ...], targets: tuple[str, ...]) ->
 
 
 def figure_attacks(scale: str) -> dict[str, ArtifactSpec]:
-    """The attacks only the page shows (Davari et al.'s Figs. 6 and 7): linear CKA's map drawn as comical shapes,
-    and a network twice as wide made to show the map of one of normal width."""
+    """The attacks only the page shows (Davari et al.'s Figs. 5–7): linear CKA's first and last layer made alike,
+    its map drawn as comical shapes, and a network twice as wide made to show the map of one of normal width."""
     zoo = ATTACK_SCALES[scale].zoo
     thin, wide = network_spec("generalized", 1, 0, zoo), network_spec("generalized", 2, 0, zoo)
-    return {FIGURE_PREFIX + "christmas_tree": attack_spec(thin, "linear_cka", "christmas_tree", scale,
+    return {FIGURE_PREFIX + "first_last": attack_spec(thin, "linear_cka", "first_last", scale, reduction="flatten"),
+            FIGURE_PREFIX + "christmas_tree": attack_spec(thin, "linear_cka", "christmas_tree", scale,
                                                           reduction="flatten"),
             FIGURE_PREFIX + "goblin": attack_spec(thin, "linear_cka", "goblin", scale, reduction="flatten"),
             FIGURE_PREFIX + "width": attack_spec(wide, "linear_cka", f"match:{network_name(thin)}", scale, thin,
