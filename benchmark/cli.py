@@ -368,7 +368,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if not chosen:
             titles = ", ".join(dict.fromkeys(s.title for s in page.sections)) or "none"
             raise ValueError(f"the page has no section {args.section!r}; it has: {titles}")
-        _say(*(line for s in chosen for line in s.lines))
+        _say(*(line for s in chosen for line in (f"## {s.title}", "", *s.lines)))
         return 0
     if args.check:
         current = output.read_text(encoding="utf-8") if output.exists() else ""

@@ -162,5 +162,6 @@ def paper(view: PageView) -> Section | None:
                    ["---:", ":---", ":---", "---:", ":---", ":---"], [f.row() for f in found])
     missing = sorted({f.figure for f in found if f.ours is None})
     if missing:
-        lines += ["", f"No records yet for Fig. {', '.join(missing)} (`simstress run --scale {md(view.scale)}`)."]
+        lines += ["", f"No records yet for (rows of) Fig. {', '.join(missing)} "
+                      f"(`simstress run --scale {md(view.scale)}`)."]
     return Section("Paper", lines)

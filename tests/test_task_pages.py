@@ -22,7 +22,7 @@ from simstress.tasks.manipulation_page import (
     MAPS_FIGURE,
     PCA_FIGURE,
     attack_matrix,
-    excluded_attacks,
+    transfer_only,
 )
 from simstress.tasks.zoo_page import FIG4C_FIGURE, MEMO_FIGURE, ZOO_FIGURE, fig4c_numbers, metric_family
 
@@ -215,7 +215,8 @@ def manipulation_record(metric: str) -> dict:
                            "sha256": ATTACK_CARD["sha256"]} for s in (0, 1)])
     for run in rec["runs"]:
         run["details"] = {"attacks": {a: {"map_change": v[run["seed"]], "pair_drop": 0.0, "damage": 0.5}
-                                      for (m, a), v in MOVES.items() if m == metric}}
+                                      for (m, a), v in MOVES.items() if m == metric},
+                          "attacked_through": ["linear_cka"]}
     return rec
 
 
@@ -234,7 +235,7 @@ def test_the_attack_matrix_and_the_manipulated_networks_come_from_records_and_ca
     assert {ATTACK_FIGURE, MAPS_FIGURE, PCA_FIGURE} <= names and sweep_figure("map_manipulation") not in names
     page = render(board, "figs").text
     section = page[page.index("## Map manipulation"):page.index("## Built from")]
-    order = " | ".join(f"`{m}`" for m in metrics_)
+    order = " | ".join(f"`{m}`" + (" †" if m == "rsa" else "") for m in metrics_)
     assert f"| Attack (attacker → target) | {order} |" in section
     row = {"linear_cka": "0.450", "rsa": "0.060"}
     assert f"| `linear_cka→identity` | {' | '.join(row[m] for m in metrics_)} |" in section
@@ -261,10 +262,75 @@ def test_manipulation_figures_are_deterministic_with_or_without_the_pca_file(tmp
     assert placeholder != first[PCA_FIGURE] and placeholder.startswith(b"\x89PNG")
 
 
-def test_an_excluded_attack_is_marked_not_scored() -> None:
+def test_an_attack_that_changed_the_function_is_listed_not_scored() -> None:
+    failed = {**ATTACK_CARD, "test_accuracy": {"before": 0.9, "after": 0.87}, "agreement": 0.93}
+    board = build_board("smoke", as_records([manipulation_record(m) for m in ("linear_cka", "rsa")]),
+                        {m: passed(m) for m in ("linear_cka", "rsa")}, load_card=cards({ATTACK_KEY: failed}))
+    assert ("| 4.0% → 30.0% | no: -3.0 pp, agreement 93.0% (needs ≥ -1 pp and ≥ 95%) | 3.3 min |"
+            in render(board, "figs").text)
+
+
+def test_metrics_no_scored_attack_trained_through_are_marked_transfer_only() -> None:
+    view = manipulation_board().view("figs")
+    # rsa is not differentiable; linear_cka's estimator is the one its attack trained through
+    assert transfer_only(view, ["linear_cka", "rsa"]) == ["rsa"]
     recs = [manipulation_record(m) for m in ("linear_cka", "rsa")]
-    recs[1]["runs"][1]["details"]["excluded"] = {"linear_cka→identity": 0.85}
+    for rec in recs:
+        for run in rec["runs"]:
+            run["details"]["attacked_through"] = []  # linear CKA's attack failed acceptance: nothing trained through
     board = build_board("smoke", as_records(recs), {m: passed(m) for m in ("linear_cka", "rsa")},
                         load_card=cards({ATTACK_KEY: ATTACK_CARD}))
-    assert excluded_attacks(board.view("figs")) == {"linear_cka→identity": 0.85}
-    assert "| 4.0% → 30.0% | no: agreement 85.0% on a sample | 3.3 min |" in render(board, "figs").text
+    assert transfer_only(board.view("figs"), ["linear_cka", "rsa"]) == ["linear_cka", "rsa"]
+    page = render(board, "figs").text
+    assert "| Attack (attacker → target) | `linear_cka` † | `rsa` † |" in page and "† never attacked through" in page
+
+
+# ------------------------------------------------------------------------------------------- the paper's numbers
+
+
+def subset_record(metric: str, similarity: list[float]) -> dict:
+    rec = make_record(metric, "r1", [0.5, 0.5])
+    rec.update(task="subset_translation", task_info={"category": "robustness", "summary": "cubes",
+                                                     "sweep_name": "c", "log_x": True})
+    for run in rec["runs"]:
+        run["curve"] = {"x": [1.0, 10.0, 50.0], "similarity": similarity}
+    return rec
+
+
+def paper_board(root: Path | None = None):
+    recs = [subset_record("linear_cka", [1.0, 0.25, 0.3]), *(manipulation_record(m) for m in ("linear_cka", "rsa"))]
+    return build_board("smoke", as_records(recs), {m: passed(m) for m in ("linear_cka", "rsa")},
+                       load_card=cards({ATTACK_KEY: ATTACK_CARD}), root=root)
+
+
+def test_paper_section_puts_the_records_numbers_beside_the_papers() -> None:
+    page = render(paper_board(), "figs").text
+    section = page[page.index("## Paper"):]
+    assert "| 4a | linear CKA at c = 1, cube 2 translated | ≈ 1.0 | 1.000 | ± 0.05 | yes |" in section
+    assert "| 4a | linear CKA at c = 10 | ≈ 0.22 | 0.250 | ± 0.05 | yes |" in section
+    # 0.3 is farther than 0.05 from the paper's 0.125: said, not hidden
+    assert "| 4a | linear CKA at c = 50 | ≈ 0.12–0.13 \\(limit 0.112\\) | 0.300 | ± 0.05 | **no** |" in section
+    # the attack's card: accuracy 90.0 % → 89.5 %, and the map error under the estimator the attacker trained through
+    assert "| 5 | test accuracy change, linear CKA → identity | −0.5 pp | -0.50 pp | within 1 pp | yes |" in section
+    assert ("| 5 | map error \\(mean \\|M − T\\| off the diagonal\\), linear CKA → identity "
+            "| matches the target visibly | 0.080 | ≤ 0.1 | yes |") in section
+    assert "| 4b | linear CKA, Y = X·M, mean over μ = σ | 0.091 | – | ± 0.05 | no records |" in section
+    assert "No records yet for (rows of) Fig. 2, 4a, 4b, 4c, 5, 6, 7" in section
+    plain = render(build_board("smoke", as_records(grid()), conformance()), "figs").text
+    assert "## Paper" not in plain  # none of the paper's tasks recorded
+
+
+def test_leaderboard_section_prints_one_section_and_writes_nothing(tmp_path: Path, capsys, monkeypatch) -> None:
+    install_tasks(monkeypatch, {"subset_translation": ("robustness", "c", True)})
+    store = ResultStore(tmp_path / "results")
+    store.save_record(as_records([subset_record("linear_cka", [1.0, 0.25, 0.3])])[0])
+    store.save_conformance(passed("linear_cka"))
+    out = tmp_path / "board.md"
+    args = ["leaderboard", "--scale", "smoke", "--results", str(store.root), "--output", str(out)]
+    capsys.readouterr()
+    assert main([*args, "--section", "Paper"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("## Paper") and "| 4a | linear CKA at c = 10 | ≈ 0.22 | 0.250 |" in printed
+    assert "## Ranking" not in printed and not out.exists() and not store.figures_dir.exists()
+    assert main([*args, "--section", "Nonsense"]) == 2
+    assert "the page has no section 'Nonsense'; it has: " in capsys.readouterr().err
