@@ -168,12 +168,16 @@ class CoMoments:
     M ← M + M_b + (n·m/(n + m))·(μ_b − μ)(μ_b − μ)ᵀ (the pairwise update of Chan, Golub & LeVeque 1979). Batch
     products run in the batch's dtype on its device, no host sync; autograd passes through. `update`'s scales
     (0-d, powers of two) multiply each side's centred batch first: exact, and they keep float32 products in range.
+    With `grams=False` only the cross moment and the sums of squares ‖X̃‖²_F, ‖Ỹ‖²_F are kept (`xx`, `yy` hold
+    those 0-d traces): all Procrustes needs, at a third of the products.
     """
 
-    def __init__(self, x_blocks: Sequence[int] | None = None, y_blocks: Sequence[int] | None = None) -> None:
+    def __init__(self, x_blocks: Sequence[int] | None = None, y_blocks: Sequence[int] | None = None,
+                 grams: bool = True) -> None:
         self.n = 0
         self.x_blocks = list(x_blocks) if x_blocks is not None else None
         self.y_blocks = list(y_blocks) if y_blocks is not None else None
+        self.grams = grams
         self.mean_x = self.mean_y = self.xy = None
         self.xx: list[torch.Tensor] = []
         self.yy: list[torch.Tensor] = []
@@ -183,8 +187,8 @@ class CoMoments:
         self.y_slices = block_slices(self.y_blocks or [p2])
         f64 = {"dtype": torch.float64, "device": device}
         self.mean_x, self.mean_y = torch.zeros(p1, **f64), torch.zeros(p2, **f64)
-        self.xx = [torch.zeros(s.stop - s.start, s.stop - s.start, **f64) for s in self.x_slices]
-        self.yy = [torch.zeros(s.stop - s.start, s.stop - s.start, **f64) for s in self.y_slices]
+        self.xx, self.yy = ([torch.zeros((s.stop - s.start,) * 2 if self.grams else (), **f64) for s in slices]
+                            for slices in (self.x_slices, self.y_slices))
         self.xy = torch.zeros(p1, p2, **f64)
 
     def update(self, X: torch.Tensor, Y: torch.Tensor, scale_x: torch.Tensor | None = None,
@@ -203,6 +207,9 @@ class CoMoments:
         f = self.n * m / (self.n + m)
         for acc, A, d, slices in ((self.xx, Xc, dx, self.x_slices), (self.yy, Yc, dy, self.y_slices)):
             for i, s in enumerate(slices):
+                if not self.grams:
+                    acc[i] = acc[i] + A[:, s].square().sum().double() + f * d[s].square().sum()
+                    continue
                 acc[i] = acc[i] + feature_gram(A[:, s]).double()
                 if self.n:
                     acc[i] = acc[i].addr(d[s], d[s], alpha=f)
@@ -225,13 +232,13 @@ def block_slices(sizes: Sequence[int]) -> list[slice]:
 CHUNK_BYTES = 2**25
 
 
-def comoments(X: torch.Tensor, Y: torch.Tensor, chunk_bytes: int = CHUNK_BYTES) -> CoMoments:
+def comoments(X: torch.Tensor, Y: torch.Tensor, grams: bool = True, chunk_bytes: int = CHUNK_BYTES) -> CoMoments:
     """`CoMoments` of X and Y (one dtype and device) by row chunks of about `chunk_bytes` per input, each side
     scaled by `power_of_two_scale` of itself (so float32 sums of squares never overflow, at any scale). Memory:
     one chunk's centred copies and the float64 moments, O(chunk + p²), never a centred copy of the whole input."""
     rows = max(1, chunk_bytes // (max(X.shape[1], Y.shape[1]) * X.element_size()))
     sx, sy = power_of_two_scale(X), power_of_two_scale(Y)
-    mom = CoMoments()
+    mom = CoMoments(grams=grams)
     for i in range(0, X.shape[0], rows):
         mom.update(X[i:i + rows], Y[i:i + rows], sx, sy)
     return mom
