@@ -18,9 +18,13 @@ def correlation_rdm_upper(A: torch.Tensor, which: str) -> torch.Tensor:
     norm. Entries equal because samples are duplicated are made exact ties, as scipy's pdist gives them (each
     pair computed alike; the product Z·Zᵀ rounds identical pairs differently): duplicates of a row take that
     row's first occurrence's entries, and identical rows are at distance exactly 0. A row with the same value in
-    every feature has no correlation with anything: refused, with the count.
+    every feature has no correlation with anything: refused, with the count. So are two features: two centred
+    values are always ±(1, −1)·c, every correlation is ±1, and the ranks of the RDM's two values were rounding.
     """
     n = A.shape[0]
+    if A.shape[1] == 2:
+        raise InputError(f"rsa: {which} has 2 features, so every correlation between two of its rows is ±1 and its RDM "
+                         f"holds only the values 0 and 2 (their order would be rounding); use at least 3 features")
     flat = (A == A[:, :1]).all(dim=1)
     n_flat = int(flat.sum())
     if n_flat:
@@ -58,7 +62,7 @@ def average_ranks(v: torch.Tensor) -> torch.Tensor:
     min_samples=3,
     value_range=(-1.0, 1.0),
     cost="O(n²·p + n²·log n)",
-    version=2,  # 2: RDM in float64 (float32 input: 0.33 → 0.80 under a 2e4 offset), duplicates tie exactly
+    version=3,  # 2: RDM in float64 (0.33 → 0.80 under a 2e4 offset), duplicates tie; 3: two features refused
     reference="Kriegeskorte, Mur & Bandettini 2008, Representational similarity analysis — connecting the "
     "branches of systems neuroscience (Front. Syst. Neurosci.)",
 )
