@@ -208,8 +208,8 @@ def _closest_in_tile(D: torch.Tensor, b: int) -> torch.Tensor:
 
 
 # Above this size of one n×n matrix rbf_cka switches to row tiles (the in-memory path holds two of them, which the
-# tiles would compute twice: once for the median, once for the kernel).
-RBF_UNTILED_MAX_BYTES = 2**28
+# tiles compute twice: once for the median, once for the kernel).
+RBF_UNTILED_MAX_BYTES = 2**29
 # Rows of a block of the in-memory kernels summed at once: no temporary of n×n size
 _SUM_ROWS_BYTES = 2**24
 
@@ -366,7 +366,7 @@ def rbf_cka(X: torch.Tensor, Y: torch.Tensor, *, sigma: float = 1.0, median: str
     expansion <HKH, HLH> = <K, L> − (2/n)(K1)ᵀ(L1) + (1ᵀK1)(1ᵀL1)/n², accumulated in float64, on kernels shifted by
     their value at the median distance so that little cancels), the exact median by a selection over the matrix
     (`median_in_memory`), never a sort or kthvalue copy of its n² entries. When one n×n matrix would exceed
-    RBF_UNTILED_MAX_BYTES (256 MiB: n > 8192 in float32, n > 5792 in float64) and no gradient is being recorded,
+    RBF_UNTILED_MAX_BYTES (512 MiB: n > 11585 in float32, n > 8192 in float64) and no gradient is being recorded,
     the same sums come from `rbf_cka_tiled`: row tiles of the upper triangle, O(n·b) memory. The tiled path
     computes without autograd, so with inputs that require grad the in-memory path is always taken.
     """

@@ -181,11 +181,18 @@ def median_sq_distance_tiled(Xc: torch.Tensor, tile_bytes: int = TILE_BYTES, low
                               Xc.dtype, Xc.device, lower)
 
 
-def median_in_memory(D: torch.Tensor, lower: bool = False) -> torch.Tensor:
+def median_in_memory(D: torch.Tensor, lower: bool = False, tile_bytes: int = TILE_BYTES) -> torch.Tensor:
     """`median_all(D, lower)` of a symmetric n×n distance matrix with zero diagonal, by the exact selection of
-    `median_sq_distance` (one tile, sampled from D itself)."""
-    return median_sq_distance(lambda: iter([(0, D.shape[0], D)]), lambda i, j: D[i, j], D.shape[0], D.dtype,
-                              D.device, lower)
+    `median_sq_distance` over row tiles of D's upper block triangle (views: half the entries read, temporaries of
+    one tile), sampled from D itself."""
+    n = D.shape[0]
+    rows = max(1, tile_bytes // (n * D.element_size()))
+
+    def tiles() -> Iterator[Tile]:
+        for i0 in range(0, n, rows):
+            yield i0, min(n, i0 + rows), D[i0:i0 + rows, i0:]
+
+    return median_sq_distance(tiles, lambda i, j: D[i, j], n, D.dtype, D.device, lower)
 
 
 def median_sq_distance(tiles: Callable[[], Iterator[Tile]], pairs: Pairs, n: int, dtype: torch.dtype,
