@@ -1,26 +1,52 @@
 """Canonical correlation analysis: mean CCA, R²_CCA, SVCCA and projection-weighted CCA.
 
 The canonical correlations of X̃ and Ỹ (column-centred) are the cosines of the principal angles between their
-column spaces: the singular values of QxᵀQy for orthonormal bases Qx, Qy (Björck & Golub 1973). Bases come from
-QR (SVD when rank deficient) of the centred data, never from inverse square roots of covariance matrices, so
-float32 stays sound and autograd goes through QR and svdvals.
+column spaces: the singular values of T = QxᵀQy for orthonormal bases Qx, Qy (Björck & Golub 1973). Two routes
+give T, and every metric below is a function of T (and, for pwcca, of X's neurons in X's basis):
+
+- moments (the default whenever it is accurate): the centred co-moments X̃ᵀX̃, ỸᵀỸ, X̃ᵀỸ accumulated over row
+  chunks (`simstress.core.linalg.comoments`, float64 accumulators, memory O(chunk + p²)), Cholesky factors
+  X̃ᵀX̃ = LxLxᵀ in float64 and T = Lx⁻¹X̃ᵀỸLy⁻ᵀ, i.e. Qx = X̃Lx⁻ᵀ: the same formulas as the exact streaming route
+  (`simstress.streaming`). Forming X̃ᵀX̃ squares the condition number: rounding of the products in the compute
+  dtype (ε) moves T by up to ~ε·κ², κ the condition number of the column-normalised X̃ (measured here: |Δρ| ≈
+  1e-3·ε·κ²). So the route is taken only when the estimated κ ≤ ε^(−1/4) (54 in float32, 8200 in float64: an
+  error bound ε·κ² ≤ √ε, observed errors ≤ 1e-6 and 1e-10) and every direction clears the rank tolerance below;
+- QR (otherwise: rank-deficient or ill-conditioned input): Householder QR of the centred data, or its thin SVD
+  truncated at the rank tolerance when |diag R| shows rank deficiency (`orthonormal_basis`). Never inverse square
+  roots of covariance matrices, so float32 stays sound.
 
 Rank: with rx = rank X̃ and ry = rank Ỹ there are k = min(rx, ry) canonical correlations, and every mean below
 runs over those k by default (dead ReLU units or duplicated features reduce the rank and are not counted as
-zeros; cca_mean[normalize=width] divides by min(p1, p2) instead). The centred space has dimension d − 1 for d
-distinct samples (d = n without duplicated rows of [X Y]): once rx or ry reaches it (e.g. p ≥ n) every canonical
-correlation is 1 whatever the data, and such inputs are refused with an InputError that says so. Below that,
-rx + ry − (d − 1) correlations are still 1 by dimension count alone when rx + ry > d − 1: the values are inflated
-there, which is a real weakness of CCA that the benchmark's tasks are meant to expose, so keep n well above
-p1 + p2.
+zeros; cca_mean[normalize=width] divides by min(p1, p2) instead). A direction counts when its singular value
+clears `simstress.core.linalg.rank_tolerance`: the rounding floor of the precision the data came in (ε‖X‖_F:
+float32 activations scored in float64 keep float32's floor, `simstress.core.inputs`) plus the computation's
+max(n, p)·ε·σ_max. Low-rank float32 activations therefore keep their rank instead of gaining directions made of
+rounding noise, which used to count as signal (cca_mean 0.78 for 0.33). The centred space has dimension d − 1
+for d distinct samples (d = n without duplicated rows of [X Y]): once rx or ry reaches it (e.g. p ≥ n) every
+canonical correlation is 1 whatever the data, and such inputs are refused with an InputError that says so.
+Below that, rx + ry − (d − 1) correlations are still 1 by dimension count alone when rx + ry > d − 1: the values
+are inflated there, which is a real weakness of CCA that the benchmark's tasks are meant to expose, so keep n
+well above p1 + p2.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from simstress.core.inputs import InputError
-from simstress.core.linalg import center_rescaled, orthonormal_basis
+from simstress.core.inputs import InputError, input_dtypes
+from simstress.core.linalg import (
+    RANK_MARGIN,
+    CoMoments,
+    center_rescaled_with_mean,
+    comoments,
+    frobenius,
+    orthonormal_basis,
+    rank_tolerance,
+    rounding_floor,
+    smallest_singular_value,
+)
 from simstress.core.metric import register
 
 _CCA_INVARIANCES = ("translation", "isotropic_scaling", "orthogonal", "permutation", "invertible_linear")
@@ -59,26 +85,130 @@ def rank_advice(n: int, d: int, advice: str) -> str:
     return f"The {n} rows hold only {d} distinct samples (duplicates add no dimension). {advice}"
 
 
-def cca_bases(X: torch.Tensor, Y: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """Centred X̃ (scaled by a power of two), orthonormal bases Qx (n, rx), Qy (n, ry) of the centred spans, and
-    `distinct_samples` d up to rx + ry; rank-checked against d."""
-    Xc = center_rescaled(X)
-    Qx, Qy = orthonormal_basis(Xc), orthonormal_basis(center_rescaled(Y))
-    rx, ry = Qx.shape[1], Qy.shape[1]
+def cholesky_whitening(G: torch.Tensor, floor: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor | None:
+    """The Cholesky factor L of G = X̃ᵀX̃ (float64, from products in `dtype`) when the moments route is accurate
+    and X̃ has full rank at the rank tolerance (`floor`: the input's rounding floor); None otherwise.
+
+    Accurate: κ(X̃D⁻¹) ≤ ε^(−1/4) for the column norms D = √diag G (the route's error grows as ε·κ²; column
+    scales cost nothing, since the Cholesky factor of D⁻¹GD⁻¹ is D⁻¹L). Full rank: σ_min(X̃) ≥ σ_min(X̃D⁻¹)·min D
+    clears the tolerance by RANK_MARGIN (the estimate is from above). One host sync.
+    """
+    L, info = torch.linalg.cholesky_ex(G)
+    if int(info):
+        return None
+    G0, L0 = G.detach(), L.detach()
+    d = G0.diagonal().sqrt()
+    sigma_eq = smallest_singular_value(L0 / d[:, None])
+    tol = rank_tolerance(floor, G0.trace().sqrt(), (n, G.shape[0]))
+    if not bool((sigma_eq >= torch.finfo(dtype).eps ** 0.25) & (sigma_eq * d.min() > RANK_MARGIN * tol)):
+        return None
+    return L
+
+
+def whitened_cross(Lx: torch.Tensor, C: torch.Tensor, Ly: torch.Tensor) -> torch.Tensor:
+    """T = Lx⁻¹·C·Ly⁻ᵀ for the cross moment C = X̃ᵀỸ: QxᵀQy with the bases Qx = X̃Lx⁻ᵀ, Qy = ỸLy⁻ᵀ."""
+    T = torch.linalg.solve_triangular(Lx, C, upper=False)
+    return torch.linalg.solve_triangular(Ly, T.mT, upper=False).mT
+
+
+@dataclass(frozen=True)
+class Canonical:
+    """T = QxᵀQy (rx, ry) for orthonormal bases of the centred spans, whose singular values are the canonical
+    correlations; `neurons` = QxᵀX̃ (rx, p1), X's neurons in X's basis (pwcca only, detached); d the distinct
+    samples up to rx + ry (`distinct_samples`)."""
+
+    T: torch.Tensor
+    neurons: torch.Tensor | None
+    rx: int
+    ry: int
+    d: int
+
+
+def moments_cross(mom: CoMoments, px: torch.dtype, py: torch.dtype, dtype: torch.dtype,
+                  ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(T, Lxᵀ) from one block of co-moments (products in `dtype`; inputs of precisions px, py) by the Cholesky
+    route when it is accurate and of full rank on both sides (`cholesky_whitening`), else None. Lxᵀ = QxᵀX̃."""
+    Gx, Gy = mom.xx[0], mom.yy[0]
+    Lx = cholesky_whitening(Gx, rounding_floor(Gx.trace(), mom.n, mom.mean_x, px), mom.n, dtype)
+    if Lx is None:
+        return None
+    Ly = cholesky_whitening(Gy, rounding_floor(Gy.trace(), mom.n, mom.mean_y, py), mom.n, dtype)
+    if Ly is None:
+        return None
+    return whitened_cross(Lx, mom.xy, Ly), Lx.detach().mT
+
+
+def moment_rank_cut(sigma_max: torch.Tensor, floor: torch.Tensor, shape: tuple[int, int], dtype: torch.dtype,
+                    ) -> torch.Tensor:
+    """The σ = √λ above which a direction of an (n, p) X̃ counts, from the eigenvalues λ of its co-moment X̃ᵀX̃
+    accumulated from products in `dtype`: the rank tolerance, and √(max(n, p)·ε)·σ_max, since the moments resolve
+    λ only to ~ε·λ_max (a smaller σ cannot be told from zero there)."""
+    return torch.maximum(rank_tolerance(floor, sigma_max, shape),
+                         (max(shape) * torch.finfo(dtype).eps) ** 0.5 * sigma_max.double())
+
+
+def eigen_whitening(G: torch.Tensor, floor: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """W = V_r·Λ_r^(−1/2) (p, r) from the eigenvectors of G = X̃ᵀX̃ whose σ clear `moment_rank_cut`: X̃W is an
+    orthonormal basis of the numerical range of X̃ (the streaming route where the Cholesky route is not)."""
+    lam, V = torch.linalg.eigh(G)
+    sig = lam.detach().clamp_min(0.0).sqrt()  # ascending
+    keep = sig > moment_rank_cut(sig[-1], floor, (n, G.shape[0]), dtype)
+    return V[:, keep] / lam[keep].sqrt()
+
+
+def _moments_route(X: torch.Tensor, Y: torch.Tensor, neurons: bool) -> Canonical | None:
+    """`Canonical` from the co-moments (module docstring), or None where the moments route is not accurate."""
+    got = moments_cross(comoments(X, Y), *input_dtypes(X, Y), X.dtype)
+    if got is None:
+        return None
+    p1, p2 = X.shape[1], Y.shape[1]
+    return Canonical(got[0], got[1] if neurons else None, p1, p2, distinct_samples(X, Y, p1 + p2))
+
+
+def _qr_route(X: torch.Tensor, Y: torch.Tensor, neurons: bool) -> Canonical:
+    """`Canonical` from orthonormal bases of the centred data (QR, or the SVD cut at the rank tolerance)."""
+    px, py = input_dtypes(X, Y)
     n = X.shape[0]
-    d = distinct_samples(X, Y, rx + ry)
-    check_ranks(rx, ry, d, name, rank_advice(
-        n, d, "Use more samples than features, or svcca (it keeps only the top principal directions)"))
-    return Xc, Qx, Qy, d
+    (Xc, mx), (Yc, my) = center_rescaled_with_mean(X), center_rescaled_with_mean(Y)
+    Qx = orthonormal_basis(Xc, rounding_floor(frobenius(Xc).square(), n, mx, px))
+    Qy = orthonormal_basis(Yc, rounding_floor(frobenius(Yc).square(), n, my, py))
+    rx, ry = Qx.shape[1], Qy.shape[1]
+    P = Qx.detach().T @ Xc.detach() if neurons else None
+    return Canonical(Qx.T @ Qy, P, rx, ry, distinct_samples(X, Y, rx + ry))
+
+
+def check_nonzero_ranks(rx: int, ry: int, name: str) -> None:
+    """Refuse a side with no direction above its rank tolerance: its variance is all rounding of its precision."""
+    for which, r in (("X", rx), ("Y", ry)):
+        if r == 0:
+            raise InputError(f"{name}: {which} has no direction above the rounding of the precision it came in "
+                             f"(its centred spread is within rounding of its magnitude, e.g. a tiny spread on a "
+                             f"large offset in float32); pass it in float64 or without the offset")
+
+
+def canonical(X: torch.Tensor, Y: torch.Tensor, name: str, neurons: bool = False) -> Canonical:
+    """`Canonical` of X and Y by the moments route when it is accurate, else the QR route; rank-checked against
+    the distinct samples (`check_ranks`). T is float64 on the moments route: metrics return X's dtype."""
+    c = _moments_route(X, Y, neurons) or _qr_route(X, Y, neurons)
+    check_nonzero_ranks(c.rx, c.ry, name)
+    check_ranks(c.rx, c.ry, c.d, name, rank_advice(
+        X.shape[0], c.d, "Use more samples than features, or svcca (it keeps only the top principal directions)"))
+    return c
 
 
 def canonical_correlations(T: torch.Tensor) -> torch.Tensor:
     """The min(rx, ry) canonical correlations, descending: singular values of the cross matrix T, clamped to [0, 1].
 
-    T = QxᵀQy for orthonormal bases of the centred spans (full batch), or WxᵀX̃ᵀỸWy for whitenings W with
-    WᵀX̃ᵀX̃W = I (streaming moments): both are the cosines of the principal angles (Björck & Golub 1973).
+    T = QxᵀQy for orthonormal bases of the centred spans (QR route), Lx⁻¹X̃ᵀỸLy⁻ᵀ (moments, Cholesky), or
+    WxᵀX̃ᵀỸWy for whitenings W with WᵀX̃ᵀX̃W = I (streaming moments): all are the cosines of the principal angles
+    (Björck & Golub 1973).
     """
     return torch.linalg.svdvals(T).clamp(0.0, 1.0)
+
+
+def mean_squared_correlation(T: torch.Tensor) -> torch.Tensor:
+    """R²_CCA = Σρᵢ²/k = ‖T‖²_F / min(rx, ry) for the cross matrix T, clamped to [0, 1]: no singular values needed."""
+    return (T.square().sum() / min(T.shape)).clamp(0.0, 1.0)
 
 
 def _check_normalize(params: dict) -> None:
@@ -95,6 +225,7 @@ def _check_normalize(params: dict) -> None:
     reference=_CCA_REFERENCE,
     variants=({"normalize": "width"},),
     check_params=_check_normalize,
+    version=2,  # 2: ranks at the input's precision (float32 rank-10 data: 0.78 → 0.35); moments route
 )
 def cca_mean(X: torch.Tensor, Y: torch.Tensor, *, normalize: str = "rank") -> torch.Tensor:
     """Mean canonical correlation: (1/k)·Σᵢ ρᵢ, ρᵢ = σᵢ(QxᵀQy), k = min(rank X̃, rank Ỹ) or min(p1, p2).
@@ -107,11 +238,9 @@ def cca_mean(X: torch.Tensor, Y: torch.Tensor, *, normalize: str = "rank") -> to
     Kornblith et al. 2019's R²_CCA by the widths; equal to the default at full rank). Refuses inputs whose rank
     reaches d − 1 for d distinct samples (all ρᵢ = 1); see svcca.
     """
-    _, Qx, Qy, _ = cca_bases(X, Y, "cca_mean")
-    rho = canonical_correlations(Qx.T @ Qy)
-    if normalize == "width":
-        return rho.sum() / min(X.shape[1], Y.shape[1])
-    return rho.mean()
+    rho = canonical_correlations(canonical(X, Y, "cca_mean").T)
+    value = rho.sum() / min(X.shape[1], Y.shape[1]) if normalize == "width" else rho.mean()
+    return value.to(X.dtype)
 
 
 @register(
@@ -120,6 +249,7 @@ def cca_mean(X: torch.Tensor, Y: torch.Tensor, *, normalize: str = "rank") -> to
     min_samples=3,
     cost="O(n·(p1² + p2²))",
     reference="Kornblith et al. 2019, Similarity of Neural Network Representations Revisited (ICML), R²_CCA",
+    version=2,  # 2: ranks at the input's precision (float32 rank-10 data: 0.63 → 0.26); moments route
 )
 def cca_r2(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """Mean squared canonical correlation R²_CCA = (1/k)·Σᵢ ρᵢ² = ||QxᵀQy||²_F / k, k = min(rank X̃, rank Ỹ).
@@ -127,32 +257,47 @@ def cca_r2(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     Kornblith et al. 2019's R²_CCA (their normalisation by min(p1, p2), with ranks in place of widths so that
     dead units are not counted). Refuses inputs whose rank reaches d − 1 (all ρᵢ = 1); see svcca.
     """
-    _, Qx, Qy, _ = cca_bases(X, Y, "cca_r2")
-    return canonical_correlations(Qx.T @ Qy).square().mean()
+    return mean_squared_correlation(canonical(X, Y, "cca_r2").T).to(X.dtype)
 
 
 def variance_cut(variances: torch.Tensor, rank: int, keep: float) -> int:
     """SVCCA's cut: the fewest leading directions d ≤ rank whose variances hold `keep` of the first `rank`'s total.
 
-    `variances` descending: σᵢ² of X̃ (full batch) or the eigenvalues λᵢ of X̃ᵀX̃ (streaming moments). `rank`
-    counts the numerically non-zero ones, and each route keeps its own threshold: σ > rtol·σ_max on the SVD route
-    (`top_variance_basis`, as `orthonormal_basis`), λ > rtol·λ_max on the eigenvalues of the moments, whose
-    rounding is ~ε·λ_max. keep = 1 keeps all `rank` directions.
+    `variances` descending: σᵢ² of X̃ (SVD route) or the eigenvalues λᵢ of X̃ᵀX̃ (moments). `rank` counts the
+    directions above the rank tolerance (`top_variance_basis`, `moment_rank_cut`). keep = 1 keeps all
+    `rank` directions.
     """
     var = variances[:rank]
     frac = var.cumsum(0) / var.sum()
     return min(rank, int((frac < keep).sum()) + 1)
 
 
-def top_variance_basis(Xc: torch.Tensor, keep: float) -> torch.Tensor:
-    """Left singular vectors (n, d) of centred Xc spanning the top directions that hold `keep` of its variance.
+def top_variance_basis(Xc: torch.Tensor, keep: float, floor: torch.Tensor) -> torch.Tensor:
+    """Left singular vectors (n, d) of centred Xc spanning the top directions that hold `keep` of its variance:
+    d = `variance_cut` of σ² among the σ above the rank tolerance (`floor`: the input's rounding floor). The SVD
+    runs in float64 (rank decisions do, `rank_tolerance`); the basis comes back in Xc's dtype."""
+    U, S, _ = torch.linalg.svd(Xc.double(), full_matrices=False)
+    S0 = S.detach()
+    rank = int((S0 > rank_tolerance(floor, S0[0], Xc.shape)).sum())
+    return U[:, :variance_cut(S0.square(), rank, keep)].to(Xc.dtype)
 
-    d = `variance_cut` of σ², among the σ > rtol·σ_max with `orthonormal_basis`'s rtol = max(n, p)·ε.
+
+def top_variance_whitening(G: torch.Tensor, keep: float, floor: torch.Tensor, n: int, dtype: torch.dtype,
+                           ) -> tuple[torch.Tensor, bool]:
+    """W (p, d) with X̃W = U_d, the top principal directions holding `keep` of the variance, from the eigenvalues
+    λ of G = X̃ᵀX̃ (float64, products in `dtype`): W = V_d·Λ_d^(−1/2); and whether the moments decide it exactly.
+
+    Directions count above `moment_rank_cut`. Exact (as the SVD route would decide) when every σ clears the tolerance by RANK_MARGIN and
+    σ_min ≥ ε^(1/4)·σ_max (the criterion of the CCA moments route): then rank = p and d is read from accurate λ.
     """
-    n, p = Xc.shape
-    U, S, _ = torch.linalg.svd(Xc, full_matrices=False)
-    rank = int((S > max(n, p) * torch.finfo(Xc.dtype).eps * S[0]).sum())
-    return U[:, :variance_cut(S.square(), rank, keep)]
+    lam, V = torch.linalg.eigh(G)
+    lam, V = lam.flip(0), V.flip(1)
+    sig = lam.detach().clamp_min(0.0).sqrt()
+    rank = int((sig > moment_rank_cut(sig[0], floor, (n, G.shape[0]), dtype)).sum())
+    tol = rank_tolerance(floor, sig[0], (n, G.shape[0]))
+    exact = bool((sig[-1] >= torch.finfo(dtype).eps ** 0.25 * sig[0]) & (sig[-1] > RANK_MARGIN * tol))
+    d = variance_cut(lam.detach(), rank, keep)
+    return V[:, :d] / lam[:d].sqrt(), exact
 
 
 def _check_keep(params: dict) -> None:
@@ -167,28 +312,47 @@ def _check_keep(params: dict) -> None:
     cost="O(n·p·min(n, p))",
     reference=_CCA_REFERENCE,
     check_params=_check_keep,
+    version=2,  # 2: ranks at the input's precision and offsets (keep=1 as cca_mean); moments route
 )
 def svcca(X: torch.Tensor, Y: torch.Tensor, *, keep: float = 0.99) -> torch.Tensor:
     """SVCCA: mean canonical correlation after reducing X̃ and Ỹ to the top singular directions holding `keep`.
 
     X̃ = UΣVᵀ is cut to U_d, d the fewest directions with Σᵢ≤d σᵢ² ≥ keep·Σσ² (likewise Ỹ), then
     svcca = (1/k)·Σᵢ σᵢ(U_dxᵀ U_dy), k = min(dx, dy) (Raghu et al. 2017). keep = 1 gives cca_mean. The cut is
-    not invariant to invertible linear maps. Gradients pass through the SVD, finite while the singular values of
-    each input are distinct. Refuses a cut that still spans n − 1 dimensions: lower `keep` then.
+    not invariant to invertible linear maps. Gradients pass through the eigen- or singular-value decomposition,
+    finite while the singular values of each input are distinct. Refuses a cut that still spans n − 1 dimensions:
+    lower `keep` then.
+
+    Routes as the CCA family's (module docstring): the eigenvalues of the co-moments X̃ᵀX̃, ỸᵀỸ when they decide
+    the cut exactly (`top_variance_whitening`), else the thin SVD of the centred data. Directions count above the
+    rank tolerance of the precision the data came in.
     """
-    Ux, Uy = top_variance_basis(center_rescaled(X), keep), top_variance_basis(center_rescaled(Y), keep)
-    dx, dy = Ux.shape[1], Uy.shape[1]
+    px, py = input_dtypes(X, Y)
+    n = X.shape[0]
+    mom = comoments(X, Y)
+    Gx, Gy = mom.xx[0], mom.yy[0]
+    Wx, exact_x = top_variance_whitening(Gx, keep, rounding_floor(Gx.trace(), n, mom.mean_x, px), n, X.dtype)
+    Wy, exact_y = top_variance_whitening(Gy, keep, rounding_floor(Gy.trace(), n, mom.mean_y, py), n, Y.dtype)
+    if exact_x and exact_y:
+        T = Wx.T @ mom.xy @ Wy
+    else:
+        (Xc, mx), (Yc, my) = center_rescaled_with_mean(X), center_rescaled_with_mean(Y)
+        Ux = top_variance_basis(Xc, keep, rounding_floor(frobenius(Xc).square(), n, mx, px))
+        Uy = top_variance_basis(Yc, keep, rounding_floor(frobenius(Yc).square(), n, my, py))
+        T = Ux.T @ Uy
+    dx, dy = T.shape
+    check_nonzero_ranks(dx, dy, f"svcca[keep={keep}]")
     d = distinct_samples(X, Y, dx + dy)
-    check_ranks(dx, dy, d, f"svcca[keep={keep}] (ranks after the SVD cut)",
-                rank_advice(X.shape[0], d, "Lower keep or use more samples"))
-    return canonical_correlations(Ux.T @ Uy).mean()
+    check_ranks(dx, dy, d, f"svcca[keep={keep}] (ranks after the cut)",
+                rank_advice(n, d, "Lower keep or use more samples"))
+    return canonical_correlations(T).mean().to(X.dtype)
 
 
 def projection_weighted(T: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
     """PWCCA from the cross matrix T (as in `canonical_correlations`) and P, X's neurons in the X basis of T.
 
     With T = UΣVᵀ, ρᵢ = clamp(σᵢ, 0, 1) and ⟨hᵢ, x̃ⱼ⟩ = (UᵀP)ᵢⱼ for X's canonical variates hᵢ: PWCCA = Σᵢ wᵢρᵢ,
-    wᵢ ∝ Σⱼ |(UᵀP)ᵢⱼ|, Σᵢ wᵢ = 1 (Morcos et al. 2018). P = QxᵀX̃ (full batch) or WxᵀX̃ᵀX̃ (moments). U is
+    wᵢ ∝ Σⱼ |(UᵀP)ᵢⱼ|, Σᵢ wᵢ = 1 (Morcos et al. 2018). P = QxᵀX̃ (QR route), Lxᵀ (Cholesky) or WxᵀX̃ᵀX̃ (streaming). U is
     held constant under autograd (see pwcca); pass P detached too.
     """
     U, S, _ = torch.linalg.svd(T, full_matrices=False)
@@ -204,6 +368,7 @@ def projection_weighted(T: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
     cost="O(n·(p1² + p2²))",
     reference="Morcos et al. 2018, Insights on representational similarity in neural networks with canonical "
     "correlation (NeurIPS)",
+    version=2,  # 2: ranks at the input's precision (float32 rank-10 data: 0.89 → 0.36); moments route
 )
 def pwcca(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """Projection-weighted CCA: Σᵢ wᵢρᵢ, wᵢ ∝ Σⱼ |⟨hᵢ, x̃ⱼ⟩| over X's centred neurons x̃ⱼ, Σᵢ wᵢ = 1.
@@ -216,11 +381,12 @@ def pwcca(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     and rx + ry ≥ d + 1: then at least two correlations are 1 by dimension count alone, the canonical variates of
     that tied group are any basis of it, and the ℓ1 weights change with the basis (float32 and float64 picked
     different ones). The centred data are scaled by a power of two first (exact; the weights are normalised).
+    Routes and ranks as the CCA family's (module docstring); on the moments route QxᵀX̃ = Lx⁻¹X̃ᵀX̃ = Lxᵀ.
     """
-    Xc, Qx, Qy, d = cca_bases(X, Y, "pwcca")
-    rx, ry = Qx.shape[1], Qy.shape[1]
-    if rx + ry >= d + 1:
-        raise InputError(f"pwcca: rank X̃ + rank Ỹ = {rx + ry} with {d} samples, so {rx + ry - d + 1} canonical "
-                         f"correlations are 1 by dimension count alone and their projection weights depend on an "
-                         f"arbitrary choice of basis. " + rank_advice(X.shape[0], d, "Use more samples than p1 + p2"))
-    return projection_weighted(Qx.T @ Qy, Qx.detach().T @ Xc.detach())
+    c = canonical(X, Y, "pwcca", neurons=True)
+    if c.rx + c.ry >= c.d + 1:
+        raise InputError(f"pwcca: rank X̃ + rank Ỹ = {c.rx + c.ry} with {c.d} samples, so {c.rx + c.ry - c.d + 1} "
+                         f"canonical correlations are 1 by dimension count alone and their projection weights "
+                         f"depend on an arbitrary choice of basis. "
+                         + rank_advice(X.shape[0], c.d, "Use more samples than p1 + p2"))
+    return projection_weighted(c.T, c.neurons).to(X.dtype)

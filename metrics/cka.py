@@ -17,6 +17,7 @@ from simstress.core.selection import (
     TILE_BYTES,
     distance_tiles,
     median_all,
+    median_in_memory,
     median_sq_distance_tiled,
     squared_distances,
 )
@@ -206,48 +207,103 @@ def _closest_in_tile(D: torch.Tensor, b: int) -> torch.Tensor:
     return torch.stack(parts).amin() if parts else D.new_tensor(math.inf)
 
 
-# Above this size of one n×n matrix rbf_cka switches to row tiles (the untiled path holds about six of them).
-RBF_UNTILED_MAX_BYTES = 2**27
+# Above this size of one n×n matrix rbf_cka switches to row tiles (the in-memory path holds two of them, which the
+# tiles compute twice: once for the median, once for the kernel).
+RBF_UNTILED_MAX_BYTES = 2**29
+# Rows of a block of the in-memory kernels summed at once: no temporary of n×n size
+_SUM_ROWS_BYTES = 2**24
+
+
+class _HSICParts:
+    """Float64 accumulators of <HAH, HBH> = <A, B> − (2/n)·(A1)ᵀ(B1) + (1ᵀA1)(1ᵀB1)/n² for symmetric kernels A
+    (of X) and B (of Y): row sums and the three inner products, filled tile by tile (`add`), combined by
+    `alignment`. The kernels come shifted by their value at the median distance (module: `_shifted_kernel`), so
+    the expansion cancels little."""
+
+    def __init__(self, n: int, device: torch.device) -> None:
+        f64 = {"dtype": torch.float64, "device": device}
+        self.n = n
+        self.rows = {"K": torch.zeros(n, **f64), "L": torch.zeros(n, **f64)}
+        self.dots = {"KL": torch.zeros((), **f64), "KK": torch.zeros((), **f64), "LL": torch.zeros((), **f64)}
+
+    def add(self, i0: int, i1: int, K: torch.Tensor, L: torch.Tensor) -> None:
+        """Row tile [i0, i1) of the upper block triangle: columns [i0, n), the first i1 − i0 the diagonal block,
+        the rest standing for itself and its transpose."""
+        b = i1 - i0
+        tile = {"K": K, "L": L}
+        for name, A in tile.items():  # in place on slices: autograd records them (CopySlices)
+            self.rows[name][i0:i1] += A.sum(1).double()
+            if i1 < self.n:
+                self.rows[name][i1:] += A[:, b:].sum(0).double()
+        for name in self.dots:
+            P = tile[name[0]] * tile[name[1]]
+            off = 2.0 * P[:, b:].sum().double() if i1 < self.n else 0.0
+            self.dots[name] = self.dots[name] + P[:, :b].sum().double() + off
+
+    def alignment(self) -> torch.Tensor:
+        """<HKH, HLH>_F / (||HKH||_F ||HLH||_F), float64."""
+        n, rows = self.n, self.rows
+        sums = {name: r.sum() for name, r in rows.items()}
+
+        def hsic(a: str, b: str) -> torch.Tensor:
+            return self.dots[a + b] - 2.0 / n * (rows[a] @ rows[b]) + sums[a] * sums[b] / (n * n)
+
+        return hsic("K", "L") / torch.sqrt(hsic("K", "K") * hsic("L", "L"))
+
+
+def _shifted_kernel(D: torch.Tensor, gamma: torch.Tensor, sigma: float) -> torch.Tensor:
+    """expm1(−γD) − expm1(−1/(2σ²)): the kernel exp(−γD) shifted by its value at the median distance (a constant
+    that centring removes, H·11ᵀ = 0), with K − 1 to full relative precision (`rbf_kernel`). In place on D unless
+    autograd records D."""
+    c1 = math.expm1(-0.5 / (sigma * sigma))
+    if D.requires_grad and torch.is_grad_enabled():
+        return torch.expm1(D * -gamma) - c1
+    return D.mul_(-gamma).expm1_().sub_(c1)
 
 
 def _centred_alignment(X: torch.Tensor, Y: torch.Tensor, sigma: float, tile_bytes: int, median: str,
                        ) -> torch.Tensor:
-    """<HKH, HLH>_F / (||HKH||_F ||HLH||_F) from row tiles, float64 accumulators.
+    """<HKH, HLH>_F / (||HKH||_F ||HLH||_F) from row tiles (`_HSICParts`), float64 accumulators, no autograd.
 
-    <HAH, HBH> = <A, B> − (2/n)·(A1)ᵀ(B1) + (1ᵀA1)(1ᵀB1)/n² for symmetric A, B. The kernels are shifted by
-    their value at the median distance, e^(−1/(2σ²)), first, as expm1(−γD) − expm1(−1/(2σ²)) (see `rbf_kernel`):
-    H(K − c11ᵀ)H = HKH, and the shift leaves small terms, so the expansion cancels little. The identity-kernel
-    check needs the closest pair, gathered in the same pass and checked before the value is returned.
+    The identity-kernel check needs the closest pair, gathered in the same pass and checked before the value is
+    returned.
     """
     n = X.shape[0]
     Xc, Yc = center_rescaled(X), center_rescaled(Y)
     gammas = [_gamma(median_sq_distance_tiled(A, tile_bytes, median == "lower"), sigma, which)
               for A, which in ((Xc, "X"), (Yc, "Y"))]
     closest = [torch.tensor(math.inf, dtype=Xc.dtype, device=X.device) for _ in gammas]
-    gx, gy = (-g for g in gammas)
-    c1 = math.expm1(-0.5 / (sigma * sigma))
-    f64 = {"dtype": torch.float64, "device": X.device}
-    rows = {"K": torch.zeros(n, **f64), "L": torch.zeros(n, **f64)}
-    dots = {"KL": torch.zeros((), **f64), "KK": torch.zeros((), **f64), "LL": torch.zeros((), **f64)}
+    parts = _HSICParts(n, X.device)
     for (i0, i1, K), (_, _, L) in zip(distance_tiles(Xc, tile_bytes), distance_tiles(Yc, tile_bytes)):
-        b = i1 - i0
-        closest = [torch.minimum(c, _closest_in_tile(D, b)) for c, D in zip(closest, (K, L))]
-        tile = {"K": K.mul_(gx).expm1_().sub_(c1), "L": L.mul_(gy).expm1_().sub_(c1)}
-        for name, A in tile.items():
-            rows[name][i0:i1] += A.sum(1)
-            rows[name][i1:] += A[:, b:].sum(0)
-        for name in dots:
-            P = tile[name[0]] * tile[name[1]]
-            dots[name] += 2.0 * P.sum().double() - P[:, :b].sum().double()
-    sums = {name: r.sum() for name, r in rows.items()}
-
+        closest = [torch.minimum(c, _closest_in_tile(D, i1 - i0)) for c, D in zip(closest, (K, L))]
+        parts.add(i0, i1, _shifted_kernel(K, gammas[0], sigma), _shifted_kernel(L, gammas[1], sigma))
     for gamma, d, which in zip(gammas, closest, "XY"):
         _check_not_identity(gamma, d, sigma, which)
+    return parts.alignment().clamp(0.0, 1.0).to(X.dtype)
 
-    def hsic(a: str, b: str) -> torch.Tensor:
-        return dots[a + b] - 2.0 / n * (rows[a] @ rows[b]) + sums[a] * sums[b] / (n * n)
 
-    return (hsic("K", "L") / torch.sqrt(hsic("K", "K") * hsic("L", "L"))).clamp(0.0, 1.0).to(X.dtype)
+def _in_memory_kernel(X: torch.Tensor, sigma: float, median: str, which: str) -> torch.Tensor:
+    """The shifted kernel (`_shifted_kernel`) of X's n×n squared distances, with the checks of `rbf_kernel`; the
+    median by exact selection over the matrix in memory (`median_in_memory`), autograd kept."""
+    Xc = center_rescaled(X)
+    D = squared_distances(Xc)
+    Dd = D.detach()
+    gamma = _gamma(median_in_memory(Dd, median == "lower"), sigma, which)
+    _check_not_identity(gamma, Dd.topk(2, dim=1, largest=False).values[:, 1].amin(), sigma, which)
+    return _shifted_kernel(D, gamma, sigma)
+
+
+def _in_memory_alignment(X: torch.Tensor, Y: torch.Tensor, sigma: float, median: str) -> torch.Tensor:
+    """`rbf_cka` from the two n×n shifted kernels in memory, summed into `_HSICParts` by row blocks of their upper
+    block triangle (the tiled path's layout: half the products): no centred copy, no n×n temporary."""
+    K, L = _in_memory_kernel(X, sigma, median, "X"), _in_memory_kernel(Y, sigma, median, "Y")
+    n = X.shape[0]
+    parts = _HSICParts(n, X.device)
+    rows = max(1, _SUM_ROWS_BYTES // (n * K.element_size()))
+    for i0 in range(0, n, rows):
+        i1 = min(n, i0 + rows)
+        parts.add(i0, i1, K[i0:i1, i0:], L[i0:i1, i0:])
+    return parts.alignment().clamp(0.0, 1.0).to(X.dtype)
 
 
 @torch.no_grad()
@@ -306,15 +362,16 @@ def rbf_cka(X: torch.Tensor, Y: torch.Tensor, *, sigma: float = 1.0, median: str
     K − 1 = expm1(−γD) (`rbf_kernel`), so it is never numerically all ones for sigma ≤ 100. Centred features are
     scaled by a power of two first (exact). Rounding past 1 is clamped.
 
-    Memory: when one n×n matrix would exceed RBF_UNTILED_MAX_BYTES (128 MiB: n > 5792 in float32, n > 4096 in
-    float64) and no gradient is being recorded, the value comes from `rbf_cka_tiled`: row tiles of the upper
-    triangle, O(n·b) memory, the exact median by selection over tiles (`median_sq_distance_tiled`). The tiled
-    path computes without autograd, so with inputs that require grad the untiled path is always taken.
+    Computation: the two n×n kernels in memory (no centred copies: HSIC from row sums and inner products, the
+    expansion <HKH, HLH> = <K, L> − (2/n)(K1)ᵀ(L1) + (1ᵀK1)(1ᵀL1)/n², accumulated in float64, on kernels shifted by
+    their value at the median distance so that little cancels), the exact median by a selection over the matrix
+    (`median_in_memory`), never a sort or kthvalue copy of its n² entries. When one n×n matrix would exceed
+    RBF_UNTILED_MAX_BYTES (512 MiB: n > 11585 in float32, n > 8192 in float64) and no gradient is being recorded,
+    the same sums come from `rbf_cka_tiled`: row tiles of the upper triangle, O(n·b) memory. The tiled path
+    computes without autograd, so with inputs that require grad the in-memory path is always taken.
     """
     n = X.shape[0]
     needs_grad = torch.is_grad_enabled() and (X.requires_grad or Y.requires_grad)
     if not needs_grad and n * n * max(X.element_size(), Y.element_size()) > RBF_UNTILED_MAX_BYTES:
         return rbf_cka_tiled(X, Y, sigma, median=median)
-    K = double_center(rbf_kernel(X, sigma, median, "X"))
-    L = double_center(rbf_kernel(Y, sigma, median, "Y"))
-    return ((K * L).sum() / (frobenius(K) * frobenius(L))).clamp(0.0, 1.0)
+    return _in_memory_alignment(X, Y, sigma, median)

@@ -103,7 +103,9 @@ def fit_probe(X: torch.Tensor, labels: torch.Tensor, l2: float = 1e-3, max_iter:
 
     Z = (X − μ)/σ with μ, σ the per-feature mean (two-pass) and standard deviation of X (σ = 1 where X is
     constant): the fit is invariant to translating and rescaling features and stays well conditioned for
-    offsets of 1e4. Full-batch L-BFGS with strong-Wolfe line search from W = 0, b = 0 in float64 on X's device:
+    offsets of 1e4. μ and σ are computed on each feature scaled by a power of two (its largest |value| into
+    [1/2, 1)), which changes no digit of Z but keeps the squares in range: at |x| ≥ 1e154 they overflowed (σ = ∞,
+    Z = 0) and at 1e-160 they underflowed (σ = 0), and both probes predicted one class. Full-batch L-BFGS with strong-Wolfe line search from W = 0, b = 0 in float64 on X's device:
     deterministic. The penalty makes the optimum unique. Labels are any integers; `classes` maps back.
     """
     if X.ndim != 2 or not X.dtype.is_floating_point:
@@ -116,12 +118,15 @@ def fit_probe(X: torch.Tensor, labels: torch.Tensor, l2: float = 1e-3, max_iter:
     if not bool(torch.isfinite(X64).all()):
         raise InputError("fit_probe: X contains NaN or Inf values; remove or impute them first")
     classes, y, _ = _classes(labels.to(X.device))
-    mean = X64.mean(dim=0)
-    mean = mean + (X64 - mean).mean(dim=0)
-    Xc = X64 - mean
-    std = Xc.square().mean(dim=0).sqrt()
-    scale = torch.where(std > 0, std, torch.ones_like(std))
-    Z = Xc / scale
+    exponent = torch.frexp(X64.abs().amax(dim=0)).exponent  # 0 for a zero feature
+    Xs = torch.ldexp(X64, -exponent)
+    mean_s = Xs.mean(dim=0)
+    mean_s = mean_s + (Xs - mean_s).mean(dim=0)
+    Xc = Xs - mean_s
+    std_s = Xc.square().mean(dim=0).sqrt()
+    Z = Xc / torch.where(std_s > 0, std_s, torch.ones_like(std_s))
+    mean = torch.ldexp(mean_s, exponent)
+    scale = torch.where(std_s > 0, torch.ldexp(std_s, exponent), torch.ones_like(std_s))
     W = torch.zeros(classes.numel(), X.shape[1], dtype=torch.float64, device=X.device, requires_grad=True)
     b = torch.zeros(classes.numel(), dtype=torch.float64, device=X.device, requires_grad=True)
     opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-10, tolerance_change=1e-14,
@@ -171,6 +176,7 @@ _PROBE_SPEC = {
     "needs_labels": True,
     "min_samples": 4,
     "cost": "O(iterations·n·p·C)",
+    "version": 2,  # 2: standardisation by power-of-two scaled features (|x| ≥ 1e154 or ≤ 1e-160: 1.0 → 0.917)
 }
 
 

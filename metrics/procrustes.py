@@ -3,13 +3,20 @@
 With column-centred X̃, Ỹ, min over orthogonal Q of ||X̃/||X̃||_F − Ỹ/||Ỹ||_F·Q||²_F = 2 − 2·||X̃ᵀỸ||_* /
 (||X̃||_F ||Ỹ||_F) (Schönemann 1966); the ratio is the Procrustes similarity (Ding et al. 2021) and its arccos
 the angular shape metric (Williams et al. 2021).
+
+The similarity needs only X̃ᵀỸ and the two sums of squares: accumulated over row chunks (`comoments` without the
+Grams: one p1×p2 product, float64 accumulators, memory O(chunk + p1·p2)), then the p1×p2 singular values. When a
+side has p ≥ n features it is first rotated into n − 1 coordinates (`row_space_coords`), where the p1×p2 product
+would be larger than the data.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from simstress.core.linalg import center_rescaled, frobenius
+from simstress.core.linalg import center_rescaled, comoments, frobenius
 from simstress.core.metric import register
 
 _PROCRUSTES_INVARIANCES = ("translation", "isotropic_scaling", "orthogonal", "permutation")
@@ -50,9 +57,14 @@ def nuclear_similarity(C: torch.Tensor) -> torch.Tensor:
 
 
 def procrustes_similarity(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """`nuclear_similarity` of X̂ᵀŶ, X̂ and Ŷ from `unit_coords`."""
-    Xn, Yn = unit_coords(X, Y)
-    return nuclear_similarity(Xn.T @ Yn)
+    """`nuclear_similarity` of X̂ᵀŶ, float64 when p1, p2 < n: from the co-moments X̃ᵀỸ/√(‖X̃‖²‖Ỹ‖²) (centred per
+    row chunk, merged in float64); otherwise X̂ and Ŷ from `unit_coords` (the row-space coordinates)."""
+    n = X.shape[0]
+    if X.shape[1] >= n or Y.shape[1] >= n:
+        Xn, Yn = unit_coords(X, Y)
+        return nuclear_similarity(Xn.T @ Yn)
+    mom = comoments(X, Y, grams=False)
+    return nuclear_similarity(mom.xy / (mom.xx[0] * mom.yy[0]).sqrt())
 
 
 def procrustes_chord(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -84,9 +96,16 @@ def procrustes(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     Equals 1 − ½·min_Q ||X̃/||X̃||_F − Ỹ/||Ỹ||_F·Q||²_F over orthogonal Q (Ding et al. 2021's Procrustes
     distance is 2 − 2× this). The nuclear norm is the sum of the singular values of the p1×p2 cross product
     (not square roots of eigenvalues, which lose the small ones in float32); when p ≥ n each side is first
-    rotated into n − 1 coordinates, which leaves the value unchanged.
+    rotated into n − 1 coordinates, which leaves the value unchanged. Memory O(n·p) only then: otherwise the
+    products run over row chunks (module docstring).
     """
-    return procrustes_similarity(X, Y)
+    return procrustes_similarity(X, Y).to(X.dtype)
+
+
+def right_angle(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The largest value of `dtype` not above π/2 (float32 rounds π/2 up, to 1.5707964)."""
+    half_pi = torch.tensor(math.pi / 2, dtype=dtype, device=device)
+    return half_pi if float(half_pi) <= math.pi / 2 else torch.nextafter(half_pi, torch.zeros_like(half_pi))
 
 
 @register(
@@ -103,8 +122,17 @@ def procrustes_angular(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """Angular shape distance θ = arccos(||X̃ᵀỸ||_* / (||X̃||_F ||Ỹ||_F)) in [0, π/2], a metric on shapes.
 
     Williams et al. 2021's angular Procrustes distance between column-centred, Frobenius-normalised
-    representations modulo rotations. Computed as θ = 2·arcsin(c/2) from the chord c = min_Q ||X̂ − ŶQ||_F
-    (`procrustes_chord`): arccos of a similarity near 1 would turn its rounding ε into an angle of √(2ε)
-    (3e-4 in float32 for identical inputs). The derivative is bounded away from θ = 0, where it has a kink.
+    representations modulo rotations. θ = arccos(s) of the Procrustes similarity s (`procrustes_similarity`,
+    float64 from the co-moments) while 1 − s ≥ √ε of the compute dtype: there s's rounding (~ε) moves θ by
+    ~ε/sin θ ≤ ε^(3/4). Nearer 0, arccos would turn that rounding into an angle of √(2ε) (3e-4 in float32 for
+    identical inputs), so θ = 2·arcsin(c/2) from the chord c = min_Q ||X̂ − ŶQ||_F (`procrustes_chord`, formed
+    entrywise: it resolves θ to ~ε, at 3–4 times the similarity's cost). The value never exceeds π/2: it is
+    clamped, by construction, to the largest number of its dtype not above π/2 (`right_angle`; float32's π/2
+    itself is above). The derivative is bounded away from θ = 0, where it has a kink.
     """
-    return 2.0 * torch.arcsin((0.5 * procrustes_chord(X, Y)).clamp(max=1.0))
+    s = procrustes_similarity(X, Y)
+    if bool(1.0 - s.detach() >= torch.finfo(X.dtype).eps ** 0.5):
+        theta = torch.arccos(s.clamp(0.0, 1.0)).to(X.dtype)
+    else:
+        theta = 2.0 * torch.arcsin((0.5 * procrustes_chord(X, Y)).clamp(max=1.0))
+    return torch.minimum(theta, right_angle(theta.dtype, theta.device))

@@ -18,9 +18,13 @@ def correlation_rdm_upper(A: torch.Tensor, which: str) -> torch.Tensor:
     norm. Entries equal because samples are duplicated are made exact ties, as scipy's pdist gives them (each
     pair computed alike; the product Z·Zᵀ rounds identical pairs differently): duplicates of a row take that
     row's first occurrence's entries, and identical rows are at distance exactly 0. A row with the same value in
-    every feature has no correlation with anything: refused, with the count.
+    every feature has no correlation with anything: refused, with the count. So are two features: two centred
+    values are always ±(1, −1)·c, every correlation is ±1, and the ranks of the RDM's two values were rounding.
     """
     n = A.shape[0]
+    if A.shape[1] == 2:
+        raise InputError(f"rsa: {which} has 2 features, so every correlation between two of its rows is ±1 and its RDM "
+                         f"holds only the values 0 and 2 (their order would be rounding); use at least 3 features")
     flat = (A == A[:, :1]).all(dim=1)
     n_flat = int(flat.sum())
     if n_flat:
@@ -32,25 +36,92 @@ def correlation_rdm_upper(A: torch.Tensor, which: str) -> torch.Tensor:
     Ac = Ac - Ac.mean(dim=1, keepdim=True)
     Ac = torch.ldexp(Ac, -torch.frexp(Ac.abs().amax(dim=1, keepdim=True)).exponent)
     Z = Ac / Ac.square().sum(dim=1, keepdim=True).sqrt()
-    S = (Z @ Z.T).fill_diagonal_(1.0)
     groups = duplicate_groups(A)
-    if groups is not None:
+    if groups is not None:  # each pair of distinct rows once, then gathered: duplicates tie exactly
         first = torch.full((n,), n, device=A.device).scatter_reduce_(0, groups, torch.arange(n, device=A.device),
                                                                       "amin")[groups]
-        S = S[first][:, first]
-    upper = torch.ones(n, n, dtype=torch.bool, device=A.device).triu_(diagonal=1)
-    return 1.0 - S.masked_select(upper)
+        S = (Z @ Z.T).fill_diagonal_(1.0)
+
+        def similarities(i0: int, i1: int) -> torch.Tensor:
+            return S[first[i0:i1]][:, first[i0:]]
+    else:
+        def similarities(i0: int, i1: int) -> torch.Tensor:
+            return Z[i0:i1] @ Z[i0:].T
+
+    out = torch.empty(n * (n - 1) // 2, dtype=torch.float64, device=A.device)
+    start, i0 = 0, 0
+    while i0 < n - 1:  # row blocks of the upper triangle, about _BLOCK_ELEMENTS similarities each
+        i1 = min(n - 1, i0 + max(1, _BLOCK_ELEMENTS // (n - i0)))
+        block = similarities(i0, i1)
+        upper = block.masked_select(torch.ones(block.shape, dtype=torch.bool, device=A.device).triu_(1))
+        out[start:start + upper.numel()] = upper
+        start += upper.numel()
+        i0 = i1
+    return out.neg_().add_(1.0)
+
+
+_INT_OF = {torch.float64: torch.int64, torch.float32: torch.int32}
+
+
+def order_keys_(v: torch.Tensor) -> torch.Tensor:
+    """v's floats, in place, as integers in the same order (bit patterns, negatives' magnitude bits flipped):
+    equal exactly where the floats are, once −0.0 is +0.0. torch sorts integers by radix, 1.7 times faster than
+    floats (8e6 float64 dissimilarities), to the same order. By chunks: no temporary the size of v."""
+    k = v.view(_INT_OF[v.dtype])
+    if bool((k < 0).any()):  # rare for dissimilarities: 1 − s below 0 by rounding
+        flip = torch.iinfo(k.dtype).max
+        for chunk in k.split(_BLOCK_ELEMENTS):
+            chunk ^= (chunk >> (8 * k.element_size() - 1)) & flip  # all ones for a negative: every bit but the sign
+    return k
 
 
 def average_ranks(v: torch.Tensor) -> torch.Tensor:
-    """1-based ranks of a 1-D tensor, ties given the mean of the ranks they span (float64)."""
-    sorted_v, order = torch.sort(v)
-    _, group, counts = torch.unique_consecutive(sorted_v, return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).to(torch.float64)
-    mean_rank = ends - (counts.to(torch.float64) - 1.0) / 2.0
-    ranks = torch.empty(v.shape, dtype=torch.float64, device=v.device)
-    ranks[order] = mean_rank[group]
-    return ranks
+    """1-based ranks of a 1-D float tensor, ties given the mean of the ranks they span (float64)."""
+    return twice_ranks(order_keys_(v + 0.0)).double() / 2.0  # a copy of v, −0.0 made +0.0
+
+
+def twice_ranks(keys: torch.Tensor) -> torch.Tensor:
+    """2 × the average ranks of the values `order_keys_` made into `keys`, as integers (int32 while 2N + 1 fits:
+    half the memory of float64 ranks, exactly), by one sort.
+
+    Without ties (the common case: a tie needs two exactly equal dissimilarities) the ranks are the sort's
+    positions, scattered by chunks; otherwise each run of equal keys gets the mean of its positions. Memory: the
+    keys, their sorted copy and order (plus the sort's own buffers), then the order and the ranks.
+    """
+    N = keys.numel()
+    device = keys.device
+    dtype = torch.int32 if 2 * N + 1 <= torch.iinfo(torch.int32).max else torch.int64
+    keys, order = torch.sort(keys)
+    counts = torch.unique_consecutive(keys, return_counts=True)[1] if bool((keys[1:] == keys[:-1]).any()) else None
+    del keys
+    twice = torch.empty(N, dtype=dtype, device=device)
+    if counts is None:
+        for start in range(0, N, _BLOCK_ELEMENTS):
+            part = order[start:start + _BLOCK_ELEMENTS]
+            twice[part] = torch.arange(2 * start + 2, 2 * (start + part.numel()) + 1, 2, dtype=dtype, device=device)
+    else:  # a run of c equal values ending at position e (1-based) has mean rank e − (c − 1)/2
+        twice[order] = torch.repeat_interleave(2 * counts.cumsum(0) - counts + 1, counts).to(dtype)
+    return twice
+
+
+# Entries of one block: of the RDM's upper triangle, of a rank scatter, of a product summed (memory O(block))
+_BLOCK_ELEMENTS = 1 << 20
+
+
+def centred_rank_moments(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(Σ(aᵢ − c)(bᵢ − c), Σ(aᵢ − c)², Σ(bᵢ − c)²), float64, of two vectors of `twice_ranks`, by chunks: no float
+    copy of either.
+
+    Both sum to N(N + 1) whatever the ties, so with c = N + 1 (twice the mean rank) Σ(aᵢ − c)(bᵢ − c) =
+    Σaᵢbᵢ − N·c². The products are exact in float64 (below 2⁵³ for N < 4.7e7), and the cancellation costs at
+    most a factor 4 (the variance of ranks is a quarter of their mean square) on sums pairwise-accurate per chunk.
+    """
+    sums = torch.zeros(3, dtype=torch.float64, device=a.device)
+    for x, y in zip(a.split(_BLOCK_ELEMENTS), b.split(_BLOCK_ELEMENTS)):
+        x, y = x.double(), y.double()
+        sums += torch.stack([(x * y).sum(), x.square().sum(), y.square().sum()])
+    N = a.numel()
+    return sums - N * float(N + 1) ** 2
 
 
 @register(
@@ -58,7 +129,7 @@ def average_ranks(v: torch.Tensor) -> torch.Tensor:
     min_samples=3,
     value_range=(-1.0, 1.0),
     cost="O(n²·p + n²·log n)",
-    version=2,  # 2: RDM in float64 (float32 input: 0.33 → 0.80 under a 2e4 offset), duplicates tie exactly
+    version=3,  # 2: RDM in float64 (0.33 → 0.80 under a 2e4 offset), duplicates tie; 3: two features refused
     reference="Kriegeskorte, Mur & Bandettini 2008, Representational similarity analysis — connecting the "
     "branches of systems neuroscience (Front. Syst. Neurosci.)",
 )
@@ -72,11 +143,12 @@ def rsa(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     equal because samples are duplicated are exact ties. Rows are not centred across samples, so a translation
     of all rows or a rotation of the features changes the value.
     """
-    rx = average_ranks(correlation_rdm_upper(X, "X"))
-    ry = average_ranks(correlation_rdm_upper(Y, "Y"))
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    sx, sy = rx.square().sum(), ry.square().sum()
-    if not bool((sx > 0) & (sy > 0)):
+    # the RDMs are this function's own: turned into sort keys in place (1 − s is never −0.0)
+    rx = twice_ranks(order_keys_(correlation_rdm_upper(X, "X")))
+    ry = twice_ranks(order_keys_(correlation_rdm_upper(Y, "Y")))
+    sxy, sx, sy = centred_rank_moments(rx, ry)
+    N = rx.numel()
+    if not bool((sx > N * (N - 1) / 2) & (sy > N * (N - 1) / 2)):  # non-constant ranks have Σ(a − c)² ≥ N(N − 1)
         raise InputError("rsa: an RDM has all its entries equal (every pair equally dissimilar), so the rank "
                          "correlation is undefined; use more features or a different metric")
-    return ((rx * ry).sum() / torch.sqrt(sx * sy)).to(X.dtype)
+    return (sxy / torch.sqrt(sx * sy)).to(X.dtype)

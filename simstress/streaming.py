@@ -35,8 +35,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from simstress.core.inputs import InputError, Reduce, as_tensor, reduce_activations
-from simstress.core.linalg import center, center_with_mean, feature_gram, hsic1
+from simstress.core.inputs import (
+    InputError,
+    Reduce,
+    as_tensor,
+    coarsest,
+    input_precision,
+    reduce_activations,
+    source_dtype,
+)
+from simstress.core.linalg import CoMoments, block_slices, center, hsic1, rounding_floor
 from simstress.core.metric import parse_id
 from simstress.core.selection import median_all, squared_distances
 from simstress.metrics import cca
@@ -101,85 +109,61 @@ def _layers(side: Any, index: int, net: str, device: torch.device | str | None, 
     return [(name, _as_batch(t, name, device, reduce)) for name, t in zip(names, side)]
 
 
-def _edges(sizes: Sequence[int]) -> list[slice]:
-    out, start = [], 0
-    for s in sizes:
-        out.append(slice(start, start + s))
-        start += s
-    return out
+class LinearMoments(CoMoments):
+    """Running column means and centred co-moments of (X, Y) over row batches, float64 accumulators
+    (`simstress.core.linalg.CoMoments`, Chan, Golub & LeVeque 1979's pairwise update), with the checks and the
+    metric values of `simstress.score`.
 
-
-class LinearMoments:
-    """Running column means and centred co-moments of (X, Y) over row batches, float64 accumulators.
-
-    After `update` on batches whose rows stack to X (n, p1) and Y (n, p2): `xx[i]` = X̃ᵢᵀX̃ᵢ for each column
-    block i of X (`x_blocks`, default one block of all columns), `yy[j]` likewise, `xy` = X̃ᵀỸ (p1, p2), with X̃
-    centred on the mean of all n rows. Merging a batch of m rows with batch mean μ_b into n rows with mean μ:
-    M ← M + M_b + (n·m/(n + m))·(μ_b − μ)(μ_b − μ)ᵀ (Chan, Golub & LeVeque 1979). Batch products run in the
-    batch's dtype (pass float64 batches for full float64; X and Y in the wider of theirs), on the batch's device;
-    no host sync per batch. `names` label the blocks of X and of Y in error messages (default "X", or
+    After `update` on batches whose rows stack to X (n, p1) and Y (n, p2): `xx[i]` = X̃ᵢᵀX̃ᵢ for each column block
+    i of X (`x_blocks`, default one block of all columns), `yy[j]` likewise, `xy` = X̃ᵀỸ (p1, p2), with X̃
+    centred on the mean of all n rows. Batch products run in the batch's dtype (pass float64 batches for full
+    float64; X and Y in the wider of theirs), on the batch's device; no host sync per batch. `precision_x` and
+    `precision_y` are the coarsest dtypes the batches of each side came in (float16 batches are computed in
+    float32 but keep float16's rounding floor, `simstress.core.inputs`). `names` label the blocks of X and of Y in error messages (default "X", or
     "columns a:b of X" per block).
     """
 
     def __init__(self, x_blocks: Sequence[int] | None = None, y_blocks: Sequence[int] | None = None,
                  device: torch.device | str | None = None,
                  names: tuple[Sequence[str], Sequence[str]] | None = None) -> None:
-        self.n = self.batches = 0
+        super().__init__(x_blocks, y_blocks)
+        self.batches = 0
         self.device = device
-        self._x_blocks = list(x_blocks) if x_blocks is not None else None
-        self._y_blocks = list(y_blocks) if y_blocks is not None else None
         self._names = names
-        self.mean_x = self.mean_y = self.xy = None
-        self.xx: list[torch.Tensor] = []
-        self.yy: list[torch.Tensor] = []
         self.dtype: torch.dtype | None = None
+        self.precision_x: torch.dtype | None = None
+        self.precision_y: torch.dtype | None = None
 
     def update(self, X: Any, Y: Any) -> LinearMoments:
         """Add a batch: X (m, p1), Y (m, p2), the same m inputs row by row (numpy or torch)."""
+        sources = [source_dtype(A) for A in (X, Y)]
         X, Y = _as_batch(X, "X", self.device), _as_batch(Y, "Y", self.device)
         _check_batch(self.batches, [("X", X), ("Y", Y)], None if self.xy is None else list(self.xy.shape))
         dtype = torch.promote_types(X.dtype, Y.dtype)
         X, Y = X.to(dtype), Y.to(X.device, dtype)
         if self.xy is None:
-            self._start(X, Y)
-        m = X.shape[0]
-        Xc, mx = center_with_mean(X)
-        Yc, my = center_with_mean(Y)
-        dx, dy = mx - self.mean_x, my - self.mean_y
-        f = self.n * m / (self.n + m)
-        for acc, A, d, blocks in ((self.xx, Xc, dx, self._x_slices), (self.yy, Yc, dy, self._y_slices)):
-            for M, s in zip(acc, blocks):
-                M += feature_gram(A[:, s]).double()
-                M.addr_(d[s], d[s], alpha=f)
-        self.xy += (Xc.T @ Yc).double()
-        self.xy.addr_(dx, dy, alpha=f)
-        self.mean_x += dx * (m / (self.n + m))
-        self.mean_y += dy * (m / (self.n + m))
-        self.n += m
+            self._check_blocks(X.shape[1], Y.shape[1])
+        super().update(X, Y)
         self.batches += 1
         self.dtype = torch.promote_types(self.dtype, X.dtype) if self.dtype else X.dtype
+        px, py = (input_precision(s, dtype) for s in sources)
+        self.precision_x = coarsest(px, self.precision_x) if self.precision_x else px
+        self.precision_y = coarsest(py, self.precision_y) if self.precision_y else py
         return self
 
-    def _start(self, X: torch.Tensor, Y: torch.Tensor) -> None:
-        p1, p2 = X.shape[1], Y.shape[1]
-        for which, blocks, p in (("x", self._x_blocks, p1), ("y", self._y_blocks, p2)):
+    def _check_blocks(self, p1: int, p2: int) -> None:
+        for which, blocks, p in (("x", self.x_blocks, p1), ("y", self.y_blocks, p2)):
             if blocks is not None and sum(blocks) != p:
                 raise InputError(f"{which}_blocks {blocks} sum to {sum(blocks)} but the batches have {p} columns")
-        self._x_slices = _edges(self._x_blocks or [p1])
-        self._y_slices = _edges(self._y_blocks or [p2])
+        counts = [len(self.x_blocks or [p1]), len(self.y_blocks or [p2])]
         names = self._names or [
-            [side] if len(slices) == 1 else [f"columns {s.start}:{s.stop} of {side}" for s in slices]
-            for side, slices in (("X", self._x_slices), ("Y", self._y_slices))
+            [side] if count == 1 else [f"columns {s.start}:{s.stop} of {side}" for s in block_slices(blocks)]
+            for side, count, blocks in (("X", counts[0], self.x_blocks), ("Y", counts[1], self.y_blocks))
         ]
-        if [len(names[0]), len(names[1])] != [len(self._x_slices), len(self._y_slices)]:
-            raise InputError(f"names has {len(names[0])} and {len(names[1])} labels for {len(self._x_slices)} and "
-                             f"{len(self._y_slices)} blocks; give one label per block")
+        if [len(names[0]), len(names[1])] != counts:
+            raise InputError(f"names has {len(names[0])} and {len(names[1])} labels for {counts[0]} and "
+                             f"{counts[1]} blocks; give one label per block")
         self._block_names = [*names[0], *names[1]]
-        f64 = {"dtype": torch.float64, "device": X.device}
-        self.mean_x, self.mean_y = torch.zeros(p1, **f64), torch.zeros(p2, **f64)
-        self.xx = [torch.zeros(s.stop - s.start, s.stop - s.start, **f64) for s in self._x_slices]
-        self.yy = [torch.zeros(s.stop - s.start, s.stop - s.start, **f64) for s in self._y_slices]
-        self.xy = torch.zeros(p1, p2, **f64)
 
     # ------------------------------------------------------------------------------------------ results
     def _ready(self, min_samples: int, single: bool = True) -> None:
@@ -221,47 +205,40 @@ class LinearMoments:
         """
         self._ready(2, single=False)
         return torch.stack([torch.stack([cka_from_moments(self.xy[sx, sy], Mx, My)
-                                         for sy, My in zip(self._y_slices, self.yy)])
-                            for sx, Mx in zip(self._x_slices, self.xx)])
+                                         for sy, My in zip(self.y_slices, self.yy)])
+                            for sx, Mx in zip(self.x_slices, self.xx)])
 
     def procrustes(self) -> torch.Tensor:
         """||X̃ᵀỸ||_* / (||X̃||_F ||Ỹ||_F), ||X̃||²_F = tr X̃ᵀX̃, as metrics `procrustes` (Ding et al. 2021)."""
         self._ready(2)
         return nuclear_similarity(self.xy / torch.sqrt(self.xx[0].trace() * self.yy[0].trace()))
 
-    def _rtol(self) -> float:
-        """Eigenvalue cut-off λ > rtol·λ_max (σ > √rtol·σ_max): max(n, p)·ε of the batches' dtype, where
-        `orthonormal_basis` cuts σ at that times σ_max. Eigenvalues of a co-moment carry ~ε·λ_max of rounding,
-        so the cut sits on λ; ranks differ from the full-batch QR route only for singular values between
-        those two thresholds (nearly collinear features)."""
-        return max(self.n, *self.xy.shape) * torch.finfo(self.dtype).eps
+    def _floors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rounding floors of X and Y (`simstress.core.linalg.rounding_floor`) at their input precisions."""
+        return (rounding_floor(self.xx[0].trace(), self.n, self.mean_x, self.precision_x),
+                rounding_floor(self.yy[0].trace(), self.n, self.mean_y, self.precision_y))
 
-    def _whitening(self, M: torch.Tensor) -> torch.Tensor:
-        """W (p, r) with WᵀMW = I on the numerical range of M: X̃W is an orthonormal basis of span X̃.
+    def _cross(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T, QxᵀX̃): the Cholesky route of the full-batch metrics (`cca.moments_cross`) where it is accurate,
+        otherwise eigenvectors cut at the rank tolerance (`cca.eigen_whitening`): T = WxᵀX̃ᵀỸWy, QxᵀX̃ = WxᵀX̃ᵀX̃.
+        Ranks can differ from the full-batch QR route only for singular values below √(max(n, p)·ε)·σ_max of the
+        batches' dtype, which the moments cannot resolve (nearly collinear features)."""
+        got = cca.moments_cross(self, self.precision_x, self.precision_y, self.dtype)
+        if got is not None:
+            return got
+        fx, fy = self._floors()
+        Wx, Wy = (cca.eigen_whitening(M, f, self.n, self.dtype) for M, f in ((self.xx[0], fx), (self.yy[0], fy)))
+        return Wx.T @ self.xy @ Wy, Wx.T @ self.xx[0]
 
-        Full rank (Cholesky M = LLᵀ succeeds and min diag L > √rtol·max diag L; diag L = |diag R| of X̃ = QR, the
-        test `orthonormal_basis` applies): W = L⁻ᵀ, p³/3 flops. Otherwise eigenvectors of the kept eigenvalues,
-        W = V_r Λ_r^(−1/2).
-        """
-        L, info = torch.linalg.cholesky_ex(M)
-        d = L.diagonal()
-        if int(info) == 0 and bool(d.min() > self._rtol() ** 0.5 * d.max()):
-            eye = torch.eye(M.shape[0], dtype=M.dtype, device=M.device)
-            return torch.linalg.solve_triangular(L, eye, upper=False).T
-        lam, V = torch.linalg.eigh(M)
-        keep = lam > self._rtol() * lam[-1]
-        return V[:, keep] / lam[keep].sqrt()
-
-    def _canonical(self, Wx: torch.Tensor, Wy: torch.Tensor, name: str, advice: str) -> torch.Tensor:
-        """The cross matrix T = WxᵀX̃ᵀỸWy of the two whitened bases, rank-checked (`cca.check_ranks`)."""
-        cca.check_ranks(Wx.shape[1], Wy.shape[1], self.n, name, advice)
-        return Wx.T @ self.xy @ Wy
+    def _check_ranks(self, T: torch.Tensor, name: str, advice: str) -> None:
+        cca.check_nonzero_ranks(*T.shape, name)
+        cca.check_ranks(*T.shape, self.n, name, advice)
 
     def canonical_correlations(self) -> torch.Tensor:
-        """Canonical correlations, descending, clamped to [0, 1]: `cca.canonical_correlations` of WxᵀX̃ᵀỸWy."""
+        """Canonical correlations, descending, clamped to [0, 1]: `cca.canonical_correlations` of T."""
         self._ready(3)
-        T = self._canonical(self._whitening(self.xx[0]), self._whitening(self.yy[0]), "streaming cca",
-                            "Use more samples than features")
+        T, _ = self._cross()
+        self._check_ranks(T, "streaming cca", "Use more samples than features")
         return cca.canonical_correlations(T)
 
     def cca_mean(self, normalize: str = "rank") -> torch.Tensor:
@@ -272,37 +249,35 @@ class LinearMoments:
 
     def cca_r2(self) -> torch.Tensor:
         """Mean squared canonical correlation R²_CCA, as metrics `cca_r2` (Kornblith et al. 2019)."""
-        return self.canonical_correlations().square().mean()
-
-    def _top_variance(self, M: torch.Tensor, keep: float) -> torch.Tensor:
-        """W (p, d) with X̃W = U_d, the top principal directions holding `keep` of the variance: `cca.variance_cut`
-        of the eigenvalues λ of M = X̃ᵀX̃ among λ > rtol·λ_max (`_rtol`)."""
-        lam, V = torch.linalg.eigh(M)
-        lam, V = lam.flip(0), V.flip(1)
-        d = cca.variance_cut(lam, int((lam > self._rtol() * lam[0]).sum()), keep)
-        return V[:, :d] / lam[:d].sqrt()
+        self._ready(3)
+        T, _ = self._cross()
+        self._check_ranks(T, "streaming cca", "Use more samples than features")
+        return cca.mean_squared_correlation(T)
 
     def svcca(self, keep: float = 0.99) -> torch.Tensor:
-        """SVCCA: mean canonical correlation of the top-variance directions, as metrics `svcca[keep=...]`."""
+        """SVCCA: mean canonical correlation of the top-variance directions, as metrics `svcca[keep=...]`
+        (`cca.top_variance_whitening`)."""
         self._ready(3)
-        T = self._canonical(self._top_variance(self.xx[0], keep), self._top_variance(self.yy[0], keep),
-                            f"streaming svcca[keep={keep}]", "Lower keep or use more samples")
+        (Wx, _), (Wy, _) = (cca.top_variance_whitening(M, keep, f, self.n, self.dtype)
+                            for M, f in zip((self.xx[0], self.yy[0]), self._floors()))
+        T = Wx.T @ self.xy @ Wy
+        self._check_ranks(T, f"streaming svcca[keep={keep}]", "Lower keep or use more samples")
         return cca.canonical_correlations(T).mean()
 
     def pwcca(self) -> torch.Tensor:
         """Projection-weighted CCA, as metrics `pwcca` (Morcos et al. 2018): `cca.projection_weighted`.
 
-        With Qx = X̃Wx the neurons' coordinates in the X basis are QxᵀX̃ = WxᵀX̃ᵀX̃: all from the moments.
+        X's neurons in the X basis, QxᵀX̃, come from the moments too (`_cross`).
         """
         self._ready(3)
-        Wx, Wy = self._whitening(self.xx[0]), self._whitening(self.yy[0])
-        if Wx.shape[1] + Wy.shape[1] >= self.n + 1:  # as metrics `pwcca`, with n for the distinct samples
-            raise InputError(f"streaming pwcca: rank X̃ + rank Ỹ = {Wx.shape[1] + Wy.shape[1]} with {self.n} samples, "
-                             f"so several canonical correlations are 1 by dimension count alone and their "
-                             f"projection weights depend on an arbitrary choice of basis. Use more samples than "
-                             f"p1 + p2")
-        T = self._canonical(Wx, Wy, "streaming pwcca", "Use more samples than features")
-        return cca.projection_weighted(T, Wx.T @ self.xx[0])
+        T, P = self._cross()
+        rx, ry = T.shape
+        if rx + ry >= self.n + 1:  # as metrics `pwcca`, with n for the distinct samples
+            raise InputError(f"streaming pwcca: rank X̃ + rank Ỹ = {rx + ry} with {self.n} samples, so several "
+                             f"canonical correlations are 1 by dimension count alone and their projection weights "
+                             f"depend on an arbitrary choice of basis. Use more samples than p1 + p2")
+        self._check_ranks(T, "streaming pwcca", "Use more samples than features")
+        return cca.projection_weighted(T, P)
 
 
 def _progress(batches: Iterable, what: str) -> Iterable:

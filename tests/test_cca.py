@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from simstress import metrics
-from simstress.metrics import InputError, get_metric
-from simstress.metrics.cca import canonical_correlations, cca_bases, variance_cut
+from simstress.metrics import InputError, cca, get_metric
+from simstress.metrics.cca import canonical_correlations, variance_cut
 
 
 def correlated(n: int, p1: int, p2: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -43,10 +45,12 @@ def value(metric_id: str, X, Y) -> float:
     return float(get_metric(metric_id)(torch.as_tensor(X), torch.as_tensor(Y)))
 
 
-def test_canonical_correlations_match_eigen_route():
+@pytest.mark.parametrize("route", ["moments", "qr"])
+def test_canonical_correlations_match_eigen_route(route):
     X, Y = correlated(400, 12, 7, seed=0)
-    _, Qx, Qy, _ = cca_bases(torch.as_tensor(X), torch.as_tensor(Y), "test")
-    rho = canonical_correlations(Qx.T @ Qy).numpy()
+    Xt, Yt = torch.as_tensor(X), torch.as_tensor(Y)
+    c = cca._moments_route(Xt, Yt, True) if route == "moments" else cca._qr_route(Xt, Yt, True)
+    rho = canonical_correlations(c.T).numpy()
     ref = eigen_canonical_correlations(X, Y)
     np.testing.assert_allclose(rho, ref, atol=1e-8)
     assert value("cca_mean", X, Y) == pytest.approx(ref.mean(), abs=1e-8)
@@ -251,3 +255,46 @@ def test_float32_at_extreme_scales(metric_id, k):
     X32, Y32 = (torch.as_tensor(A * 10.0**k, dtype=torch.float32) for A in (X, Y))
     ref = value(metric_id, X32.double(), Y32.double())
     assert float(get_metric(metric_id)(X32, Y32)) == pytest.approx(ref, abs=1e-5)
+
+
+# ------------------------------------------------------------------ issue 22, item 2: the input's own precision
+@pytest.mark.parametrize("metric_id", ["cca_mean", "cca_r2", "pwcca", "svcca[keep=1.0]"])
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(60, 300), rank=st.integers(1, 12), extra=st.integers(1, 200), p2=st.integers(1, 8),
+       offset=st.sampled_from([0.0, 3.0, -50.0]), seed=st.integers(0, 2**32 - 1))
+def test_low_rank_float32_activations_score_their_exact_value(metric_id, n, rank, extra, p2, offset, seed):
+    """Low-rank activations rounded to float32 (the precision real activations come in) score the value of the
+    unrounded low-rank data, computed in float64 (the default) or float32: rounding noise is not signal. Before,
+    the float64 computation counted the float32 rounding as p1 − rank extra directions (issue 22: cca_mean 0.78
+    for 0.35 on rank-10 data of 256 features)."""
+    assume(rank + 2 * p2 + 3 < n)
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n, rank))
+    X64 = Z @ rng.standard_normal((rank, rank + extra)) + offset
+    X32 = X64.astype(np.float32)
+    Y = Z[:, : min(rank, p2)] @ rng.standard_normal((min(rank, p2), p2)) + 0.5 * rng.standard_normal((n, p2))
+    exact = metrics.score(metric_id, X64, Y)
+    assert metrics.score(metric_id, X32, Y) == pytest.approx(exact, abs=1e-5)
+    assert metrics.score(metric_id, X32, Y, dtype=torch.float32) == pytest.approx(exact, abs=1e-4)
+
+
+def test_the_issue_22_example_reads_its_exact_values():
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(500, 10))
+    X64 = Z @ rng.normal(size=(10, 256))
+    Y = Z[:, :2] @ rng.normal(size=(2, 8)) + 0.5 * rng.normal(size=(500, 8))
+    for metric_id in ("cca_mean", "cca_r2", "pwcca"):
+        exact = metrics.score(metric_id, X64, Y)
+        assert 0.2 < exact < 0.4
+        assert metrics.score(metric_id, X64.astype(np.float32), Y) == pytest.approx(exact, abs=1e-6), metric_id
+
+
+def test_a_representation_made_of_rounding_is_refused():
+    """Spread far below the rounding of a large offset in float32: every centred direction is rounding noise."""
+    rng = np.random.default_rng(1)
+    X = (1e6 + 0.1 * rng.standard_normal((200, 4))).astype(np.float32)
+    Y = rng.standard_normal((200, 3))
+    assert len(np.unique(X)) > 1  # not constant: a few float32 steps apart
+    with pytest.raises(InputError, match="no direction above the rounding"):
+        metrics.score("cca_mean", X, Y)
+    assert 0 <= metrics.score("cca_mean", X.astype(np.float64) - 1e6, Y) <= 1  # the same numbers, exact: scored

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from simstress import metrics
-from simstress.core.inputs import as_tensor
+from simstress.core.inputs import as_tensor, coarsest, input_dtypes, input_precision
 from simstress.metrics import InputError
 
 rng = np.random.default_rng(0)
@@ -164,17 +164,67 @@ def test_a_single_distinct_row_is_refused_on_both_paths() -> None:
 @pytest.mark.parametrize("metric_id", metrics.list_metrics(calibration=""))
 @pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
 def test_half_precision_is_computed_in_float32(metric_id: str, half: torch.dtype) -> None:
-    """The precision rule: narrower floats are computed in float32, by score and by direct calls alike."""
+    """The precision rule: narrower floats are computed in float32, by score and by direct calls alike, and keep
+    their own precision as input precision (a float32 copy of the same numbers is float32 data)."""
     Xh, Yh = torch.from_numpy(X).to(half), torch.from_numpy(Y).to(half)
     labels = torch.arange(50) % 2
-    ref = metrics.score(metric_id, Xh.float(), Yh.float(), labels=labels, dtype=torch.float32)
+    ref = metrics.score(metric_id, Xh, Yh, labels=labels, dtype=torch.float32)
     direct = metrics.get_metric(metric_id)(Xh, Yh, labels=labels)
     assert direct.dtype == torch.float32 and float(direct) == ref
-    assert metrics.score(metric_id, Xh, Yh, labels=labels, dtype=torch.float32) == ref
-    assert metrics.score(metric_id, Xh.float(), Yh.float(), labels=labels, dtype=half) == ref
+    assert metrics.score(metric_id, Xh, Yh, labels=labels, dtype=half) == ref
+    widened = metrics.score(metric_id, Xh.float(), Yh.float(), labels=labels, dtype=torch.float32)
+    assert metrics.score(metric_id, Xh.float(), Yh.float(), labels=labels, dtype=half) == widened
 
 
 def test_direct_calls_promote_a_mixed_precision_pair() -> None:
     m = metrics.get_metric("procrustes")
     Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
     assert float(m(Xt.float(), Yt)) == float(m(Xt.float().double(), Yt))
+
+
+# ------------------------------------------------- issue 22, items 2 and 7: the input's precision, casts that overflow
+def test_input_precision_travels_from_score_and_direct_calls_to_the_metric() -> None:
+    """The dtype the numbers came in reaches the metric (`input_dtypes`), coarsened to the dtype it is computed in;
+    a metric function called directly sees each tensor's own dtype."""
+    seen = []
+
+    def spy(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+        """Records the input precisions it is given."""
+        seen.append(input_dtypes(A, B))
+        return torch.zeros((), dtype=A.dtype)
+
+    metrics.register(name="test_precision_spy", cost="O(1)", reference="test only")(spy)
+    try:
+        m = metrics.get_metric("test_precision_spy")
+        f32, f64 = X.astype(np.float32), torch.from_numpy(Y)
+        metrics.score(m.id, f32, f64)  # default float64 computation of float32 numbers
+        metrics.score(m.id, X, Y, dtype=torch.float32)  # float64 numbers rounded to float32
+        metrics.score(m.id, X.astype(np.int64), Y.astype(np.float16))  # integers are exact; float16 is float16
+        m(torch.from_numpy(f32), f64)  # a direct call: a mixed pair computed in float64
+        m(f64.to(torch.bfloat16), f64.to(torch.bfloat16))  # widened to float32, still bfloat16 numbers
+        spy(f64.float(), f64)  # the function itself, no Metric around it
+    finally:
+        metrics.REGISTRY.remove("test_precision_spy")
+    assert seen == [(torch.float32, torch.float64), (torch.float32, torch.float32), (torch.float64, torch.float16),
+                    (torch.float32, torch.float64), (torch.bfloat16, torch.bfloat16), (torch.float32, torch.float64)]
+
+
+def test_input_precision_is_the_coarsest_dtype_the_numbers_passed_through() -> None:
+    assert input_precision(torch.float32, torch.float64) == torch.float32
+    assert input_precision(torch.float64, torch.float32) == torch.float32
+    assert input_precision(torch.float16, torch.float32) == torch.float16
+    assert input_precision(torch.int64, torch.float64) == torch.float64
+    assert coarsest(torch.float64, torch.bfloat16, torch.float16) == torch.bfloat16
+
+
+def test_a_cast_that_overflows_the_requested_dtype_says_so() -> None:
+    """float64 data beyond float32's range scored in float32 used to be reported as "Inf values" in the data."""
+    big = X * 1e39
+    with pytest.raises(InputError, match=r"X has values up to 3.11e\+39 .* beyond the largest torch.float32 .* "
+                                         r"overflow to Inf in the requested dtype. Score in torch.float64"):
+        metrics.score("linear_cka", big, Y, dtype=torch.float32)
+    assert metrics.score("linear_cka", big, Y) == pytest.approx(metrics.score("linear_cka", X, Y), abs=1e-12)
+    bad = big.copy()
+    bad[0, 0] = np.inf  # an Inf that is really in the data is still reported as such
+    with pytest.raises(InputError, match="X contains 0 NaN and 1 Inf"):
+        metrics.score("linear_cka", bad, Y)

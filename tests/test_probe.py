@@ -125,3 +125,17 @@ def test_probe_metrics_need_labels_and_declare_it():
     lonely[0] = 7  # a class with one sample cannot be stratified
     with pytest.raises(InputError, match="at least 2 samples per class"):
         metrics.score("probe_agreement", X, X, labels=lonely.numpy())
+
+
+@pytest.mark.parametrize("metric_id", ["probe_accuracy", "probe_agreement"])
+def test_probe_values_do_not_depend_on_the_scale_across_the_float64_range(metric_id):
+    """Issue 22, item 7: at |x| ≥ 1e154 the squares of the standardisation overflowed, at 1e-160 they underflowed,
+    and both probes predicted one class, a 'perfect' 1.0 (true value 0.917 here). Power-of-two scaling per
+    feature keeps every digit of the standardised features, so the value is the same at any scale."""
+    X, labels = classes_data(n=400, p=10, C=3, seed=7, sep=1.5)
+    Y = X + 2.0 * torch.randn(X.shape, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    base = metrics.score(metric_id, X, Y, labels=labels)
+    assert 0.5 < base < 1.0
+    for k in (-300, -160, 154, 200, 300):
+        assert metrics.score(metric_id, X * 10.0**k, Y * 10.0**k, labels=labels) == base, k
+    assert metrics.score(metric_id, X * 1e300, Y, labels=labels) == base  # each side at its own scale

@@ -7,10 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from scipy.linalg import orthogonal_procrustes
 
 from simstress import metrics
 from simstress.metrics import get_metric
+from simstress.metrics.procrustes import right_angle
 
 
 def pair(n: int, p1: int, p2: int, seed: int, noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -155,3 +158,55 @@ def test_angle_never_exceeds_a_right_angle():
     for dtype in (torch.float32, torch.float64):
         v = metrics.score("procrustes_angular", X, Y, dtype=dtype)
         assert v <= math.pi / 2 and v == pytest.approx(math.pi / 2, abs=1e-6)
+
+
+# ------------------------------------------------------------------ issue 21, item 1: θ ∈ [0, π/2] by construction
+NEAR_ZERO = {torch.float32: 1e-5, torch.float64: 1e-12}  # θ of a copy: ~ε, never arccos's √(2ε)
+
+
+@st.composite
+def angular_cases(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, torch.dtype, str, float]:
+    """Representations that are orthogonal, identical, scaled, rotated or padded copies, or unrelated, at scales
+    10^k (|k| ≤ 30 in float32, ≤ 300 in float64) with offsets, in float32 or float64."""
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    kind = draw(st.sampled_from(["orthogonal", "identical", "scaled", "rotated", "padded", "unrelated"]))
+    n, p1, p2 = draw(st.integers(4, 60)), draw(st.integers(1, 10)), draw(st.integers(1, 10))
+    limit = 30 if dtype == torch.float32 else 300
+    kx, ky = draw(st.integers(-limit, limit)), draw(st.integers(-limit, limit))
+    offset = draw(st.sampled_from([0.0, 1.0, -1e3]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if kind == "orthogonal":
+        assume(p1 + p2 < n)
+        B = np.linalg.qr(rng.standard_normal((n, p1 + p2)) - 0.0)[0]
+        B = np.linalg.qr(B - B.mean(0))[0]  # centred orthonormal columns: X̃ᵀỸ = 0
+        X, Y = B[:, :p1] * rng.uniform(0.5, 2, p1), B[:, p1:] * rng.uniform(0.5, 2, p2)
+    else:
+        X = rng.standard_normal((n, p1)) @ rng.standard_normal((p1, p1))
+        Q = np.linalg.qr(rng.standard_normal((p1, p1)))[0]
+        Y = {"identical": X, "scaled": X, "rotated": X @ Q, "padded": np.hstack([X @ Q, np.zeros((n, 2))]),
+             "unrelated": rng.standard_normal((n, p2))}[kind]
+        ky = kx if kind == "identical" else ky
+    return X * 10.0**kx + offset * 10.0**kx, Y * 10.0**ky + offset * 10.0**ky, dtype, kind, offset
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=angular_cases())
+def test_angle_lies_between_zero_and_a_right_angle_for_every_input(case):
+    """θ ∈ [0, π/2] as Python floats, whatever the input: the clamp to the largest float not above π/2 holds the
+    bound by construction; copies read ~ε (the chord route), orthogonal representations π/2."""
+    X, Y, dtype, kind, offset = case
+    try:
+        theta = metrics.score("procrustes_angular", X, Y, dtype=dtype)
+    except metrics.InputError:  # e.g. an offset that leaves float32 rows identical
+        return
+    assert 0.0 <= theta <= math.pi / 2
+    if kind in ("identical", "scaled", "rotated", "padded") and offset == 0.0:  # an offset's rounding is real
+        assert theta <= NEAR_ZERO[dtype]
+    if kind == "orthogonal":  # the rounding of an offset makes the data a little less orthogonal
+        assert theta == pytest.approx(math.pi / 2, abs=50 * torch.finfo(dtype).eps * (1.0 + abs(offset)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_right_angle_is_the_largest_float_not_above_half_pi(dtype):
+    bound = right_angle(dtype, torch.device("cpu"))
+    assert float(bound) <= math.pi / 2 < float(torch.nextafter(bound, torch.tensor(4.0, dtype=dtype)))

@@ -158,3 +158,32 @@ def test_rsa_duplicated_samples_are_exact_ties():
     assert 0 < np.abs(dx[same]).max() < 1e-15  # scipy's rounding, which the reference removes
     dx[same], dy[same] = 0.0, 0.0
     assert value("rsa", X[rows], Y[rows]) == pytest.approx(spearmanr(dx, dy).statistic, abs=1e-12)
+
+
+# ------------------------------------------------------------ issue 22, item 7: ties decided by rounding are refused
+def test_rsa_refuses_two_features():
+    """With two features every correlation between rows is ±1: the RDM holds 0 and 2 only, and their order was
+    rounding (the value moved under a plain rescaling: 0.0151, 0.0170, 0.0114)."""
+    rng = np.random.default_rng(20)
+    X, Y = rng.standard_normal((50, 2)), rng.standard_normal((50, 5))
+    for A, B in ((X, Y), (Y, X)):
+        for scale in (1.0, 3.7):
+            with pytest.raises(InputError, match="rsa: [XY] has 2 features"):
+                metrics.score("rsa", A * scale, B)
+    assert -1 <= metrics.score("rsa", np.hstack([X, rng.standard_normal((50, 1))]), Y) <= 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mutual_knn_refuses_rank_one_data(dtype):
+    """Rows on one line through the origin: every cosine similarity is ±1 and the neighbours were rounding (the
+    value moved under a plain rescaling: 0.212, 0.206, 0.198)."""
+    rng = np.random.default_rng(21)
+    line = rng.standard_normal((50, 1)) * rng.standard_normal((1, 6))
+    Y = rng.standard_normal((50, 5))
+    for scale in (1.0, 3.7, 1e5):
+        with pytest.raises(InputError, match="mutual_knn: every row of X lies on one line"):
+            metrics.score("mutual_knn", line * scale, Y, dtype=dtype)
+        with pytest.raises(InputError, match="every row of Y lies on one line"):
+            metrics.score("mutual_knn", Y, (line * scale).astype(np.float32), dtype=dtype)
+    nearly = line + 1e-3 * rng.standard_normal(line.shape)  # a second direction well above rounding: scored
+    assert 0 <= metrics.score("mutual_knn", nearly, Y, dtype=dtype) <= 1

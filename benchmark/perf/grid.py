@@ -10,13 +10,12 @@ import torch
 
 from simstress.core.registry import glob_match
 
-from .profiles import PROFILES
+from .profiles import N2_BASELINES, PROFILES, baselines_of
 
 CONFIG_ENV = "SIMSTRESS_PERF_CONFIG"
 SIZES = ((1000, 256), (5000, 512), (10000, 1024), (50000, 2048))
 QUICK_SIZES = SIZES[:2]
 DTYPES = ("float32", "float64")
-BASELINES = ("gram3_gemm", "gram3_sym", "cross", "svd_pp", "grams")
 
 
 @dataclass(frozen=True)
@@ -64,20 +63,22 @@ def metric_names(pattern: str) -> list[str]:
 def large_case_skip(cfg: Config, name: str) -> str | None:
     """Why a fixed-size showcase case (the 1e6-row stream, the n = 20000 tiled RBF) is not run, or None."""
     if cfg.sizes != SIZES:
-        return "--quick: small sizes only"
+        return "--quick or --sizes: the grid's own sizes only"
     if not glob_match([name], cfg.metrics):
         return f"{name} is not selected by --metrics {cfg.metrics}"
     return None
 
 
 def build_cases(cfg: Config) -> list[Case]:
-    """Ordered device → size → dtype, baselines first, so each size's timings exist before the next size."""
+    """Ordered device → size → dtype, baselines first (those the selected metrics' profiles name), so each size's
+    timings exist before the next size."""
     names = metric_names(cfg.metrics)
+    baselines = list(dict.fromkeys(b for m in names for b in baselines_of(m)))
     cases = []
     for device in cfg.devices:
         for n, p in cfg.sizes:
             for dtype in cfg.dtypes:
-                cases += [Case("baseline", b, n, p, dtype, device) for b in BASELINES]
+                cases += [Case("baseline", b, n, p, dtype, device) for b in baselines]
                 cases += [Case("streaming" if m.startswith("streaming:") else "metric", m, n, p, dtype, device)
                           for m in names]
     return cases
@@ -86,7 +87,7 @@ def build_cases(cfg: Config) -> list[Case]:
 def make_inputs(n: int, p: int, dtype: str, device: str) -> dict[str, torch.Tensor]:
     """ReLU activations of a shared 64-d latent (seeded), plus 10-class labels from the latent."""
     g = torch.Generator(device=device).manual_seed(0)
-    kw = dict(generator=g, device=device)
+    kw = {"generator": g, "device": device}
     Z = torch.randn(n, 64, **kw)
     X = torch.relu(Z @ torch.randn(64, p, **kw) / 8.0 + 0.5 * torch.randn(n, p, **kw))
     Y = torch.relu(Z @ torch.randn(64, p, **kw) / 8.0 + torch.randn(n, p, **kw))
@@ -100,7 +101,7 @@ def skip_reason(case: Case, cfg: Config, previous: dict[tuple, tuple[int, int, f
     if case.device == "cuda" and not torch.cuda.is_available():
         return "CUDA is not available on this machine"
     prof = PROFILES.get(case.name)
-    n2 = case.name == "grams" or (prof is not None and prof.n2_memory)
+    n2 = case.name in N2_BASELINES or (prof is not None and prof.n2_memory)
     if n2 and 2 * case.n * case.n * 8 / 2**30 > cfg.memory_cap_gb:
         return (f"holds n×n matrices: 2·n²·8 B = {2 * case.n**2 * 8 / 2**30:.0f} GiB > the "
                 f"{cfg.memory_cap_gb:g} GiB memory cap")

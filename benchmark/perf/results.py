@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .profiles import PROFILES
+from .profiles import PROFILES, ROOFLINE_BASELINES
 
 
 def device_slug(device: str) -> str:
@@ -25,7 +25,9 @@ def device_slug(device: str) -> str:
 
 
 def annotate(benchmarks: list[dict]) -> None:
-    """Add gflops, roofline_ratio, floor_ratio and f32_error to each benchmark's extra_info, in place."""
+    """Add gflops, roofline_ratio, floor_ratio, reference_ratio and f32_error to each benchmark's extra_info, in
+    place (profiles.Profile: roofline = the products' time ÷ the metric's, floor = the products' and the floor
+    baselines' time ÷ the metric's, reference = the plain reference's time ÷ the metric's)."""
     by_key = {}
     for b in benchmarks:
         e = b["extra_info"]
@@ -39,20 +41,20 @@ def annotate(benchmarks: list[dict]) -> None:
         e, t = b["extra_info"], b["stats"]["median"]
         e["gflops"] = e["flops"] / t / 1e9 if e.get("flops") else None
         prof = PROFILES.get(e["name"])
-        e["roofline_ratio"] = e["floor_ratio"] = None
+        e["roofline_ratio"] = e["floor_ratio"] = e["reference_ratio"] = None
         e["f32_error"] = abs(e["value"] - e["value_float64"]) if e.get("value_float64") is not None else None
-        if e["kind"] == "baseline" or prof is None or prof.baseline is None:
+        if e["kind"] == "baseline" or prof is None:
             continue
-        if prof.baseline == "gram3":
-            times = [x for x in (median("baseline", "gram3_gemm", e), median("baseline", "gram3_sym", e)) if x]
-            base = min(times) if times else None
-        else:
-            base = median("baseline", prof.baseline, e)
-        if base is not None:
-            e["roofline_ratio"] = base / t
-            svd = median("baseline", "svd_pp", e)
-            if prof.floor_svd and svd is not None:
-                e["floor_ratio"] = (base + svd) / t
+        base = 0.0
+        if prof.baseline is not None:
+            times = [x for x in (median("baseline", name, e) for name in ROOFLINE_BASELINES[prof.baseline]) if x]
+            base = min(times) if times else None  # gram3: the faster of plain GEMMs and symmetric panels
+            e["roofline_ratio"] = None if base is None else base / t
+        rest = [median("baseline", name, e) for name in prof.floor]
+        if base is not None and all(x is not None for x in rest):
+            e["floor_ratio"] = (base + sum(rest)) / t
+        ref = median("baseline", prof.reference, e) if prof.reference else None
+        e["reference_ratio"] = None if ref is None else ref / t
 
 
 def write_results(raw: dict, skipped: list[dict], out_dir: Path, command: str) -> list[Path]:

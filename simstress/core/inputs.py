@@ -9,10 +9,21 @@ float32: with 11 or 8 significant bits, sums of squares over n samples keep too 
 half-precision QR or SVD. Inputs are widened, never refused, and the value comes back as a float32 tensor.
 A pair of float32 and float64 is computed in float64. Integers are converted by `score` (its `dtype`); a
 direct call, like a streaming batch, needs floats, since integers name no precision.
+
+Input precision: the computation's dtype is not the precision of the numbers. float32 activations scored in
+float64 (the default of `score`) hold only float32's 24 bits: their rounding is noise at the 1e-7 level, and a
+metric that decides a rank (the CCA family) must not count it as signal. Each input's *input precision* is the
+coarsest floating dtype its numbers passed through: its own dtype (narrow floats included) and the dtype it is
+computed in (a cast down rounds; integers are exact, so theirs is the computed one). `score` and
+`Metric.__call__` record it for the call (`recorded_precision`), and a metric reads it with `input_dtypes(X, Y)`;
+a metric function called directly (a layer map, a streaming batch) sees each tensor's own dtype as its precision.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -59,6 +70,48 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if torch.finfo(dtype).bits >= 32 else torch.float32
 
 
+def coarsest(*dtypes: torch.dtype) -> torch.dtype:
+    """The floating dtype with the largest machine epsilon among `dtypes` (the least precise)."""
+    return max(dtypes, key=lambda d: torch.finfo(d).eps)
+
+
+def input_precision(source: torch.dtype, computed: torch.dtype) -> torch.dtype:
+    """The precision of numbers of dtype `source` computed in `computed`: the coarser of the two (integers are
+    exact, so only the computation's dtype counts for them)."""
+    return coarsest(source, computed) if source.is_floating_point else computed
+
+
+# (X, Y, precision of X, precision of Y) of the metric call in progress; see `input_dtypes`
+_RECORDED: ContextVar[tuple[torch.Tensor, torch.Tensor, torch.dtype, torch.dtype] | None] = ContextVar(
+    "simstress_input_precision", default=None)
+
+
+@contextlib.contextmanager
+def recorded_precision(X: torch.Tensor, Y: torch.Tensor, px: torch.dtype, py: torch.dtype) -> Iterator[None]:
+    """Within the block, `input_dtypes(X, Y)` of these very tensors answers (px, py)."""
+    token = _RECORDED.set((X, Y, px, py))
+    try:
+        yield
+    finally:
+        _RECORDED.reset(token)
+
+
+def input_dtypes(X: torch.Tensor, Y: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
+    """The input precision of X and of Y (module docstring): as recorded by `score` or `Metric.__call__` for these
+    very tensors, otherwise (a metric function called directly) their own dtypes."""
+    rec = _RECORDED.get()
+    if rec is not None and rec[0] is X and rec[1] is Y:
+        return rec[2], rec[3]
+    return X.dtype, Y.dtype
+
+
+def source_dtype(A: Any) -> torch.dtype:
+    """The torch dtype of a numpy array or tensor as given, before any conversion."""
+    if isinstance(A, torch.Tensor):
+        return A.dtype
+    return torch.from_numpy(np.empty(0, dtype=A.dtype)).dtype
+
+
 def _numpy_to_torch(A: np.ndarray, which: str) -> torch.Tensor:
     """numpy → torch for the dtypes torch holds; strings, objects, dates and long doubles refused with a remedy."""
     kind = A.dtype.kind
@@ -97,7 +150,22 @@ def as_tensor(A: Any, which: str, dtype: torch.dtype | None = None, device: torc
         dtype = A.dtype
     elif not dtype.is_floating_point:
         raise InputError(f"dtype must be a floating type such as torch.float64, got {dtype}")
-    return A.to(device=device if device is not None else A.device, dtype=compute_dtype(dtype))
+    target = compute_dtype(dtype)
+    if A.is_floating_point() and torch.finfo(A.dtype).max > torch.finfo(target).max:
+        _check_fits(A, which, target)
+    return A.to(device=device if device is not None else A.device, dtype=target)
+
+
+def _check_fits(A: torch.Tensor, which: str, target: torch.dtype) -> None:
+    """Refuse finite values beyond `target`'s range before a cast would turn them into Inf (reported then as Inf in
+    the user's data, which it is not). NaN and Inf already there are left to `check_values`."""
+    lo, hi = torch.aminmax(A)
+    big = torch.maximum(-lo, hi)
+    limit = torch.finfo(target).max
+    if bool(torch.isfinite(big) & (big > limit)):
+        raise InputError(f"{which} has values up to {float(big):.3g} in magnitude, beyond the largest {target} "
+                         f"({limit:.3g}): they would overflow to Inf in the requested dtype. Score in "
+                         f"{A.dtype} (dtype={A.dtype}) or rescale {which} first")
 
 
 def available_devices() -> list[str]:

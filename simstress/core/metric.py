@@ -16,7 +16,16 @@ from typing import Any, Literal
 
 import torch
 
-from .inputs import Reduce, as_tensor, reduce_activations, resolve_device, validate
+from .inputs import (
+    Reduce,
+    as_tensor,
+    input_precision,
+    recorded_precision,
+    reduce_activations,
+    resolve_device,
+    source_dtype,
+    validate,
+)
 from .registry import Registry, UnknownNameError, closest, glob_match, natural_key
 
 INVARIANCES = ("translation", "isotropic_scaling", "orthogonal", "permutation", "invertible_linear")
@@ -146,7 +155,9 @@ class Metric:
     """A metric bound to its parameters: call it on torch tensors, get a 0-d tensor (autograd kept).
 
     A call validates its input (`simstress.core.inputs.validate`: the checks `score` relies on) and the metric
-    function's answer (a 0-d tensor), so a direct call is as safe as `score`.
+    function's answer (a 0-d tensor), so a direct call is as safe as `score`. It records each input's precision
+    for the metric (`simstress.core.inputs.input_dtypes`): `input_dtypes` given by `score` (the dtypes the data
+    came in), else the tensors' own, each coarsened to the dtype it is computed in.
     """
 
     def __init__(self, spec: MetricSpec, params: dict[str, Any]) -> None:
@@ -157,12 +168,16 @@ class Metric:
     def __repr__(self) -> str:
         return f"Metric({self.id!r})"
 
-    def __call__(self, X: torch.Tensor, Y: torch.Tensor, labels: Any = None) -> torch.Tensor:
+    def __call__(self, X: torch.Tensor, Y: torch.Tensor, labels: Any = None,
+                 input_dtypes: tuple[torch.dtype, torch.dtype] | None = None) -> torch.Tensor:
+        given = X, Y
         X, Y, labels = validate(self.spec, X, Y, labels)
-        if self.spec.needs_labels:
-            value = self.spec.fn(X, Y, labels=labels, **self.params)
-        else:
-            value = self.spec.fn(X, Y, **self.params)
+        sources = input_dtypes or (given[0].dtype, given[1].dtype)  # a direct call: the tensors as passed
+        with recorded_precision(X, Y, *(input_precision(s, X.dtype) for s in sources)):
+            if self.spec.needs_labels:
+                value = self.spec.fn(X, Y, labels=labels, **self.params)
+            else:
+                value = self.spec.fn(X, Y, **self.params)
         if not isinstance(value, torch.Tensor) or value.ndim != 0:
             got = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else (
                 f"a {type(value).__name__}")
@@ -287,11 +302,13 @@ def score(
 
     X (n, p1) and Y (n, p2) are numpy arrays or torch tensors on any device, rows the same n inputs. Higher-rank
     activations need `reduce`. Computation runs on `device` (default: X's device) in `dtype` (default float64;
-    narrower floats are computed in float32, `simstress.core.inputs`' precision rule). The checks are the
-    `Metric`'s own, so a direct call validates alike.
+    narrower floats are computed in float32, `simstress.core.inputs`' precision rule). The dtypes X and Y came in
+    travel with them as their input precision (float32 activations keep float32's rounding floor when computed in
+    float64). The checks are the `Metric`'s own, so a direct call validates alike.
     """
     m = get_metric(metric_id)
     dev = resolve_device(device)
     Xt, Yt = (reduce_activations(as_tensor(A, which, dtype, dev), reduce, which) for which, A in (("X", X), ("Y", Y)))
+    sources = (source_dtype(X), source_dtype(Y))
     with torch.no_grad():
-        return float(m(Xt, Yt.to(Xt.device), labels=labels))
+        return float(m(Xt, Yt.to(Xt.device), labels=labels, input_dtypes=sources))

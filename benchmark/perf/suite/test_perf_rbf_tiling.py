@@ -28,7 +28,7 @@ UNTILED_NEEDS = 6 * N * N * 4 + 2**30  # bytes: six n×n float32 matrices and so
 
 def available_bytes() -> int:
     text = Path("/proc/meminfo").read_text()
-    return int(re.search(r"^MemAvailable:\s+(\d+) kB", text, re.M).group(1)) * 1024
+    return int(re.search(r"^MemAvailable:\s+(\d+) kB", text, re.MULTILINE).group(1)) * 1024
 
 
 def untiled(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:

@@ -1,18 +1,36 @@
-"""Parametrisation of the perf suite from `simstress perf`'s config (environment), and its skip log."""
+"""Parametrisation of the perf suite from `simstress perf`'s config (environment), its marker, the collection hook
+that keeps it out of every other pytest run, and its skip log."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
 
-from simstress.benchmark.perf.grid import Config, build_cases
+from simstress.benchmark.perf.grid import CONFIG_ENV, Config, build_cases
 from simstress.benchmark.perf.measure import return_freed_memory_to_os
 
 CONFIG = Config.from_env()
 _SKIPPED: list[dict] = []
+SUITE = Path(__file__).resolve().parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "perf: speed benchmark, run by `simstress perf` only")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the suite's items unless `simstress perf` started the run (it sets the config environment): a
+    user's own `pytest -m "not slow"` over a tree that holds the suite must not start a 36-minute grid."""
+    if os.environ.get(CONFIG_ENV):
+        return
+    ours = [item for item in items if SUITE in Path(str(item.path)).resolve().parents]
+    if ours:
+        config.hook.pytest_deselected(items=ours)
+        items[:] = [item for item in items if item not in ours]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -23,7 +23,7 @@ P, BATCH = 512, 10_000
 
 def batches(n: int, device: str):
     g = torch.Generator(device=device).manual_seed(0)
-    kw = dict(generator=g, device=device)
+    kw = {"generator": g, "device": device}
     Wx, Wy = torch.randn(64, P, **kw) / 8.0, torch.randn(64, P, **kw) / 8.0
     for _ in range(n // BATCH):
         Z = torch.randn(BATCH, 64, **kw)
