@@ -54,6 +54,9 @@ from simstress.core.task import REGISTRY
 SHORT = {"robustness": "rob.", "sensitivity": "sens.", "specificity": "spec."}
 SATURATED = 0.99  # a task on which the median ranked metric scores at least this separates few metrics
 SPREAD = 0.02  # ... and so does one on which the ranked metrics' interquartile range is below this
+# A kernel whose mean off-diagonal entry is below this is numerically close to the identity on the task's data:
+# HKH ≈ H for any representation, so a kernel metric reads ≈ 1 whatever the data (`MetricSpec.diagnose`)
+DEGENERATE_KERNEL = 1e-3
 WEIGHT_DRAWS, WEIGHT_SEED = 2000, 0  # random task weightings (Dirichlet(1, ..., 1)) for the rank distribution
 DIGITS = 3
 HEATMAP = "scores_heatmap.png"
@@ -77,6 +80,7 @@ class Cell:
     runtimes: tuple[float, ...]         # seconds per finished seed
     message: str | None                 # error "Type: message" or skip reason
     seeds: tuple[int, ...] = ()         # the record's seed list
+    kernel_offdiagonal: float | None = None  # smallest mean off-diagonal kernel value over seeds and references
 
     @property
     def counted(self) -> float | None:
@@ -210,8 +214,10 @@ def _overall(values: dict[str, float | None], category: dict[str, str]) -> tuple
 def _cell(rec: Record) -> Cell:
     message = rec.error.line if rec.error is not None else rec.reason if rec.status == "skipped" else None
     seed_scores = {r.seed: r.score for r in rec.runs} if rec.ok else {}
+    kernel = [r.details["diagnostics"]["kernel_mean_offdiagonal"][0] for r in rec.runs
+              if "kernel_mean_offdiagonal" in r.details.get("diagnostics", {})]
     return Cell(rec.metric, rec.task, rec.task_version, rec.metric_version, rec.status, rec.score, seed_scores,
-                tuple(r.runtime_s for r in rec.runs), message, rec.seeds)
+                tuple(r.runtime_s for r in rec.runs), message, rec.seeds, min(kernel) if kernel else None)
 
 
 def _tasks(records: list[Record], versions: Mapping[str, int]) -> list[PageTask]:
@@ -514,6 +520,12 @@ def _per_task(board: Board, figures: str, links: dict[str, str], footnotes: list
             elif cell.status == "ok":
                 vals = list(cell.seed_scores.values())
                 row.append(num(cell.score) + (f" ±{statistics.stdev(vals):.{DIGITS}f}" if len(vals) >= 2 else ""))
+                if cell.kernel_offdiagonal is not None and cell.kernel_offdiagonal < DEGENERATE_KERNEL:
+                    footnotes.append(f"{code(metric)} × {code(t.name)}: degenerate kernel — its mean off-diagonal "
+                                     f"entry on the task's data is {cell.kernel_offdiagonal:.1e} (< "
+                                     f"{DEGENERATE_KERNEL:g}): the kernel is nearly the identity, so the metric reads "
+                                     f"≈ 1 on any pair of representations and this score says little about the data")
+                    row[-1] += f" ⚠[^{len(footnotes)}]"
             elif cell.status == "error":
                 footnotes.append(f"{code(metric)} × {code(t.name)}: {md(cell.message or '')}")
                 row.append(f"✗[^{len(footnotes)}]")
@@ -522,7 +534,8 @@ def _per_task(board: Board, figures: str, links: dict[str, str], footnotes: list
         rows.append(row)
     lines = [f"![metric × task scores]({url(figures, HEATMAP)})", ""]
     lines += table(header, [":---"] + ["---:"] * len(board.tasks), rows)
-    lines += ["", "± is the standard deviation over seeds; an empty cell has no record."]
+    lines += ["", "± is the standard deviation over seeds; an empty cell has no record; ⚠ marks a score from a "
+              f"degenerate kernel (mean off-diagonal kernel value below {DEGENERATE_KERNEL:g} on the task's data)."]
     skipped: dict[tuple[str, str], list[str]] = defaultdict(list)
     for metric in board.metrics:
         for t in board.tasks:
@@ -534,7 +547,6 @@ def _per_task(board: Board, figures: str, links: dict[str, str], footnotes: list
         lines += [f"- {code(m)} on {', '.join(code(t) for t in ts)}: {md(reason)}" for (m, reason), ts in
                   skipped.items()]
     return lines
-
 
 
 def _tasks_table(board: Board, figures: str, links: dict[str, str]) -> list[str]:

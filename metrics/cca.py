@@ -287,7 +287,8 @@ def top_variance_whitening(G: torch.Tensor, keep: float, floor: torch.Tensor, n:
     """W (p, d) with X̃W = U_d, the top principal directions holding `keep` of the variance, from the eigenvalues
     λ of G = X̃ᵀX̃ (float64, products in `dtype`): W = V_d·Λ_d^(−1/2); and whether the moments decide it exactly.
 
-    Directions count above `moment_rank_cut`. Exact (as the SVD route would decide) when every σ clears the tolerance by RANK_MARGIN and
+    Directions count above `moment_rank_cut`. Exact (as the SVD route would decide) when every σ clears the
+    tolerance by RANK_MARGIN and
     σ_min ≥ ε^(1/4)·σ_max (the criterion of the CCA moments route): then rank = p and d is read from accurate λ.
     """
     lam, V = torch.linalg.eigh(G)

@@ -327,6 +327,23 @@ def _check_rbf(params: dict) -> None:
                          f"{params['median']!r}")
 
 
+@torch.no_grad()
+def rbf_kernel_offdiagonal(X: torch.Tensor, *, sigma: float = 1.0, median: str = "ordinary") -> dict[str, float]:
+    """k̄ = Σ_{i≠j} exp(−γ‖xᵢ − xⱼ‖²) / (n(n − 1)): the mean off-diagonal entry of X's kernel at rbf_cka's
+    bandwidth γ (`rbf_cka`). Near 0 the kernel is close to the identity, HKH is then close to H for any data, and
+    rbf_cka reads ≈ 1 between unrelated representations: the value says little about the data (Davari et al. 2023's
+    Fig. 4a σ = 0.2 setting on high-dimensional data). Row tiles: memory O(n·p + tile)."""
+    Xc = center_rescaled(X.to(torch.promote_types(X.dtype, torch.float32)))
+    n = X.shape[0]
+    gamma = _gamma(median_sq_distance_tiled(Xc, TILE_BYTES, median == "lower"), sigma, "X")
+    total = torch.zeros((), dtype=torch.float64, device=X.device)
+    for i0, i1, D in distance_tiles(Xc, TILE_BYTES):
+        K = D.mul_(-gamma).exp_()
+        b = i1 - i0
+        total += K[:, :b].sum().double() - K[:, :b].diagonal().sum().double() + 2.0 * K[:, b:].sum().double()
+    return {"kernel_mean_offdiagonal": float(total / (n * (n - 1)))}
+
+
 def rbf_cka_map(layers: list[torch.Tensor], *, sigma: float = 1.0, median: str = "ordinary") -> torch.Tensor:
     """`rbf_cka` between every pair of layers: one double-centred kernel per layer (untiled, autograd kept)."""
     kernels = [double_center(rbf_kernel(A, sigma, median, f"layer {i}")) for i, A in enumerate(layers)]
@@ -339,6 +356,7 @@ def rbf_cka_map(layers: list[torch.Tensor], *, sigma: float = 1.0, median: str =
     min_samples=2,
     cost="O(n²·p)",
     layer_map=rbf_cka_map,
+    diagnose=rbf_kernel_offdiagonal,
     reference="Kornblith et al. 2019 (RBF CKA, median heuristic); Davari et al. 2023, Fig. 4a (sigma 1, 0.5, 0.2; "
     "lower median)",
     variants=({"sigma": 0.5}, {"sigma": 0.2}, {"median": "lower"}, {"median": "lower", "sigma": 0.5},

@@ -105,7 +105,8 @@ def fit_probe(X: torch.Tensor, labels: torch.Tensor, l2: float = 1e-3, max_iter:
     constant): the fit is invariant to translating and rescaling features and stays well conditioned for
     offsets of 1e4. μ and σ are computed on each feature scaled by a power of two (its largest |value| into
     [1/2, 1)), which changes no digit of Z but keeps the squares in range: at |x| ≥ 1e154 they overflowed (σ = ∞,
-    Z = 0) and at 1e-160 they underflowed (σ = 0), and both probes predicted one class. Full-batch L-BFGS with strong-Wolfe line search from W = 0, b = 0 in float64 on X's device:
+    Z = 0) and at 1e-160 they underflowed (σ = 0), and both probes predicted one class.
+    Full-batch L-BFGS with strong-Wolfe line search from W = 0, b = 0 in float64 on X's device:
     deterministic. The penalty makes the optimum unique. Labels are any integers; `classes` maps back.
     """
     if X.ndim != 2 or not X.dtype.is_floating_point:

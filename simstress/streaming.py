@@ -119,7 +119,8 @@ class LinearMoments(CoMoments):
     centred on the mean of all n rows. Batch products run in the batch's dtype (pass float64 batches for full
     float64; X and Y in the wider of theirs), on the batch's device; no host sync per batch. `precision_x` and
     `precision_y` are the coarsest dtypes the batches of each side came in (float16 batches are computed in
-    float32 but keep float16's rounding floor, `simstress.core.inputs`). `names` label the blocks of X and of Y in error messages (default "X", or
+    float32 but keep float16's rounding floor, `simstress.core.inputs`).
+    `names` label the blocks of X and of Y in error messages (default "X", or
     "columns a:b of X" per block).
     """
 

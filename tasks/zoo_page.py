@@ -151,8 +151,10 @@ def _fig4c_sentence(view: PageView) -> list[str]:
     return [f"Davari et al. (CIFAR-10) saw linear CKA plateau near 0.17 for a translated class and fall towards 0 "
             f"for a single point while the classifier's accuracy never moved; here, at the largest c (c/σ̄ = "
             f"{x_class:g} for a class, {x_point:g} for a point), linear CKA reads {mean_sd(at_class)} for a class "
-            f"and {mean_sd(at_point)} for a single point ({what}), with every prediction unchanged (asserted by "
-            f"the tasks).", ""]
+            f"and {mean_sd(at_point)} for a single point ({what}), with the network's own predictions unchanged where "
+            f"the features move in the null space of its linear layer, and only a post-hoc linear probe's predictions "
+            f"unchanged in the paper's QP variant (the network itself, reading block 7 through its pooling, may "
+            f"relabel those images; asserted by the tasks).", ""]
 
 
 def _fig4c_panel(ax: Any, view: PageView, task: str, group: str, palette: dict[str, tuple]) -> None:

@@ -12,7 +12,7 @@ from simstress import metrics
 from simstress.benchmark.leaderboard import Installed, build_board, render
 from simstress.metrics import InputError
 
-from .conftest import CATS, as_records, conformance, grid, make_record, passed
+from .conftest import CATS, as_records, conformance, evaluate, grid, make_record, passed
 
 
 def dense_identity_cka(X: torch.Tensor, Y: torch.Tensor) -> float:
@@ -63,3 +63,37 @@ def test_calibration_rows_are_shown_never_ranked_and_a_giveaway_is_flagged() -> 
     page = render(board, "figs").text
     assert "| constant | `constant` | 1.000 | 1.000 | 1.000 | 1.000 |" in page
     assert "⚠ Gives a constant away" in page and "| `constant` (constant) |" in page
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(3, 40), p=st.integers(1, 30), sigma=st.sampled_from([0.2, 0.5, 1.0, 3.0]),
+       median=st.sampled_from(["ordinary", "lower"]), seed=st.integers(0, 2**16))
+def test_the_kernel_diagnostic_is_the_mean_off_diagonal_entry(n: int, p: int, sigma: float, median: str,
+                                                               seed: int) -> None:
+    X = np.random.default_rng(seed).normal(size=(n, p))
+    D = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)  # centring moves no distance
+    m = np.median(D) if median == "ordinary" else np.sort(D.ravel())[(n * n - 1) // 2]
+    assume(m > 0)
+    K = np.exp(-D / (2 * sigma**2 * m))
+    expected = (K.sum() - np.trace(K)) / (n * (n - 1))
+    got = metrics.get_metric(f"rbf_cka[median={median},sigma={sigma}]").diagnose(torch.from_numpy(X))
+    assert got["kernel_mean_offdiagonal"] == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+def test_a_degenerate_kernel_is_recorded_by_the_task_and_flagged_on_the_page() -> None:
+    # Davari et al.'s Fig. 4a setting on the cube data: the kernel is nearly the identity, and the score 1.0 with it
+    r = evaluate("subset_translation", "rbf_cka[median=lower,sigma=0.2]")
+    low, high = r.details["diagnostics"]["kernel_mean_offdiagonal"]
+    assert 0 < low <= high < 1e-4 and r.score > 0.99
+    ordinary = evaluate("subset_translation", "rbf_cka")
+    assert ordinary.details["diagnostics"]["kernel_mean_offdiagonal"][0] > 0.1
+    assert "diagnostics" not in evaluate("subset_translation", "linear_cka").details  # no kernel, no diagnostic
+    recs = grid()
+    for rec, value in zip(recs[:2], (low, 0.5)):  # metric_a on r1: degenerate; on r2: a healthy kernel
+        for run in rec["runs"]:
+            run["details"] = {"diagnostics": {"kernel_mean_offdiagonal": [value, value]}}
+    installed = Installed(lambda m: 1, {t: 1 for t in CATS}, lambda m: "")
+    page = render(build_board("smoke", as_records(recs), conformance(), installed), "figs").text
+    flagged = [line for line in page.splitlines() if line.startswith("[^") and "degenerate kernel" in line]
+    assert len(flagged) == 1 and "`metric_a` × `r1`" in flagged[0] and f"{low:.1e}" in flagged[0]
+    assert "| `metric_a` | 0.900 ±0.141 ⚠[^" in page

@@ -42,13 +42,14 @@ def test_paper_picture_at_smoke_scale() -> None:
 def test_class_translation_leaves_probe_predictions_identical() -> None:
     t = tasks.get_task("class_translation")
     s = t.setup("smoke", 0)
-    d = s.direction
+    part = s.parts[0]
+    d = part.direction
     assert float(d.min()) > 0 and float(d.norm()) == pytest.approx(1.0, abs=1e-12)
     assert float((s.probe.weight @ d).abs().max()) < 1e-12  # orthogonal to every class normal
-    before = s.probe.predict(s.X)
-    for rows in s.groups:
-        for c in s.shifts + [1e4 * s.details["rms_radius"]]:  # the sweep, and far beyond it
-            Y = translate(s.X, rows, c * d)
+    before = s.probe.predict(part.X)
+    for rows in part.groups:
+        for c in part.shifts + [1e4 * s.details["rms_radius"]]:  # the sweep, and far beyond it
+            Y = translate(part.X, rows, c * d)
             assert bool((Y >= 0).all())  # activations stay non-negative
             assert torch.equal(s.probe.predict(Y), before)
     r = evaluate(t, "linear_cka")
@@ -140,9 +141,10 @@ def test_subset_translation_records_when_the_cubes_stay_apart() -> None:
     t = tasks.get_task("subset_translation")
     for seed in (0, 3):  # seed 3's direction points back toward cube 1: overlap at c = 5
         s = t.setup("smoke", seed)
-        rows = s.groups[0]
-        for c, truth in zip(s.shifts, s.truth[0]):
-            Y = translate(s.X, rows, c * s.direction)
+        part = s.parts[0]
+        rows = part.groups[0]
+        for c, truth in zip(part.shifts, part.truth[0]):
+            Y = translate(part.X, rows, c * part.direction)
             lo0, hi0 = Y[~rows].min(0).values, Y[~rows].max(0).values
             lo1, hi1 = Y[rows].min(0).values, Y[rows].max(0).values
             apart = bool(((hi0 < lo1) | (hi1 < lo0)).any())  # some coordinate separates the samples

@@ -91,26 +91,28 @@ def test_subset_translation_curve_is_the_exact_finite_c_value() -> None:
     r = evaluate(t, "linear_cka")
     assert np.abs(r.curve["similarity"] - r.curve["linear_cka_theory"]).max() < 1e-12
     s = t.setup("smoke", 0)
-    X, rows = s.X.numpy(), s.groups[0].numpy()
+    part = s.parts[0]
+    X, rows = part.X.numpy(), part.groups[0].numpy()
     for c, value in zip(r.curve["c"][::5], r.curve["similarity"][::5]):  # float64 direct route at the same c
-        Y = X + c * rows[:, None] * s.direction.numpy()[None, :]
+        Y = X + c * rows[:, None] * part.direction.numpy()[None, :]
         assert value == pytest.approx(direct_linear_cka(X, Y), abs=1e-12)
 
 
 def test_subset_translation_reaches_theorem1_limit_for_any_direction() -> None:
     t = tasks.get_task("subset_translation")
     s = t.setup("smoke", 0)
+    part = s.parts[0]
     limit = s.details["theorem1_limit"]
     # the limit recomputed from the cube data in numpy (T1b: any X, difference of subset means)
-    X, rows = s.X.numpy(), s.groups[0].numpy()
+    X, rows = part.X.numpy(), part.groups[0].numpy()
     gap = X[rows].mean(0) - X[~rows].mean(0)
     Xc = X - X.mean(0)
-    t1b = 0.25 * (gap @ gap) / ((Xc**2).sum() / len(X)) * math.sqrt(participation_ratio(s.X))
+    t1b = 0.25 * (gap @ gap) / ((Xc**2).sum() / len(X)) * math.sqrt(participation_ratio(part.X))
     assert limit == pytest.approx(t1b, rel=1e-12)
     linear_cka = metrics.get_metric("linear_cka")
     for k in range(3):
         v = unit_vector(X.shape[1], generator(123, k))
-        value = float(linear_cka(s.X, translate(s.X, s.groups[0], 1e6 * v)))
+        value = float(linear_cka(part.X, translate(part.X, part.groups[0], 1e6 * v)))
         assert abs(value - limit) / limit < 1e-5
 
 
@@ -119,9 +121,10 @@ def test_outlier_shift_reaches_corollary3_limit() -> None:
     r = evaluate(t, "linear_cka")
     assert np.abs(r.curve["similarity"] - r.curve["linear_cka_theory"]).max() < 1e-12
     s = t.setup("smoke", 0)
+    part = s.parts[0]
     limit = r.details["corollary3_limit"]
     assert 0 < limit < 0.05  # one point of 300 drives linear CKA to ~0
-    value = float(metrics.get_metric("linear_cka")(s.X, translate(s.X, s.groups[0], 1e7 * s.direction)))
+    value = float(metrics.get_metric("linear_cka")(part.X, translate(part.X, part.groups[0], 1e7 * part.direction)))
     assert abs(value - limit) / limit < 1e-4
 
 

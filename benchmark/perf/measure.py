@@ -19,7 +19,8 @@ KNN_K = 10  # mutual_knn's default k
 
 
 def case_callable(case: Case, data: dict[str, torch.Tensor],
-                  sources: tuple[torch.dtype, torch.dtype] | None = None) -> Callable[[torch.Tensor, torch.Tensor], Any]:
+                  sources: tuple[torch.dtype, torch.dtype] | None = None,
+                  ) -> Callable[[torch.Tensor, torch.Tensor], Any]:
     """The call to time, on (X, Y): the harness hands it fresh copies of the inputs each round (a probe caches its
     fit per tensor). `sources`: the dtypes the data came in, when they are not the tensors' own (the float64 value
     of float32 data). Baselines work on centred copies prepared here, outside the timing."""

@@ -13,8 +13,8 @@ from .results import rows
 README_START, README_END = "<!-- perf:start -->", "<!-- perf:end -->"
 FLOOR_WORDS = ("the p×p singular values (Procrustes, cca_mean, pwcca), two p×p Cholesky factors (the CCA family), "
                "two p×p eigendecompositions (svcca); for rbf_cka the exact median and the exponentials of both n×n "
-               "distance matrices, for rsa the sort of both RDMs' upper triangles, for mutual_knn each row's top-k; for "
-               "the probes (no products counted) 100 gradient evaluations of the multinomial loss per probe")
+               "distance matrices, for rsa the sort of both RDMs' upper triangles, for mutual_knn each row's top-k; "
+               "for the probes (no products counted) 100 gradient evaluations of the multinomial loss per probe")
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -35,7 +35,8 @@ def render_table(docs: list[dict]) -> str:
         meta = doc["simstress"]
         lines += [(f"**{meta['device']}** (torch {meta['torch']}, {meta['threads']} threads, load average at start "
                   f"{meta['load_average'][0]:.1f}; `{meta['command']}`)"), "",
-                  "| metric | n × p | dtype | median s | peak MiB | GFLOP/s | roofline | floor | vs plain | f32 − f64 |",
+                  "| metric | n × p | dtype | median s | peak MiB | GFLOP/s | roofline | floor | vs plain "
+                  "| f32 − f64 |",
                   "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         table = sorted(rows(doc), key=lambda r: (r["kind"] == "baseline", r["name"], r["n"], r["dtype"]))
         demos = [r for r in table if r["kind"] == "demo"]

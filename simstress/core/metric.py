@@ -32,6 +32,7 @@ INVARIANCES = ("translation", "isotropic_scaling", "orthogonal", "permutation", 
 Kind = Literal["similarity", "distance"]
 MetricFn = Callable[..., torch.Tensor]
 LayerMapFn = Callable[..., torch.Tensor]
+DiagnoseFn = Callable[..., Mapping[str, float]]
 
 REGISTRY: Registry[MetricSpec] = Registry("metric", "simstress.metrics", "simstress.metrics")
 
@@ -65,6 +66,10 @@ class MetricSpec:
     # A reference of trivial behaviour, by role ("constant", "blind", "random"; "" for a real metric): scored on
     # every task and shown on the page for what it earns, never ranked.
     calibration: str = ""
+    # `diagnose(X, **params) -> {name: value}`: what the metric's own construction makes of one representation
+    # (e.g. how close its kernel is to the identity), recorded per task beside the score, so that the page can say
+    # where a value comes from a degenerate construction rather than from the data.
+    diagnose: DiagnoseFn | None = field(default=None, repr=False, compare=False)
 
     @property
     def best(self) -> float:
@@ -188,6 +193,13 @@ class Metric:
     def as_similarity(self, value: float | torch.Tensor) -> float | torch.Tensor:
         return self.spec.as_similarity(value)
 
+    def diagnose(self, X: torch.Tensor) -> Mapping[str, float]:
+        """`MetricSpec.diagnose` on one representation with this metric's parameters ({} when it has none)."""
+        if self.spec.diagnose is None:
+            return {}
+        with torch.no_grad():
+            return dict(self.spec.diagnose(X, **self.params))
+
 
 def get_metric(metric_id: str) -> Metric:
     """The metric for an id such as `linear_cka` or `rbf_cka[sigma=0.5]`; unknown ids list the closest ones."""
@@ -232,13 +244,15 @@ def register(
     layer_map: LayerMapFn | None = None,
     minibatch: str | None = None,
     calibration: str = "",
+    diagnose: DiagnoseFn | None = None,
     name: str | None = None,
 ) -> Callable[[MetricFn], MetricFn]:
     """Register `fn(X, Y, *, [labels,] **params) -> 0-d Tensor` under its function name (or `name`).
 
     Parameters are the keyword-only arguments of `fn` with their defaults; `variants` are extra parameter sets
     that `list_metrics` (and so the leaderboard) includes as ids of their own. The docstring's first line is the
-    one-line summary shown by `simstress list metrics`. `layer_map`, `minibatch` and `calibration`: see `MetricSpec`.
+    one-line summary shown by `simstress list metrics`. `layer_map`, `minibatch`, `calibration` and `diagnose`: see
+    `MetricSpec`.
     """
     bad = set(invariances) - set(INVARIANCES)
     if bad:
@@ -282,6 +296,7 @@ def register(
             layer_map=layer_map,
             minibatch=minibatch,
             calibration=calibration,
+            diagnose=diagnose,
         )
         REGISTRY.add(spec.name, spec, f"{fn.__module__}.{fn.__qualname__}")
         return fn

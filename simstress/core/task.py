@@ -81,8 +81,6 @@ class TaskResult:
     details: dict[str, Any]
 
 
-
-
 class Task:
     """Base class of a stress task. Subclasses set `sizes` and implement `build`, `cases` and `score`.
 
@@ -202,12 +200,15 @@ class Task:
             return raw, float(metric.as_similarity(raw))
 
         self_sims: dict[Hashable, float | InputError] = {}
+        diagnostics: dict[str, list[float]] = {}  # `MetricSpec.diagnose` of each reference
         rows, refusals = [], []
         with torch.no_grad():
             for case in self.cases(setup):
                 if case.ref_key not in self_sims:
                     try:
                         self_sims[case.ref_key] = oriented(case, case.reference)[1]
+                        for key, value in metric.diagnose(case.reference).items():
+                            diagnostics.setdefault(key, []).append(value)
                     except InputError as exc:
                         self_sims[case.ref_key] = exc
                 ref = self_sims[case.ref_key]
@@ -230,7 +231,8 @@ class Task:
             raise RuntimeError(f"task {self.name!r} computed score {score!r} outside [0, 1]: a bug in the task")
         n_bad = int((~curve["similarity"].map(math.isfinite)).sum())
         details = {**setup.details, **self.curve_details(curve, setup), "n_cases": len(curve), "n_nonfinite": n_bad,
-                   **({"n_refused": len(refusals)} if refusals else {})}
+                   **({"n_refused": len(refusals)} if refusals else {}),
+                   **({"diagnostics": {k: [min(v), max(v)] for k, v in diagnostics.items()}} if diagnostics else {})}
         return TaskResult(self.name, metric.id, score, curve, details)
 
 
