@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from scipy.optimize import lsq_linear
 
-from simstress.core.linalg import orthonormal_basis
+from simstress.core.linalg import frobenius, orthonormal_basis, rounding_floor
 from simstress.core.metric import Metric
 from simstress.core.scoring import clip01, mean_clipped
 from simstress.core.synthetic import CUBE_SHIFT, gaussian_mixture, generator, two_cubes, unit_vector
@@ -121,7 +121,9 @@ def separability_preserving_direction(probe: LinearProbe) -> QPDirection:
     Returns the unit direction, ||Qᵀd|| before the projection, and the QP solution. Raises if no non-negative
     direction is orthogonal to the normals.
     """
-    Q = orthonormal_basis(probe.weight.T.cpu()).numpy()
+    W = probe.weight.T.cpu()
+    # the normals as they are (not centred): their rounding floor counts no mean
+    Q = orthonormal_basis(W, rounding_floor(frobenius(W).square(), W.shape[0], W.new_zeros(()), W.dtype)).numpy()
     p = Q.shape[0]
     A = np.vstack([Q.T, np.sqrt(1e-7) * np.eye(p)])
     solution = lsq_linear(A, np.zeros(A.shape[0]), bounds=(0.1, np.inf), method="bvls").x

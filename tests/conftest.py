@@ -67,6 +67,7 @@ class NoiseSweep(tasks.Task):
     """
 
     sizes = {"smoke": {"n": 30, "p": 4}, "default": {"n": 30, "p": 4}}
+    data = "synthetic"
 
     def __init__(self, name: str = "noise_a", category: str = "sensitivity", version: int = 1,
                  labels: bool = True, fail: dict[str, BaseException | Callable[[], object]] | None = None) -> None:

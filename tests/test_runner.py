@@ -92,7 +92,7 @@ def test_one_record_per_cell_with_provenance_and_real_values(tmp_path: Path) -> 
     assert rec["metric_version"] == metrics.get_metric("rbf_cka[sigma=0.5]").spec.version
     assert rec["task_version"] == 1 and rec["dtype"] == "float64"
     assert rec["task_info"] == {"category": "sensitivity", "summary": "Y = X + s·E for s in (0.1, 1, 10) (test "
-                                "fixture).", "sweep_name": "noise s", "log_x": True}
+                                "fixture).", "sweep_name": "noise s", "log_x": True, "data": "synthetic"}
     assert {"torch", "numpy", "python", "simstress"} <= set(rec["packages"]) and rec["git_commit"]
     assert rec["device"] == "cpu" and rec["device_name"]
     # The stored numbers are the evaluation's own: recompute seed 1 through the task and compare.
