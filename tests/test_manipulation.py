@@ -240,9 +240,12 @@ def test_the_task_scores_an_oracle_one_and_linear_cka_below(artifact_root: Path)
     store = ArtifactStore(artifact_root)
     built = {k: store.ensure(s) for k, s in t.artifacts("smoke", 0).items()}
     setup = t.setup("smoke", 0, artifacts=built)
-    assert set(setup.manipulated) == {"linear_cka→identity", "linear_cka→ones", "procrustes→identity",
-                                      "procrustes→ones"}
-    assert all(a >= 0.9 for a in setup.details["agreement"].values())
+    cards = setup.details["attack_cards"]
+    assert set(cards) == {"linear_cka→identity", "linear_cka→ones", "procrustes→identity", "procrustes→ones"}
+    # scored exactly when the card meets the paper's acceptance; listed with its numbers otherwise
+    kept = {a for a, c in cards.items()
+            if c["test_accuracy"]["before"] - c["test_accuracy"]["after"] <= 0.01 and c["agreement"] >= 0.95}
+    assert set(setup.manipulated) == kept and set(setup.details["failed"]) == set(cards) - kept and kept
 
     def constant(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
         """Always 0.7: blind to everything, so no attack moves it."""
@@ -258,9 +261,10 @@ def test_the_task_scores_an_oracle_one_and_linear_cka_below(artifact_root: Path)
     # the map change the task reports is the metric's own maps, recomputed independently
     metric = metrics.get_metric("linear_cka")
     before = direct_map(metric, setup.original)
-    after = direct_map(metric, setup.manipulated["linear_cka→identity"])
+    attack = sorted(setup.manipulated)[0]
+    after = direct_map(metric, setup.manipulated[attack])
     off = ~torch.eye(8, dtype=torch.bool)
-    assert effects["linear_cka→identity"]["map_change"] == pytest.approx(float((after - before).abs()[off].mean()))
+    assert effects[attack]["map_change"] == pytest.approx(float((after - before).abs()[off].mean()))
 
 
 def test_an_attack_that_breaks_the_function_is_left_out(artifact_root: Path, monkeypatch) -> None:
@@ -269,16 +273,19 @@ def test_an_attack_that_breaks_the_function_is_left_out(artifact_root: Path, mon
     t = tasks.get_task("map_manipulation")
     store = ArtifactStore(artifact_root)
     built = {k: store.ensure(s) for k, s in t.artifacts("smoke", 0).items()}
-    agreement = t.setup("smoke", 0, artifacts=built).details["agreement"]
-    bar = sorted(agreement.values())[1] + 1e-9  # the two least faithful attacks fall below it
+    first = t.setup("smoke", 0, artifacts=built)
+    agreement = {a: c["agreement"] for a, c in first.details["attack_cards"].items() if a in first.manipulated}
+    bar = min(agreement.values()) + 1e-9  # the least faithful of the scored attacks falls below it
     monkeypatch.setattr(task_module, "MIN_AGREEMENT", bar)
     setup = t.setup("smoke", 0, artifacts=built)
     low = {a for a, v in agreement.items() if v < bar}
-    assert len(low) >= 2 and set(setup.details["excluded"]) == low and not low & set(setup.manipulated)
-    result = t.evaluate(metrics.get_metric("linear_cka"), setup)
-    assert set(result.details["attacks"]) == set(agreement) - low
+    assert low and low <= set(setup.details["failed"]) and not low & set(setup.manipulated)
+    assert set(setup.manipulated) == set(first.manipulated) - low
+    if setup.manipulated:
+        result = t.evaluate(metrics.get_metric("linear_cka"), setup)
+        assert set(result.details["attacks"]) == set(setup.manipulated)
     monkeypatch.setattr(task_module, "MIN_AGREEMENT", 1.01)
-    with pytest.raises(RuntimeError, match="none preserves the function"):
+    with pytest.raises(RuntimeError, match="no attack kept the function"):
         t.setup("smoke", 0, artifacts=built)
 
 
