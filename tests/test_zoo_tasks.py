@@ -114,7 +114,7 @@ def test_memorization_ground_truth_comes_from_each_blocks_function(artifact_root
     pred = {n: fit_probe(X[train], labels[train]).predict(X[test]) for n, X in blocks.items()}
     assert float((pred["a"] == pred["random"]).double().mean()) == pytest.approx(agreement["random"][-1])
     assert supported["random"][-1] == (abs(agreement["generalized"][-1] - agreement["random"][-1]) >= 0.02)
-    assert built["memorized"].spec.params["seed"] != t.artifacts("smoke", 1)["memorized"].spec.params["seed"]
+    assert built["memorized"].spec.params["seed"] != t.artifacts("smoke", 1)["memorized"].params["seed"]
 
 
 def test_a_retrained_network_makes_exactly_its_cells_stale(tmp_path: Path, artifact_root: Path,
