@@ -19,7 +19,8 @@ native call that never returns, or one that blocks the time-limit signal), the d
 `GRACE_S` after the limit. What each executor cannot do: `local` runs in this process, so a call that blocks
 SIGALRM or never returns from native code cannot be cut off, and a metric that kills its own process ends the run
 (use `--jobs`); on Ray the driver cannot see when a job's work starts, so its backstop counts from submission and
-allows the task's own set-up limit (`Task.timeout_s`) on top. Failures come back as data, `Outcome(error=CellError)`
+allows the task's own set-up limit (`Task.timeout_s`) on top, once for each run Ray may make of the job (it retries
+a dead worker's job itself, `MAX_RETRIES`). Failures come back as data, `Outcome(error=CellError)`
 with the exception's type, message and cause (never text to parse); the driver turns them into error records.
 """
 
@@ -92,14 +93,15 @@ def job_error(exc: BaseException) -> CellError:
     return CellError.from_exception(exc, cause_of(exc))
 
 
-def deadline(job: Job, dispatched: float, working_since: float | None) -> float | None:
+def deadline(job: Job, dispatched: float, working_since: float | None, attempts: int = 1) -> float | None:
     """When the driver gives up on a job in flight: `GRACE_S` after its limit from when its work started, or, while
-    it has not started, after its set-up limit from its dispatch (None: no limit)."""
+    it has not started, after its set-up limit from its dispatch (None: no limit). `attempts`: how many times the
+    job may run under this one dispatch (Ray retries a dead worker's job itself, unseen by the driver)."""
     if working_since is not None:
         return working_since + job.timeout_s + GRACE_S if job.timeout_s else None
     if job.setup_timeout_s is None and not job.timeout_s:
         return None
-    return dispatched + (job.setup_timeout_s or 0.0) + (job.timeout_s or 0.0) + GRACE_S
+    return dispatched + attempts * ((job.setup_timeout_s or 0.0) + (job.timeout_s or 0.0)) + GRACE_S
 
 
 def wait_limit(deadlines: list[float | None], timeout: float | None) -> float | None:
@@ -373,7 +375,8 @@ class RayExecutor:
         self._dispatch()
         if not self.running:
             return []
-        limit = wait_limit([deadline(job, submitted, None) for job, submitted in self.running.values()], timeout)
+        runs = 1 + MAX_RETRIES
+        limit = wait_limit([deadline(job, submitted, None, runs) for job, submitted in self.running.values()], timeout)
         done, _ = ray.wait(list(self.running), num_returns=1, timeout=limit)
         out = []
         for ref in done:
@@ -388,7 +391,7 @@ class RayExecutor:
                 out.append(Outcome(job, error=job_error(exc)))
         now = time.monotonic()
         for ref, (job, submitted) in list(self.running.items()):
-            if (due := deadline(job, submitted, None)) and now > due:
+            if (due := deadline(job, submitted, None, 1 + MAX_RETRIES)) and now > due:
                 ray.cancel(ref, force=True)
                 self.running.pop(ref)
                 out.append(timed_out(job, "its Ray task was cancelled", False))

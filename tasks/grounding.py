@@ -49,6 +49,10 @@ class GroundingScale:
 GROUNDING_SCALES = {"smoke": GroundingScale(20, 15, "pool"), "default": GroundingScale(120, 100, "pool2"),
                     "full": GroundingScale(600, 500, "pool4")}
 POOL_SEED = 0
+# The scales at which the population's tasks run. The default population is defined (`simstress train --scale
+# default 'pop-*'`) but only 8 of its 23 members are built and committed: until all are, its tasks stay out of the
+# default grid, whose `make leaderboard` must train nothing on a fresh clone.
+POPULATION_TASK_SIZES = {"smoke": {"scale": "smoke"}, "full": {"scale": "full"}}
 
 
 @dataclass(frozen=True)
@@ -307,7 +311,7 @@ class AccuracyGrounding(PredictionGrounding):
     Steinhardt 2021 (NeurIPS), §3 (rank correlation with functional differences across many model pairs).
     """
 
-    sizes = {"smoke": {"scale": "smoke"}, "default": {"scale": "default"}, "full": {"scale": "full"}}
+    sizes = POPULATION_TASK_SIZES
     truth_column = "accuracy_difference"
 
 
@@ -328,7 +332,7 @@ class OutputGrounding(PredictionGrounding):
     Ding, Denain & Steinhardt 2021 (NeurIPS), §3.
     """
 
-    sizes = {"smoke": {"scale": "smoke"}, "default": {"scale": "default"}, "full": {"scale": "full"}}
+    sizes = POPULATION_TASK_SIZES
     truth_column = "jsd"
 
 
@@ -420,7 +424,7 @@ class LabelRandomization(LevelGrounding):
     randomized labels.
     """
 
-    sizes = {"smoke": {"scale": "smoke"}, "default": {"scale": "default"}, "full": {"scale": "full"}}
+    sizes = POPULATION_TASK_SIZES
 
     def level(self, m: Member) -> float:
         return m.variant.label_noise
@@ -449,7 +453,7 @@ class ShortcutAffinity(LevelGrounding):
     Intelligence), "Shortcut learning in deep neural networks".
     """
 
-    sizes = {"smoke": {"scale": "smoke"}, "default": {"scale": "default"}, "full": {"scale": "full"}}
+    sizes = POPULATION_TASK_SIZES
     condition = "randomised_shortcut"
 
     def level(self, m: Member) -> float:
@@ -476,7 +480,7 @@ class AugmentationGrounding(LevelGrounding):
     Source: Klabunde et al. 2025 (ICLR), ReSi test 5 (augmentation).
     """
 
-    sizes = {"smoke": {"scale": "smoke"}, "default": {"scale": "default"}, "full": {"scale": "full"}}
+    sizes = POPULATION_TASK_SIZES
 
     def level(self, m: Member) -> float:
         return float(m.variant.augment)
@@ -539,7 +543,7 @@ class LayerMonotonicity(PopulationLayers):
     (ICML), §6 (similarity between layers).
     """
 
-    sizes = {"smoke": {"scale": "smoke"}, "default": {"scale": "default"}, "full": {"scale": "full"}}
+    sizes = POPULATION_TASK_SIZES
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device, artifacts: Built) -> LayerSetup:
         loaded, labels, details = self.load(size, seed, device, artifacts)
@@ -607,7 +611,7 @@ class CrossArchitectureCorrespondence(PopulationLayers):
     Convolutional Neural Networks?" (where relative depth fails across ViT and CNN).
     """
 
-    sizes = {"smoke": {"scale": "smoke"}, "default": {"scale": "default"}, "full": {"scale": "full"}}
+    sizes = POPULATION_TASK_SIZES
 
     def build(self, size: Mapping[str, Any], seed: int, device: torch.device,
               artifacts: Built) -> CorrespondenceSetup:
