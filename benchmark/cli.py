@@ -200,7 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     device = run_device(args.device)
     store = ResultStore(args.results)
     store.check_writable()
-    metric_ids, task_names = select_metrics(args.metrics), select_tasks(args.tasks)
+    metric_ids, task_names = select_metrics(args.metrics), select_tasks(args.tasks, args.scale)
     parallel = args.executor == "ray" or args.jobs > 1
     modules = runner.worker_modules(metric_ids, task_names) if parallel else []
     try:
@@ -480,7 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "could not start, or a record could not be written; 130 interrupted (rerun to resume).")
     p.add_argument("--metrics", default="*", metavar="GLOB",
                    help="metric ids or globs, comma-separated (default: all registered, variants included)")
-    p.add_argument("--tasks", default="*", metavar="GLOB", help="task names or globs, comma-separated (default: all)")
+    p.add_argument("--tasks", default="*", metavar="GLOB",
+                   help="task names or globs, comma-separated; a glob selects the tasks that have the --scale "
+                        "(`simstress list tasks` shows each task's scales) (default: all at the scale)")
     p.add_argument("--scale", choices=SCALES, default="default",
                    help="smoke: a few minutes for the whole grid on 2 CPU cores (seconds a cell); default: about "
                         "72 min with the committed networks and attacks; full: paper scale, GPU "

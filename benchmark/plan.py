@@ -43,13 +43,18 @@ def select_metrics(pattern: str = "*") -> list[str]:
     return chosen
 
 
-def select_tasks(pattern: str = "*") -> list[str]:
-    """Task names for comma-separated names or globs, in the registry's order."""
+def select_tasks(pattern: str = "*", scale: str | None = None) -> list[str]:
+    """Task names for comma-separated names or globs, in the registry's order. With `scale`, a glob selects only
+    the tasks that have that scale (a task named outright is kept, and its cells are recorded as skipped)."""
     names: list[str] = []
     for part in (p.strip() for p in pattern.split(",")):
-        found = list_tasks(part) if _GLOB & set(part) else [get_task(part).name]
+        if _GLOB & set(part):
+            found = [n for n in list_tasks(part) if scale is None or scale in get_task(n).scales]
+        else:
+            found = [get_task(part).name]
         if not found:
-            raise UnknownNameError(f"no task matches {part!r}; `simstress list tasks` shows them")
+            at = f" at the {scale} scale" if scale else ""
+            raise UnknownNameError(f"no task matches {part!r}{at}; `simstress list tasks` shows them and their scales")
         names += [n for n in found if n not in names]
     return names
 

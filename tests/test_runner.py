@@ -353,3 +353,20 @@ def test_a_fault_of_the_environment_is_charged_to_it_and_retried(tmp_path: Path)
     # the next run retries it (a metric's own failure would be kept until its version changes)
     fixed = _run(tmp_path, ["linear_cka", "procrustes"], [NoiseSweep()])
     assert fixed.computed == {"ok": 1} and fixed.current == 1 and not fixed.errors
+
+
+
+def test_a_glob_selects_only_the_tasks_that_have_the_scale() -> None:
+    from simstress.benchmark.plan import select_tasks
+
+    task = NoiseSweep("noise_smoke_only")
+    task.sizes = {"smoke": NoiseSweep.sizes["smoke"]}  # this instance only
+    register(task)
+    try:
+        assert "noise_smoke_only" in select_tasks("noise_smoke*", "smoke")
+        assert "noise_smoke_only" not in select_tasks("*", "default")
+        assert select_tasks("noise_smoke_only", "default") == ["noise_smoke_only"]  # named outright: its cells skip
+        with pytest.raises(metrics.UnknownNameError, match="at the default scale"):
+            select_tasks("noise_smoke*", "default")
+    finally:
+        tasks.REGISTRY.remove("noise_smoke_only")
