@@ -15,6 +15,7 @@ built over: the plan names it, and its cells are recorded as environment errors 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from simstress.core.artifacts import ArtifactFault, ArtifactSpec, ArtifactStore, fingerprints_match
@@ -30,9 +31,10 @@ _GLOB = set("*?")
 
 
 def select_metrics(pattern: str = "*") -> list[str]:
-    """Metric ids for comma-separated parts, each an exact id (any parameters, canonicalised) or a glob."""
+    """Metric ids for comma-separated parts, each an exact id (any parameters, canonicalised) or a glob. Commas
+    inside an id's brackets (`rbf_cka[median=lower,sigma=0.2]`) separate its parameters, not parts."""
     chosen: list[str] = []
-    for part in (p.strip() for p in pattern.split(",")):
+    for part in (p.strip() for p in re.split(r",(?![^\[]*\])", pattern)):
         if _GLOB & set(part):
             found = list_metrics(part)
             if not found:

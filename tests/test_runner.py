@@ -307,6 +307,9 @@ def test_select_metrics_takes_exact_ids_globs_and_names_the_closest() -> None:
     rbf = metrics.list_metrics("rbf_cka*")
     assert rbf[0] == "rbf_cka" and {"rbf_cka[sigma=0.2]", "rbf_cka[sigma=0.5]"} <= set(rbf)
     assert select_metrics("rbf_cka*,linear_cka") == [*rbf, "linear_cka"]
+    # a comma inside an id's brackets separates its parameters, not two parts
+    assert select_metrics("rbf_cka[median=lower,sigma=0.2], linear_cka") == ["rbf_cka[median=lower,sigma=0.2]",
+                                                                             "linear_cka"]
     with pytest.raises(metrics.UnknownNameError, match="closest: linear_cka"):
         select_metrics("linear_ckaa")
     with pytest.raises(metrics.UnknownNameError, match="no metric matches"):
