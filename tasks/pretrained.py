@@ -130,9 +130,10 @@ class PretrainedHeadNullspace(TranslationTask):
     Source: Davari et al. 2023 (ICLR), Corollaries 3 and 4 (§4.2), on a real pretrained model.
     """
 
+    # No default scale for now: on 7,680 images of 1,280 features its cells take about an hour on two CPU cores
+    # (cca_mean alone 5 min), beyond the default grid's budget; until it is computed and committed, the default
+    # grid leaves it out (its WIDE["default"] pool is the same as the full scale's).
     sizes = {"smoke": {**IMAGES["smoke"], **WIDE["smoke"], "classes": 2, "images": 1, "sweep": (1.0, 100.0)},
-             "default": {**IMAGES["default"], **WIDE["default"], "classes": 3, "images": 1,
-                         "sweep": (1.0, 10.0, 100.0)},
              "full": {**IMAGES["full"], **WIDE["full"], "classes": 10, "images": 5,
                       "sweep": (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)}}
 
