@@ -96,9 +96,8 @@ class LayerCorrespondence(Task):
     Source: Kornblith et al. 2019 (ICML), §6.1; Davari et al. 2023 (ICLR), §4 (the M1 network).
     """
 
-    # No default scale until the default zoo's three memorizers of 10,000 permuted labels are committed (about
-    # 15 min each on two CPU cores): the default grid's `make leaderboard` must train nothing on a fresh clone.
     sizes = {"smoke": {"zoo": "smoke", "per_class": 30, "reduction": "pool2"},
+             "default": {"zoo": "default", "per_class": 100, "reduction": "pool2"},
              "full": {"zoo": "full", "per_class": 500, "reduction": "pool4"}}
 
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
@@ -313,8 +312,9 @@ class Memorization(Task):
     Bengio 2017 (ICLR workshop), "Understanding intermediate layers using linear classifier probes".
     """
 
+    # No default scale until the default zoo's three memorizers of 10,000 permuted labels are committed (about
+    # 15 min each on two CPU cores): the default grid's `make leaderboard` must train nothing on a fresh clone.
     sizes = {"smoke": {"zoo": "smoke", "per_class": 30, "reduction": "pool2"},
-             "default": {"zoo": "default", "per_class": 100, "reduction": "pool2"},
              "full": {"zoo": "full", "per_class": 500, "reduction": "pool4"}}
 
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:
