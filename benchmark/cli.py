@@ -485,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(`simstress list tasks` shows each task's scales) (default: all at the scale)")
     p.add_argument("--scale", choices=SCALES, default="default",
                    help="smoke: a few minutes for the whole grid on 2 CPU cores (seconds a cell); default: about "
-                        "72 min with the committed networks and attacks; full: paper scale, GPU "
+                        "an hour of cells on 2 CPU cores, from the committed networks; full: paper scale, GPU "
                         "(default: %(default)s)")
     p.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
                    help="seeds 0..N-1 per cell (default: %(default)s)")
