@@ -28,9 +28,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The tests need only the slice that ships with simstress: a machine without Fashion-MNIST is told, not stopped.
+# One worker per core of the reference machine; a test module stays on one worker, so its fixtures are built once.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	-@$(MAKE) --no-print-directory data
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 # `run` exits 1 when some cells are recorded as errors (shown as ✗ on the page); anything else stops the build.
 leaderboard: setup

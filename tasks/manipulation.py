@@ -74,7 +74,9 @@ def figure_attacks(scale: str) -> dict[str, ArtifactSpec]:
 def accepted(card: Mapping[str, Any]) -> bool:
     """Whether an attack kept the function by the paper's acceptance, on the whole test split (its card)."""
     acc = card["test_accuracy"]
-    return acc["before"] - acc["after"] <= MAX_ACCURACY_DROP and card["agreement"] >= MIN_AGREEMENT
+    # accuracies are whole-image fractions: a drop of exactly 1 pp (0.617 → 0.607) must not fail by float rounding
+    drop = round(acc["before"] - acc["after"], 9)
+    return drop <= MAX_ACCURACY_DROP and round(card["agreement"], 9) >= MIN_AGREEMENT
 
 
 @dataclass
@@ -84,7 +86,7 @@ class ManipulationSetup(Setup):
 
 
 @register_task(name="map_manipulation", category="robustness", sweep_name="block i (layer map entry or pair)",
-               data="trained", version=2)
+               data="trained", version=3)
 class MapManipulation(Task):
     """Networks fine-tuned so that a metric's layer map takes a chosen shape while their function is unchanged.
 

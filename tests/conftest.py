@@ -7,6 +7,10 @@ import os
 import statistics
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before any test imports timm: a missing weight file fails at once, no retries
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one worker per core: a second BLAS thread per worker only spins against the other worker (and the processes
+    # a test starts inherit the setting)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,14 +28,22 @@ from simstress.core.conformance import Check, applicable_checks
 from simstress.core.record import SCHEMA, Record
 from simstress.core.scoring import positive_spearman
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 settings.register_profile("simstress", derandomize=True, database=None)
 settings.load_profile("simstress")
 
 
 @pytest.fixture(scope="session")
 def artifact_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One scratch artifact store for the session: the smoke zoo's networks are trained once, then shared."""
-    return tmp_path_factory.mktemp("artifacts")
+    """One scratch artifact store for the run: the smoke zoo's networks are trained once, then shared. Parallel
+    workers (`pytest -n`) share it too, through the folder above their own: the store's lock makes the first
+    worker that needs an artifact build it while the others wait."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return tmp_path_factory.mktemp("artifacts")
+    root = tmp_path_factory.getbasetemp().parent / "artifacts"
+    root.mkdir(exist_ok=True)
+    return root
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,17 @@ def build_scaled(params, inputs, out: Path, device: str) -> dict:
 @artifact_builder("test_broken")
 def build_broken(params, inputs, out: Path, device: str) -> dict:
     raise RuntimeError("the training diverged")
+
+
+@artifact_builder("test_slow")
+def build_slow(params, inputs, out: Path, device: str) -> dict:
+    """Counts its calls; waits up to 1 s for a second, concurrent call (which only a missing lock lets in)."""
+    BUILDS.append({"kind": "test_slow"})
+    deadline = time.monotonic() + 1.0
+    while len(BUILDS) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (out / "x.txt").write_text("x")
+    return {}
 
 
 def matrix(seed: int = 0, n: int = 30, p: int = 4) -> ArtifactSpec:
@@ -104,6 +117,20 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="diverged"):
         store.ensure(spec)
     assert not store.have(spec) and list((tmp_path / "test_broken").iterdir()) == []
+
+
+def test_two_processes_ensuring_one_artifact_build_it_once(tmp_path: Path) -> None:
+    # two threads hold two open files, as two processes would: the second waits on the first's lock. Without the lock
+    # the second call would reach the builder within its 1 s wait (a one-sided check: load can only hide a bug)
+    spec = ArtifactSpec("test_slow", {"a": 1})
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(ArtifactStore(tmp_path).ensure, spec)
+        while not BUILDS:
+            time.sleep(0.01)
+        second = pool.submit(ArtifactStore(tmp_path).ensure, spec)
+        built = first.result(), second.result()
+    assert BUILDS == [{"kind": "test_slow"}] and built[0].sha256 == built[1].sha256
+    assert [p.name for p in (tmp_path / "test_slow").iterdir()] == [spec.key]  # no lock file or folder left
 
 
 # ------------------------------------------------------------------------------------------- in the runner

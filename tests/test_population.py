@@ -152,11 +152,13 @@ def test_a_shortcut_model_uses_the_shortcut(smoke_population: dict, test_split) 
         net = load_member(smoke_population[name])
         return float((predict_logits(net, images, torch.device("cpu")).argmax(1) == y).double().mean())
 
+    # The tiny smoke models lean on the shortcut by about 0.2 of accuracy, and the CPU's rounding in training moves
+    # that by a point or two: a drop of 0.1 is seven standard errors on the 1,000 test images.
     for s in (6, 7):
         name = f"pop-resnet-shortcut100-s{s}"
         true, absent, randomised = acc(name, add_shortcut(x, labels, white)), acc(name, x), acc(
             name, add_shortcut(x, random, white))
-        assert true >= 0.75 and true - absent >= 0.2 and true - randomised >= 0.2
+        assert true >= 0.75 and true - absent >= 0.1 and true - randomised >= 0.1
     for s in (4, 5):  # a shortcut that says nothing in training is not used
         name = f"pop-resnet-shortcut0-s{s}"
         assert abs(acc(name, add_shortcut(x, labels, white)) - acc(name, add_shortcut(x, random, white))) < 0.1

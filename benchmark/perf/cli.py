@@ -79,12 +79,14 @@ def main(argv: list[str]) -> int:
         os.environ[CONFIG_ENV] = json.dumps(asdict(cfg))
         raw_path = Path(tmp) / "benchmark.json"
         # the suite's own conftest is its configuration: no ini file of the current directory applies
-        pytest_args = [str(SUITE), "-c", os.devnull, "--rootdir", str(SUITE), "-p", "no:cacheprovider", "-q",
-                       f"--benchmark-json={raw_path}", "--benchmark-columns=median,rounds",
+        pytest_args = [str(SUITE), "-c", os.devnull, "--rootdir", str(SUITE), "-p", "no:cacheprovider",
+                       "-p", "no:xdist", "-q", f"--benchmark-json={raw_path}", "--benchmark-columns=median,rounds",
                        "--benchmark-sort=fullname"]
         if args.compare is not None:
             pytest_args += [f"--benchmark-compare={args.compare.resolve()}",
                             f"--benchmark-compare-fail=median:{args.threshold}"]
+        # one case at a time, never in a parallel pytest's worker: pytest-benchmark turns itself off there
+        worker = os.environ.pop("PYTEST_XDIST_WORKER", None)
         try:
             code = pytest.main(pytest_args)
         finally:  # a caller in the same process runs its own tests with the suite deselected again
@@ -92,6 +94,8 @@ def main(argv: list[str]) -> int:
                 os.environ.pop(CONFIG_ENV, None)
             else:
                 os.environ[CONFIG_ENV] = before
+            if worker is not None:
+                os.environ["PYTEST_XDIST_WORKER"] = worker
         if not raw_path.exists():
             print("no benchmark ran; nothing written", file=sys.stderr)
             return int(code) or 1

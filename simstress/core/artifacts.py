@@ -45,6 +45,7 @@ from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from .files import EnvironmentFault, jsonable, sha256_file, write_json_atomic
 from .provenance import package_versions
@@ -292,11 +293,21 @@ class ArtifactStore:
         return Artifact(spec, folder, card)
 
     def ensure(self, spec: ArtifactSpec) -> Artifact:
-        """The artifact, built first (inputs before it) when it is missing; ArtifactFault when it is broken."""
+        """The artifact, built first (inputs before it) when it is missing; ArtifactFault when it is broken.
+
+        Processes that ensure one artifact at once (two runs on one results folder, parallel test workers) build it
+        once: the others wait on a lock file beside it (`<kind>/.<key>.lock`), then use what the first built."""
         if self.state(spec)[0] == "missing":
             for _, sub in spec.inputs:
                 self.ensure(sub)
-            return self.commit(spec, self.build_files(spec))
+            lock = self.path(spec).parent / f".{spec.key}.lock"
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(lock):
+                try:
+                    if self.state(spec)[0] == "missing":
+                        return self.commit(spec, self.build_files(spec))
+                finally:  # nothing left behind: a waiter that locked the removed file checks the state again
+                    lock.unlink(missing_ok=True)
         return self.get(spec)
 
     def build_files(self, spec: ArtifactSpec) -> dict[str, Any]:
