@@ -158,6 +158,8 @@ def eigen_whitening(G: torch.Tensor, floor: torch.Tensor, n: int, dtype: torch.d
 
 def _moments_route(X: torch.Tensor, Y: torch.Tensor, neurons: bool) -> Canonical | None:
     """`Canonical` from the co-moments (module docstring), or None where the moments route is not accurate."""
+    if max(X.shape[1], Y.shape[1]) >= X.shape[0]:  # rank below p: no Cholesky of X̃ᵀX̃ can be of full rank
+        return None
     got = moments_cross(comoments(X, Y), *input_dtypes(X, Y), X.dtype)
     if got is None:
         return None
@@ -330,10 +332,12 @@ def svcca(X: torch.Tensor, Y: torch.Tensor, *, keep: float = 0.99) -> torch.Tens
     """
     px, py = input_dtypes(X, Y)
     n = X.shape[0]
-    mom = comoments(X, Y)
-    Gx, Gy = mom.xx[0], mom.yy[0]
-    Wx, exact_x = top_variance_whitening(Gx, keep, rounding_floor(Gx.trace(), n, mom.mean_x, px), n, X.dtype)
-    Wy, exact_y = top_variance_whitening(Gy, keep, rounding_floor(Gy.trace(), n, mom.mean_y, py), n, Y.dtype)
+    exact_x = exact_y = False
+    if max(X.shape[1], Y.shape[1]) < n:  # else a rank below p: the moments cannot decide, and a p×p eigh is waste
+        mom = comoments(X, Y)
+        Gx, Gy = mom.xx[0], mom.yy[0]
+        Wx, exact_x = top_variance_whitening(Gx, keep, rounding_floor(Gx.trace(), n, mom.mean_x, px), n, X.dtype)
+        Wy, exact_y = top_variance_whitening(Gy, keep, rounding_floor(Gy.trace(), n, mom.mean_y, py), n, Y.dtype)
     if exact_x and exact_y:
         T = Wx.T @ mom.xy @ Wy
     else:

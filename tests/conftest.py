@@ -4,6 +4,7 @@ One scratch artifact store for the session (`artifact_root`). The helpers severa
 (`from conftest import ...`): a tiny real task, a conformance stand-in, registration and evaluation helpers."""
 
 import os
+import signal
 import statistics
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before any test imports timm: a missing weight file fails at once, no retries
@@ -44,6 +45,15 @@ def artifact_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.getbasetemp().parent / "artifacts"
     root.mkdir(exist_ok=True)
     return root
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """Python's usual Ctrl-C handler, which every `simstress` process has, for a test that presses Ctrl-C on its own
+    process: a pytest-xdist worker may run with Ctrl-C ignored (execnet leaves it to the controller)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
 
 
 @pytest.fixture(autouse=True)

@@ -296,7 +296,7 @@ def test_an_unreachable_cluster_fails_within_seconds(capsys, tmp_path):
     assert code == 2 and "no Ray cluster answers" in capsys.readouterr().err
 
 
-def test_ctrl_c_during_a_build_in_a_worker_leaves_no_half_built_folder(plugin, tmp_path):
+def test_ctrl_c_during_a_build_in_a_worker_leaves_no_half_built_folder(plugin, tmp_path, ctrl_c):
     marker = Path(plugin.SlowArtifact.marker)
     marker.unlink(missing_ok=True)
 
