@@ -186,8 +186,11 @@ def records(root: Path) -> dict[str, dict]:
 
 
 def grid(root: Path, executor, metric_ids=("linear_cka", "procrustes"),
-         task_names=("outlier_shift", "scaleout_shared", "pretrained_stage_correspondence"), timeout_s=None,
+         task_names=("outlier_shift", "scaleout_shared", "pretrained_stage_correspondence"), timeout_s=60.0,
          seeds=(0, 1)):
+    """The grid's cells on `executor`. The 60 s limit is for cells that take milliseconds: the driver's backstop
+    on Ray (attempts × (set-up + limit) + grace from submission) must outlast a worker's start-up on a busy machine,
+    where the task's own 5 s left 60 s for three start-ups and was not enough."""
     metric_ids, task_names = list(metric_ids), list(task_names)
     return runner.run(ResultStore(root), metric_ids, task_names, scale="smoke", seeds=list(seeds), device="cpu",
                       quiet=True, timeout_s=timeout_s, executor=executor)
