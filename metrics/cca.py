@@ -156,9 +156,15 @@ def eigen_whitening(G: torch.Tensor, floor: torch.Tensor, n: int, dtype: torch.d
     return V[:, keep] / lam[keep].sqrt()
 
 
+def moments_may_decide(X: torch.Tensor, Y: torch.Tensor) -> bool:
+    """Whether the co-moments route can apply: it needs full column rank, impossible where a width reaches n (a
+    centred X̃ has rank ≤ n − 1), and there forming and factoring the p×p moments would be wasted work."""
+    return max(X.shape[1], Y.shape[1]) < X.shape[0]
+
+
 def _moments_route(X: torch.Tensor, Y: torch.Tensor, neurons: bool) -> Canonical | None:
     """`Canonical` from the co-moments (module docstring), or None where the moments route is not accurate."""
-    if max(X.shape[1], Y.shape[1]) >= X.shape[0]:  # rank below p: no Cholesky of X̃ᵀX̃ can be of full rank
+    if not moments_may_decide(X, Y):
         return None
     got = moments_cross(comoments(X, Y), *input_dtypes(X, Y), X.dtype)
     if got is None:
@@ -333,7 +339,7 @@ def svcca(X: torch.Tensor, Y: torch.Tensor, *, keep: float = 0.99) -> torch.Tens
     px, py = input_dtypes(X, Y)
     n = X.shape[0]
     exact_x = exact_y = False
-    if max(X.shape[1], Y.shape[1]) < n:  # else a rank below p: the moments cannot decide, and a p×p eigh is waste
+    if moments_may_decide(X, Y):
         mom = comoments(X, Y)
         Gx, Gy = mom.xx[0], mom.yy[0]
         Wx, exact_x = top_variance_whitening(Gx, keep, rounding_floor(Gx.trace(), n, mom.mean_x, px), n, X.dtype)

@@ -8,10 +8,6 @@ import signal
 import statistics
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before any test imports timm: a missing weight file fails at once, no retries
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # one worker per core: a second BLAS thread per worker only spins against the other worker (and the processes
-    # a test starts inherit the setting)
-    os.environ["OMP_NUM_THREADS"] = "1"
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +26,9 @@ from simstress.core.record import SCHEMA, Record
 from simstress.core.scoring import positive_spearman
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one worker per core: a second BLAS thread per worker only spins against the other worker (the processes a
+    # test starts inherit the setting through the environment)
+    os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 settings.register_profile("simstress", derandomize=True, database=None)
 settings.load_profile("simstress")
