@@ -10,9 +10,13 @@ import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING, Mapping
 
 from simstress.core.constants import SCALES
 from simstress.core.registry import DuplicateNameError, PluginError, UnknownNameError
+
+if TYPE_CHECKING:  # the CLI imports torch-heavy modules only in the commands that need them
+    from simstress.core.metric import MetricSpec
 
 # Everything that imports torch, pandas or matplotlib is imported inside the command that needs it, so that
 # `simstress --help` and argument errors answer at once.
@@ -307,7 +311,8 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
     except DataError as exc:
         print(f"simstress: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    rows = [[m["metric"], f"{m['error']['original']:.3f}", f"{m['error']['achieved']:.3f}"]
+    rows = [[m["metric"], f"{m['error']['original']:.3f}",
+             f"{m['error']['achieved']:.3f}" if "achieved" in m["error"] else f"refused: {m['refused']}"]
             for m in card["maps"].values()]
     acc = card["test_accuracy"]
     _say(f"{card['name']} ({'cached' if cached else 'built'}, {card['build_seconds']:.0f} s): {store.path(spec)}",
@@ -320,30 +325,38 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------- leaderboard
 
-def installed(metric_id: str) -> bool:
-    """Whether a recorded metric id still names a registered metric (with these exact parameters)."""
-    return installed_version(metric_id) is not None
-
-
-def calibration_role(metric_id: str) -> str:
-    """The calibration role of an installed metric id ("" for a metric to rank, or one not installed)."""
-    from simstress import metrics
-
-    try:
-        return metrics.get_metric(metric_id).spec.calibration
-    except (LookupError, ValueError):
-        return ""
-
-
-def installed_version(metric_id: str) -> int | None:
-    """The installed version of a recorded metric id, None when no registered metric has that exact id."""
+def installed_spec(metric_id: str) -> "MetricSpec | None":
+    """The spec of the registered metric with exactly this id (these parameters), None when there is none."""
     from simstress import metrics
 
     try:
         metric = metrics.get_metric(metric_id)
     except (LookupError, ValueError):
         return None
-    return metric.spec.version if metric.id == metric_id else None
+    return metric.spec if metric.id == metric_id else None
+
+
+def installed(metric_id: str) -> bool:
+    """Whether a recorded metric id still names a registered metric (with these exact parameters)."""
+    return installed_spec(metric_id) is not None
+
+
+def installed_version(metric_id: str) -> int | None:
+    """The installed version of a recorded metric id, None when no registered metric has that exact id."""
+    spec = installed_spec(metric_id)
+    return spec.version if spec is not None else None
+
+
+def calibration_role(metric_id: str) -> str:
+    """The calibration role of an installed metric id ("" for a metric to rank, or one not installed)."""
+    spec = installed_spec(metric_id)
+    return spec.calibration if spec is not None else ""
+
+
+def degenerate_bars(metric_id: str) -> Mapping[str, float]:
+    """An installed metric's bars for its diagnostics (`MetricSpec.degenerate_below`; {} when not installed)."""
+    spec = installed_spec(metric_id)
+    return spec.degenerate_below if spec is not None else {}
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -358,7 +371,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     records = store.records(args.scale)
     conformance = {m: store.load_conformance(m) for m in sorted({r.metric for r in records})}
     scaled = {n: t.version for n in tasks.list_tasks() if args.scale in (t := tasks.get_task(n)).scales}
-    board = build_board(args.scale, records, conformance, Installed(installed_version, scaled, calibration_role),
+    board = build_board(args.scale, records, conformance,
+                        Installed(installed_version, scaled, calibration_role, degenerate_bars),
                         store.load_card, store.root)
     output = Path(args.output)
     figures_rel = Path(os.path.relpath(store.figures_dir.resolve(), output.resolve().parent)).as_posix()

@@ -73,9 +73,11 @@ def transfer_only(view: PageView, metrics: list[str]) -> list[str]:
 
 
 def mapped_attacks(attacks: tuple[UsedArtifact, ...]) -> list[UsedArtifact]:
-    """The manipulated networks whose cards hold a target and maps (the rows of MAPS_FIGURE)."""
+    """The manipulated networks whose cards hold a target and achieved maps (the rows of MAPS_FIGURE): not an attack
+    that degenerated a layer so that its own metric refused the achieved map."""
     return [a for a in attacks if a.card is not None and isinstance(a.card.get("maps"), Mapping)
-            and a.card.get("target_map") is not None]
+            and a.card.get("target_map") is not None
+            and all(isinstance(m, Mapping) and "achieved" in m for m in a.card["maps"].values())]
 
 
 def _arrow(pair: Any, fmt: Callable[[float], str]) -> str:

@@ -88,7 +88,8 @@ def _map_error(card: Mapping[str, Any] | None) -> float | None:
     if card is None:
         return None
     maps = card["maps"]
-    return float(maps.get("estimator", maps["attacker"])["error"]["achieved"])
+    achieved = maps.get("estimator", maps["attacker"])["error"].get("achieved")
+    return None if achieved is None else float(achieved)
 
 
 def near(target: float, tol: float) -> Callable[[float], bool]:

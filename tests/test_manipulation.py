@@ -3,6 +3,7 @@ slice: the map a loss optimises is the registered metric's, gradients flow, the 
 plugin can attack, and the task scores by construction."""
 
 import copy
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -196,6 +197,42 @@ def test_a_differentiable_plugin_attacks_and_brings_its_own_attack(artifact_root
     # built-in metrics are covered by the shared attack set; a non-differentiable one needs nothing
     assert tasks.get_task("map_manipulation").metric_artifacts("smoke", 0, "linear_cka_debiased") == {}
     assert tasks.get_task("map_manipulation").metric_artifacts("smoke", 0, "rsa") == {}
+
+
+def test_an_attack_whose_map_is_refused_is_kept_as_a_failed_attack(tmp_path: Path, artifact_root: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attack can degenerate a layer (on the GPU, RBF CKA → identity made layer 7 give one output for most
+    images): its own metric then refuses the achieved map. The card keeps the attack and the refusal, the task lists
+    it by its numbers, and the map figure leaves it out."""
+    from simstress.metrics import InputError
+    from simstress.tasks.manipulation_page import mapped_attacks
+
+    real = mp.block_map
+
+    def refuse_the_manipulated(model, metric, images, reduction, device):
+        if getattr(model, "_manipulated", False):
+            raise InputError("rbf_cka: the median squared distance of layer 7 is 0")
+        return real(model, metric, images, reduction, device)
+
+    real_manipulate = mp.manipulate
+
+    def tagged(*args, **kwargs):
+        model, history = real_manipulate(*args, **kwargs)
+        model._manipulated = True
+        return model, history
+
+    monkeypatch.setattr(mp, "block_map", refuse_the_manipulated)
+    monkeypatch.setattr(mp, "manipulate", tagged)
+    network = network_spec("generalized", 1, 0, "smoke")
+    store = ArtifactStore(tmp_path)  # its own store: the attack is built here, the shared network copied in
+    shutil.copytree(ArtifactStore(artifact_root).ensure(network).path, store.path(network))
+    card = store.ensure(mp.attack_spec(network, "linear_cka", "ones", "smoke")).card
+    for m in card["maps"].values():
+        assert "achieved" not in m and "achieved" not in m["error"] and "median squared distance" in m["refused"]
+        assert len(m["original"]) == 8
+    assert 0 <= card["agreement"] <= 1
+    used = [type("Used", (), {"card": card})()]
+    assert mapped_attacks(used) == []
 
 
 def test_the_builder_card_says_what_was_done(artifact_root: Path) -> None:

@@ -17,7 +17,8 @@ the full test set streams batches of `model.layers` through `simstress.streaming
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from contextlib import contextmanager
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -43,14 +44,27 @@ def reduce(a: torch.Tensor, how: str) -> torch.Tensor:
     raise ValueError(f"unknown reduction {how!r}: use 'flatten', 'pool' or 'pool<k>' (e.g. 'pool4')")
 
 
+@contextmanager
+def full_float32() -> Iterator[None]:
+    """Convolutions and matrix products in true float32 on CUDA: cuDNN's default TF32 keeps 10 mantissa bits
+    (relative error ~1e-3), and activations must carry float32's own rounding (~6e-8), as on the CPU."""
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
 @torch.no_grad()
 def activations(model: nn.Module, images: torch.Tensor, layers: Iterable[str], *, reduction: str = "flatten",
                 batch_size: int = 500, device: torch.device | str | None = None,
                 out_device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """{layer: (n, features) float32} of `model.layers` on `images` (n, c, h, w), in eval mode, batched.
 
-    Runs on `device` (default: where the model's parameters are); each batch's reduced outputs move to
-    `out_device` as they are made.
+    Runs on `device` (default: where the model's parameters are), in full float32 (`full_float32`); each batch's
+    reduced outputs move to `out_device` as they are made.
     """
     names = list(layers)
     if not names:
@@ -62,8 +76,9 @@ def activations(model: nn.Module, images: torch.Tensor, layers: Iterable[str], *
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval().to(dev)
     parts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
-    for i in range(0, len(images), batch_size):
-        out = model.layers(images[i:i + batch_size].to(dev, torch.float32), names)
-        for n in names:
-            parts[n].append(reduce(out[n], reduction).float().to(out_device))
+    with full_float32():
+        for i in range(0, len(images), batch_size):
+            out = model.layers(images[i:i + batch_size].to(dev, torch.float32), names)
+            for n in names:
+                parts[n].append(reduce(out[n], reduction).float().to(out_device))
     return {n: torch.cat(parts[n]) for n in names}

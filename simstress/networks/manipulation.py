@@ -40,6 +40,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from simstress.core.artifacts import Artifact, ArtifactError, ArtifactSpec, artifact_builder
+from simstress.core.inputs import InputError
 from simstress.core.metric import Metric, get_metric
 from simstress.data import ImageSet, load_images
 
@@ -306,10 +307,14 @@ def build_manipulated(params: Mapping[str, Any], inputs: Mapping[str, Artifact],
     for key, metric in (("attacker", attacker), ("estimator", est)):
         if key == "estimator" and est.id == attacker.id:
             continue
-        pair = {"original": block_map(original, metric, x_map, recipe.reduction, dev),
-                "achieved": block_map(model, metric, x_map, recipe.reduction, dev)}
+        pair = {"original": block_map(original, metric, x_map, recipe.reduction, dev)}
+        refused = {}
+        try:
+            pair["achieved"] = block_map(model, metric, x_map, recipe.reduction, dev)
+        except InputError as exc:  # the attack degenerated a layer (e.g. every image gives it one output)
+            refused = {"refused": str(exc)}
         maps[key] = {"metric": metric.id, **{k: m.tolist() for k, m in pair.items()},
-                     "error": {k: float(off_diagonal_error(m, T)) for k, m in pair.items()}}
+                     "error": {k: float(off_diagonal_error(m, T)) for k, m in pair.items()}, **refused}
     pooled = {k: activations(m, x_map, ("pooled",), device=dev)["pooled"].double()
               for k, m in (("original", original), ("manipulated", model))}
     np.savez(out / "pca.npz", coords=pca2(pooled["original"], pooled["manipulated"]), labels=test.labels[sample])

@@ -20,7 +20,7 @@ import torch
 from simstress.core.artifacts import Artifact, ArtifactError, ArtifactSpec, artifact_builder
 from simstress.data import load_images
 
-from .activations import reduce
+from .activations import full_float32, reduce
 from .population import load_member, white_pixel
 from .population_training import add_shortcut, shortcut_codes
 from .timm_models import forward_layers, layer_names
@@ -60,7 +60,7 @@ def build_activations(params: Mapping[str, Any], inputs: Mapping[str, Artifact],
     x, labels, index, sha = pool_images(params["images"], params["condition"])
     names = layer_names(model)
     parts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
-    with torch.inference_mode():
+    with torch.inference_mode(), full_float32():
         for i in range(0, len(x), EVAL_BATCH):
             for name, a in forward_layers(model, x[i:i + EVAL_BATCH].to(device)).items():
                 parts[name].append(reduce(a, params["reduction"]).float().cpu())

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from simstress.core.artifacts import Artifact, ArtifactError, ArtifactSpec, artifact_builder
 from simstress.data import load_images
 
-from .activations import reduce
+from .activations import full_float32, reduce
 from .pretrained import data_config, load_pretrained, random_model, timm_module, weights_spec
 
 KIND = "activations"
@@ -84,7 +84,7 @@ def photos(model: nn.Module, names: tuple[str, ...] = PHOTOS) -> torch.Tensor:
 def extract(model: nn.Module, images: torch.Tensor, *, reduction: str = "pool", batch_size: int = 100,
             device: torch.device | str = "cpu", desc: str | None = None) -> dict[str, torch.Tensor]:
     """{layer: (n, features) float32 on the CPU} of every layer (module docstring) of `model` on `images`, batched,
-    under `torch.inference_mode()`, computed on `device`."""
+    under `torch.inference_mode()`, computed on `device` in full float32."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (n, 3, h, w), got shape {tuple(images.shape)}")
     if batch_size < 1:
@@ -92,7 +92,7 @@ def extract(model: nn.Module, images: torch.Tensor, *, reduction: str = "pool", 
     model = model.to(device).eval()
     names = layer_names(model)
     parts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
-    with torch.inference_mode():
+    with torch.inference_mode(), full_float32():
         for i in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False, dynamic_ncols=True):
             x = images[i:i + batch_size].to(device, torch.float32)
             final, stages = model.forward_intermediates(x)
