@@ -54,9 +54,6 @@ from simstress.core.task import REGISTRY
 SHORT = {"robustness": "rob.", "sensitivity": "sens.", "specificity": "spec."}
 SATURATED = 0.99  # a task on which the median ranked metric scores at least this separates few metrics
 SPREAD = 0.02  # ... and so does one on which the ranked metrics' interquartile range is below this
-# A kernel whose mean off-diagonal entry is below this is numerically close to the identity on the task's data:
-# HKH ≈ H for any representation, so a kernel metric reads ≈ 1 whatever the data (`MetricSpec.diagnose`)
-DEGENERATE_KERNEL = 1e-3
 WEIGHT_DRAWS, WEIGHT_SEED = 2000, 0  # random task weightings (Dirichlet(1, ..., 1)) for the rank distribution
 DIGITS = 3
 HEATMAP = "scores_heatmap.png"
@@ -80,7 +77,8 @@ class Cell:
     runtimes: tuple[float, ...]         # seconds per finished seed
     message: str | None                 # error "Type: message" or skip reason
     seeds: tuple[int, ...] = ()         # the record's seed list
-    kernel_offdiagonal: float | None = None  # smallest mean off-diagonal kernel value over seeds and references
+    # (diagnostic, its smallest value over seeds and references, the metric's bar) when below the bar
+    degenerate: tuple[str, float, float] | None = None
 
     @property
     def counted(self) -> float | None:
@@ -117,11 +115,13 @@ FIXABLE = frozenset({Apart.INCOMPLETE, Apart.STALE, Apart.SEEDS, Apart.NOT_INSTA
 @dataclass(frozen=True)
 class Installed:
     """What is installed: each metric id's version (None: not installed), the registered tasks' versions, and
-    which metric ids are calibration rows, by role (`MetricSpec.calibration`; "" for a metric to rank)."""
+    which metric ids are calibration rows, by role (`MetricSpec.calibration`; "" for a metric to rank), and each
+    metric's bars for its diagnostics (`MetricSpec.degenerate_below`)."""
 
     metric_version: Callable[[str], int | None]
     tasks: Mapping[str, int]
     calibration: Callable[[str], str] = lambda metric: ""
+    degenerate_below: Callable[[str], Mapping[str, float]] = lambda metric: {}
 
 
 @dataclass(frozen=True)
@@ -211,13 +211,20 @@ def _overall(values: dict[str, float | None], category: dict[str, str]) -> tuple
     return cats, _mean([v for v in cats.values() if v is not None])
 
 
-def _cell(rec: Record) -> Cell:
+def _degenerate(rec: Record, bars: Mapping[str, float]) -> tuple[str, float, float] | None:
+    """The first diagnostic whose smallest recorded value falls below the metric's bar for it, or None."""
+    for name, bar in bars.items():
+        values = [r.details["diagnostics"][name][0] for r in rec.runs if name in r.details.get("diagnostics", {})]
+        if values and min(values) < bar:
+            return name, min(values), bar
+    return None
+
+
+def _cell(rec: Record, bars: Mapping[str, float]) -> Cell:
     message = rec.error.line if rec.error is not None else rec.reason if rec.status == "skipped" else None
     seed_scores = {r.seed: r.score for r in rec.runs} if rec.ok else {}
-    kernel = [r.details["diagnostics"]["kernel_mean_offdiagonal"][0] for r in rec.runs
-              if "kernel_mean_offdiagonal" in r.details.get("diagnostics", {})]
     return Cell(rec.metric, rec.task, rec.task_version, rec.metric_version, rec.status, rec.score, seed_scores,
-                tuple(r.runtime_s for r in rec.runs), message, rec.seeds, min(kernel) if kernel else None)
+                tuple(r.runtime_s for r in rec.runs), message, rec.seeds, _degenerate(rec, bars))
 
 
 def _tasks(records: list[Record], versions: Mapping[str, int]) -> list[PageTask]:
@@ -343,7 +350,8 @@ def build_board(scale: str, records: list[Record], conformance: dict[str, dict[s
     seed_lists = Counter(r.seeds for r in records)
     page_seeds = max(seed_lists, key=lambda s: (seed_lists[s], s))
     category = {t.name: t.category for t in task_list}
-    cells = {(r.metric, r.task): _cell(r) for r in records}
+    cells = {(r.metric, r.task): _cell(r, installed.degenerate_below(r.metric) if installed is not None else {})
+             for r in records}
     by_metric: dict[str, list[Cell]] = defaultdict(list)
     for cell in cells.values():
         by_metric[cell.metric].append(cell)
@@ -520,11 +528,11 @@ def _per_task(board: Board, figures: str, links: dict[str, str], footnotes: list
             elif cell.status == "ok":
                 vals = list(cell.seed_scores.values())
                 row.append(num(cell.score) + (f" ±{statistics.stdev(vals):.{DIGITS}f}" if len(vals) >= 2 else ""))
-                if cell.kernel_offdiagonal is not None and cell.kernel_offdiagonal < DEGENERATE_KERNEL:
-                    footnotes.append(f"{code(metric)} × {code(t.name)}: degenerate kernel — its mean off-diagonal "
-                                     f"entry on the task's data is {cell.kernel_offdiagonal:.1e} (< "
-                                     f"{DEGENERATE_KERNEL:g}): the kernel is nearly the identity, so the metric reads "
-                                     f"≈ 1 on any pair of representations and this score says little about the data")
+                if cell.degenerate is not None:
+                    name, value, bar = cell.degenerate
+                    footnotes.append(f"{code(metric)} × {code(t.name)}: degenerate construction — its {code(name)} "
+                                     f"on the task's data is {value:.1e} (< {bar:g}, the metric's own bar), so this "
+                                     f"score says little about the data")
                     row[-1] += f" ⚠[^{len(footnotes)}]"
             elif cell.status == "error":
                 footnotes.append(f"{code(metric)} × {code(t.name)}: {md(cell.message or '')}")
@@ -535,7 +543,9 @@ def _per_task(board: Board, figures: str, links: dict[str, str], footnotes: list
     lines = [f"![metric × task scores]({url(figures, HEATMAP)})", ""]
     lines += table(header, [":---"] + ["---:"] * len(board.tasks), rows)
     lines += ["", "± is the standard deviation over seeds; an empty cell has no record; ⚠ marks a score from a "
-              f"degenerate kernel (mean off-diagonal kernel value below {DEGENERATE_KERNEL:g} on the task's data)."]
+              "degenerate construction: a diagnostic below the bar the metric declares (`MetricSpec.degenerate_below`; "
+              "for RBF CKA a mean off-diagonal kernel value below 1e-3: the kernel is nearly the identity, so the "
+              "metric reads ≈ 1 on any pair of representations)."]
     skipped: dict[tuple[str, str], list[str]] = defaultdict(list)
     for metric in board.metrics:
         for t in board.tasks:

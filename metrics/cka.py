@@ -357,6 +357,9 @@ def rbf_cka_map(layers: list[torch.Tensor], *, sigma: float = 1.0, median: str =
     cost="O(n²·p)",
     layer_map=rbf_cka_map,
     diagnose=rbf_kernel_offdiagonal,
+    # below this the kernel is numerically close to the identity on the data: HKH ≈ H for any representation, so
+    # the metric reads ≈ 1 whatever the data
+    degenerate_below={"kernel_mean_offdiagonal": 1e-3},
     reference="Kornblith et al. 2019 (RBF CKA, median heuristic); Davari et al. 2023, Fig. 4a (sigma 1, 0.5, 0.2; "
     "lower median)",
     variants=({"sigma": 0.5}, {"sigma": 0.2}, {"median": "lower"}, {"median": "lower", "sigma": 0.5},

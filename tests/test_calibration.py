@@ -92,8 +92,19 @@ def test_a_degenerate_kernel_is_recorded_by_the_task_and_flagged_on_the_page() -
     for rec, value in zip(recs[:2], (low, 0.5)):  # metric_a on r1: degenerate; on r2: a healthy kernel
         for run in rec["runs"]:
             run["details"] = {"diagnostics": {"kernel_mean_offdiagonal": [value, value]}}
-    installed = Installed(lambda m: 1, {t: 1 for t in CATS}, lambda m: "")
+    bars = metrics.get_metric("rbf_cka[median=lower,sigma=0.2]").spec.degenerate_below  # the metric's own bar
+    installed = Installed(lambda m: 1, {t: 1 for t in CATS}, lambda m: "", lambda m: bars if m == "metric_a" else {})
     page = render(build_board("smoke", as_records(recs), conformance(), installed), "figs").text
-    flagged = [line for line in page.splitlines() if line.startswith("[^") and "degenerate kernel" in line]
+    flagged = [line for line in page.splitlines() if line.startswith("[^") and "degenerate construction" in line]
     assert len(flagged) == 1 and "`metric_a` × `r1`" in flagged[0] and f"{low:.1e}" in flagged[0]
+    assert "`kernel_mean_offdiagonal`" in flagged[0] and "< 0.001" in flagged[0]
     assert "| `metric_a` | 0.900 ±0.141 ⚠[^" in page
+    # the same diagnostics on a metric that declares no bar flag nothing
+    blind = Installed(lambda m: 1, {t: 1 for t in CATS}, lambda m: "")
+    assert "degenerate construction —" not in render(build_board("smoke", as_records(recs), conformance(), blind),
+                                                      "figs").text
+
+
+def test_a_bar_needs_the_diagnostic_that_computes_it() -> None:
+    with pytest.raises(ValueError, match="register the `diagnose`"):
+        metrics.register(cost="O(1)", reference="test only", degenerate_below={"x": 1.0})(lambda X, Y: X.sum())

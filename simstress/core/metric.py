@@ -70,6 +70,9 @@ class MetricSpec:
     # (e.g. how close its kernel is to the identity), recorded per task beside the score, so that the page can say
     # where a value comes from a degenerate construction rather than from the data.
     diagnose: DiagnoseFn | None = field(default=None, repr=False, compare=False)
+    # {diagnostic name: bar}: a diagnosed value below its bar means the construction is degenerate on that data
+    # (e.g. a kernel numerically close to the identity), and the page flags the score it gave there.
+    degenerate_below: Mapping[str, float] = field(default_factory=dict, compare=False)
 
     @property
     def best(self) -> float:
@@ -245,20 +248,23 @@ def register(
     minibatch: str | None = None,
     calibration: str = "",
     diagnose: DiagnoseFn | None = None,
+    degenerate_below: Mapping[str, float] | None = None,
     name: str | None = None,
 ) -> Callable[[MetricFn], MetricFn]:
     """Register `fn(X, Y, *, [labels,] **params) -> 0-d Tensor` under its function name (or `name`).
 
     Parameters are the keyword-only arguments of `fn` with their defaults; `variants` are extra parameter sets
     that `list_metrics` (and so the leaderboard) includes as ids of their own. The docstring's first line is the
-    one-line summary shown by `simstress list metrics`. `layer_map`, `minibatch`, `calibration` and `diagnose`: see
-    `MetricSpec`.
+    one-line summary shown by `simstress list metrics`. `layer_map`, `minibatch`, `calibration`, `diagnose` and
+    `degenerate_below`: see `MetricSpec`.
     """
     bad = set(invariances) - set(INVARIANCES)
     if bad:
         raise ValueError(f"unknown invariances {sorted(bad)}; choose from {INVARIANCES}")
     if kind not in ("similarity", "distance"):
         raise ValueError(f"kind must be 'similarity' or 'distance', got {kind!r}")
+    if degenerate_below and diagnose is None:
+        raise ValueError("degenerate_below names diagnostics: register the `diagnose` that computes them too")
 
     def decorate(fn: MetricFn) -> MetricFn:
         sig = inspect.signature(fn)
@@ -297,6 +303,7 @@ def register(
             minibatch=minibatch,
             calibration=calibration,
             diagnose=diagnose,
+            degenerate_below=MappingProxyType(dict(degenerate_below or {})),
         )
         REGISTRY.add(spec.name, spec, f"{fn.__module__}.{fn.__qualname__}")
         return fn
