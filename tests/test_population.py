@@ -25,12 +25,11 @@ from simstress.networks.population_training import (
     AUGMENTATIONS,
     add_shortcut,
     augment,
-    predict_logits,
     randomize_labels,
     shortcut_codes,
 )
 from simstress.networks.timm_models import FAMILIES, create, forward_layers, layer_names
-from simstress.networks.training import INPUT_SIZE
+from simstress.networks.training import INPUT_SIZE, predict
 from simstress.networks.training import augment as zoo_augment
 from simstress.networks.zoo import select
 
@@ -128,14 +127,14 @@ def test_the_smoke_population_is_what_its_cards_say(smoke_population: dict, test
         card = artifact.card
         assert card["name"] == name and "weights.pt" in card["files"]
         net = load_member(artifact)
-        accuracy = float((predict_logits(net, x, torch.device("cpu")).argmax(1) == y).double().mean())
+        accuracy = float((predict(net, x, torch.device("cpu")) == y).double().mean())
         assert accuracy == card["test_accuracy"]
         bar = card["params"]["bar"]
         value = card[bar["measure"]]
         assert value >= bar.get("min", -1) and value <= bar.get("max", 2)
         for c in card["checkpoint_accuracy"]:  # checkpoints are earlier weights of the same run
             early = load_member(artifact, c["step"])
-            assert float((predict_logits(early, x, torch.device("cpu")).argmax(1) == y).double().mean()) == \
+            assert float((predict(early, x, torch.device("cpu")) == y).double().mean()) == \
                 c["test_accuracy"]
             assert not torch.equal(early.state_dict()[next(iter(early.state_dict()))],
                                    net.state_dict()[next(iter(net.state_dict()))])
@@ -150,7 +149,7 @@ def test_a_shortcut_model_uses_the_shortcut(smoke_population: dict, test_split) 
 
     def acc(name: str, images: torch.Tensor) -> float:
         net = load_member(smoke_population[name])
-        return float((predict_logits(net, images, torch.device("cpu")).argmax(1) == y).double().mean())
+        return float((predict(net, images, torch.device("cpu")) == y).double().mean())
 
     # The tiny smoke models lean on the shortcut by about 0.2 of accuracy, and the CPU's rounding in training moves
     # that by a point or two: a drop of 0.1 is seven standard errors on the 1,000 test images.
@@ -170,7 +169,7 @@ def test_a_fully_randomized_model_is_at_chance(smoke_population: dict, test_spli
         artifact = smoke_population[f"pop-resnet-labels100-s{s}"]
         assert artifact.card["data"]["labels_changed"] >= 0.85  # 100 % permuted: ~90 % of labels moved
         net = load_member(artifact)
-        accuracy = float((predict_logits(net, x, torch.device("cpu")).argmax(1) == y).double().mean())
+        accuracy = float((predict(net, x, torch.device("cpu")) == y).double().mean())
         assert 0.05 <= accuracy <= 0.15
     trained = [smoke_population[f"pop-resnet-base-s{s}"].card["test_accuracy"] for s in (0, 1)]
     assert min(trained) >= 0.4

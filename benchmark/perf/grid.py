@@ -60,13 +60,22 @@ def metric_names(pattern: str) -> list[str]:
     return glob_match(metrics.REGISTRY.names() + [k for k in PROFILES if k.startswith("streaming:")], pattern)
 
 
-def large_case_skip(cfg: Config, name: str) -> str | None:
-    """Why a fixed-size showcase case (the 1e6-row stream, the n = 20000 tiled RBF) is not run, or None."""
+def large_case_skip(cfg: Config, name: str, device: str = "cpu") -> str | None:
+    """Why a fixed-size showcase case (the 1e6-row stream, the n = 20000 tiled RBF, the networks' work) on `device`
+    is not run, or None."""
+    if device == "cuda" and not torch.cuda.is_available():
+        return "CUDA is not available on this machine"
     if cfg.sizes != SIZES:
         return "--quick or --sizes: the grid's own sizes only"
     if not glob_match([name], cfg.metrics):
         return f"{name} is not selected by --metrics {cfg.metrics}"
     return None
+
+
+def sync(device: str) -> None:
+    """Wait for the work queued on `device`, so that a timer around a call measures the call (a no-op on the CPU)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 def build_cases(cfg: Config) -> list[Case]:

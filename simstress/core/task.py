@@ -207,10 +207,11 @@ class Task:
                 if case.ref_key not in self_sims:
                     try:
                         self_sims[case.ref_key] = oriented(case, case.reference)[1]
-                        for key, value in metric.diagnose(case.reference).items():
-                            diagnostics.setdefault(key, []).append(value)
                     except InputError as exc:
                         self_sims[case.ref_key] = exc
+                    else:  # outside the try: a diagnostic's own error is never taken for the metric's refusal
+                        for key, value in metric.diagnose(case.reference).items():
+                            diagnostics.setdefault(key, []).append(value)
                 ref = self_sims[case.ref_key]
                 try:
                     if isinstance(ref, InputError):

@@ -41,7 +41,6 @@ from simstress.data import ImageSet, load_images
 from .population_training import (
     AUGMENTATIONS,
     PopulationRecipe,
-    accuracy,
     add_shortcut,
     augment,
     randomize_labels,
@@ -49,7 +48,7 @@ from .population_training import (
     train,
 )
 from .timm_models import DESCRIPTIONS, FAMILIES, create
-from .training import INPUT_SIZE
+from .training import INPUT_SIZE, accuracy
 
 KIND = "population"
 PREFIX = "pop-"

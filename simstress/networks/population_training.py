@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .training import EVAL_BATCH
+from .training import train_step
 
 SHORTCUT_SIZE = 2  # pixels a side of the shortcut's square
 SHORTCUT_STRIDE = 3  # columns between two codes' squares: 10 codes fit the 32-pixel width
@@ -125,17 +125,6 @@ def augment(x: torch.Tensor, g: torch.Generator, fill: torch.Tensor, how: Augmen
     return x
 
 
-@torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, batch: int = EVAL_BATCH) -> torch.Tensor:
-    """Logits (CPU float32) of `model` in eval mode on the images x, batched."""
-    model.eval()
-    return torch.cat([model(x[i:i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)])
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
-    return float((predict_logits(model, x, device).argmax(1) == labels.cpu()).double().mean())
-
-
 def train(model: nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, recipe: PopulationRecipe,
           how: Augmentation, fill: torch.Tensor, seed: int, device: torch.device, *,
           checkpoints: tuple[int, ...] = (), on_checkpoint: Callable[[int, nn.Module], None] | None = None,
@@ -164,16 +153,10 @@ def train(model: nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, recipe: Po
             for i in range(per_epoch):
                 idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
                 x, y = augment(x_all[idx], g, fill, how), y_all[idx]
-                logits = model(x)
-                loss = nn.functional.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), recipe.clip)
-                opt.step()
-                sched.step()
+                loss, logits = train_step(model, opt, sched, x, y, recipe.clip)
                 step += 1
-                loss_sum += loss.detach() * len(idx)
-                correct += (logits.detach().argmax(1) == y).sum()
+                loss_sum += loss * len(idx)
+                correct += (logits.argmax(1) == y).sum()
                 bar.update(1)
                 if step in checkpoints and on_checkpoint is not None:
                     on_checkpoint(step, model.eval())

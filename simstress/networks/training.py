@@ -69,6 +69,20 @@ def accuracy(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, device: to
     return float((predict(model, x, device) == labels.cpu()).double().mean())
 
 
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+               x: torch.Tensor, y: torch.Tensor, clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on the batch (x, y): cross-entropy, gradients clipped to norm `clip`, the schedule
+    advanced; the batch's loss and logits, detached (so the caller sums them on the device, without a sync)."""
+    logits = model(x)
+    loss = nn.functional.cross_entropy(logits, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    sched.step()
+    return loss.detach(), logits.detach()
+
+
 def train(model: nn.Module, data: ImageSet, recipe: Recipe, seed: int, device: torch.device, *,
           labels: np.ndarray | None = None, test: ImageSet | None = None, desc: str = "train",
           progress: bool | None = None) -> list[dict[str, Any]]:
@@ -108,15 +122,9 @@ def train(model: nn.Module, data: ImageSet, recipe: Recipe, seed: int, device: t
                 x, y = x_all[idx], y_all[idx]
                 if recipe.augment:
                     x = augment(x, g, fill)
-                logits = model(x)
-                loss = nn.functional.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), recipe.clip)
-                opt.step()
-                sched.step()
-                loss_sum += loss.detach() * len(idx)
-                correct += (logits.detach().argmax(1) == y).sum()
+                loss, logits = train_step(model, opt, sched, x, y, recipe.clip)
+                loss_sum += loss * len(idx)
+                correct += (logits.argmax(1) == y).sum()
                 bar.update(1)
             row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch,
                    "train_loss": float(loss_sum) / len(data), "train_batch_accuracy": int(correct) / len(data),

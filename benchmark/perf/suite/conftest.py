@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from simstress.benchmark.perf.grid import CONFIG_ENV, Config, build_cases
+from simstress.benchmark.perf.grid import CONFIG_ENV, Config, build_cases, large_case_skip
 from simstress.benchmark.perf.measure import return_freed_memory_to_os
 
 CONFIG = Config.from_env()
@@ -37,6 +37,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _visible_allocations() -> None:
     """Only perf tests request this (the suite is deselected from `make test`): see the helper's docstring."""
     return_freed_memory_to_os()
+
+
+def skip_unless_runs(name: str, device: str = "cpu") -> None:
+    """Skip a fixed-size showcase case that this run does not take (`large_case_skip`)."""
+    reason = large_case_skip(CONFIG, name, device)
+    if reason:
+        pytest.skip(reason)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

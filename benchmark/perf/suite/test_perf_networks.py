@@ -16,35 +16,23 @@ import torch
 from torch import nn
 
 from simstress import streaming
-from simstress.benchmark.perf.grid import Config, large_case_skip
+from simstress.benchmark.perf.grid import sync
 from simstress.benchmark.perf.measure import PeakMemory
 from simstress.networks.activations import activations, reduce
 from simstress.networks.m1 import BLOCK_LAYERS, LAYERS, M1
 
+from .conftest import skip_unless_runs
+
 pytestmark = pytest.mark.perf
 
-CONFIG = Config.from_env()
 TEST_SET, BATCH = 10_000, 500
-
-
-def device_or_skip(device: str) -> None:
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip("CUDA is not available on this machine")
-    reason = large_case_skip(CONFIG, "networks:m1")
-    if reason:
-        pytest.skip(reason)
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("fmt", ["channels_last", "contiguous"])
 @pytest.mark.parametrize("width", [1, 4])
 def test_m1_training_step(benchmark, width: int, fmt: str, device: str) -> None:
-    device_or_skip(device)
+    skip_unless_runs("networks:m1", device)
     memory = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
     torch.manual_seed(0)
     net = M1(width).to(device).to(memory_format=memory).train()
@@ -69,7 +57,7 @@ def test_m1_training_step(benchmark, width: int, fmt: str, device: str) -> None:
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_m1_activation_pass(benchmark, device: str) -> None:
-    device_or_skip(device)
+    skip_unless_runs("networks:m1", device)
     torch.manual_seed(0)
     net = M1(1).to(device).eval()
     images = torch.randn(TEST_SET, 1, 32, 32)
@@ -91,7 +79,7 @@ def test_m1_activation_pass(benchmark, device: str) -> None:
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("route", ["exact:pool4", "minibatch:flatten"])
 def test_m1_layer_map(benchmark, route: str, device: str) -> None:
-    device_or_skip(device)
+    skip_unless_runs("networks:m1", device)
     estimator, how = route.split(":")
     torch.manual_seed(0)
     net = M1(1).to(device).eval()
@@ -122,7 +110,7 @@ def test_m1_layer_map(benchmark, route: str, device: str) -> None:
 def test_m1_map_forward_backward(benchmark, attacker: str, reduction: str, device: str) -> None:
     """One manipulation step's map: M1's eight blocks on a batch of 128, the attacker's 8×8 map through the
     registry (`networks.maps.layer_map`, linear CKA by its unbiased minibatch estimator), logcosh loss, backward."""
-    device_or_skip(device)
+    skip_unless_runs("networks:m1", device)
     if reduction == "flatten" and attacker == "cca_r2":
         pytest.skip("CCA needs fewer features than the batch's 128 images")
     from simstress.networks.manipulation import logcosh

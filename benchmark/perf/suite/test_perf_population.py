@@ -17,35 +17,23 @@ import torch
 from torch import nn
 
 from simstress import get_metric
-from simstress.benchmark.perf.grid import Config, large_case_skip
+from simstress.benchmark.perf.grid import sync
 from simstress.networks.population_training import AUGMENTATIONS, augment
 from simstress.networks.timm_models import FAMILIES, create
 
+from .conftest import skip_unless_runs
+
 pytestmark = pytest.mark.perf
 
-CONFIG = Config.from_env()
 BATCH, IMAGES = 128, 1000
 PENULTIMATE = {"m1": 64, "resnet": 128, "vit": 48, "mobilenet": 128}
 PER_FAMILY = 7  # three final members and four checkpoints
 
 
-def device_or_skip(device: str) -> None:
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip("CUDA is not available on this machine")
-    reason = large_case_skip(CONFIG, "networks:population")
-    if reason:
-        pytest.skip(reason)
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_population_training_step(benchmark, family: str, device: str) -> None:
-    device_or_skip(device)
+    skip_unless_runs("networks:population", device)
     net = create(family, "small", 0, 1, 10).to(device).to(memory_format=torch.channels_last).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=5e-4, amsgrad=True)
     g = torch.Generator().manual_seed(0)
@@ -69,7 +57,7 @@ def test_population_training_step(benchmark, family: str, device: str) -> None:
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_population_pair_grid(benchmark, device: str) -> None:
-    device_or_skip(device)
+    skip_unless_runs("networks:population", device)
     g = torch.Generator().manual_seed(0)
     reps = {(f, k): torch.randn(IMAGES, PENULTIMATE[f], generator=g, dtype=torch.float64).to(device)
             for f in FAMILIES for k in range(PER_FAMILY)}

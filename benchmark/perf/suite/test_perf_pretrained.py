@@ -11,13 +11,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simstress.benchmark.perf.grid import Config, large_case_skip
+from simstress.benchmark.perf.grid import sync
 from simstress.networks.pretrained import LITE, random_model
 from simstress.networks.timm_activations import extract
 
+from .conftest import skip_unless_runs
+
 pytestmark = pytest.mark.perf
 
-CONFIG = Config.from_env()
 IMAGES, BATCH = 200, 100
 
 
@@ -25,19 +26,14 @@ IMAGES, BATCH = 200, 100
 @pytest.mark.parametrize("resolution", ["64", "native"])
 @pytest.mark.parametrize("model", list(LITE))
 def test_timm_feature_extraction(benchmark, model: str, resolution: str, device: str) -> None:
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip("CUDA is not available on this machine")
-    reason = large_case_skip(CONFIG, "networks:timm")
-    if reason:
-        pytest.skip(reason)
+    skip_unless_runs("networks:timm", device)
     net = random_model(model, seed=0, device=device)
     size = net.pretrained_cfg["input_size"][-1] if resolution == "native" else int(resolution)
     images = torch.randn(IMAGES, 3, size, size, generator=torch.Generator().manual_seed(0))
 
     def one_pass() -> None:
         extract(net, images, reduction="pool", batch_size=BATCH, device=device)
-        if device == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
 
     benchmark.pedantic(one_pass, rounds=2, iterations=1, warmup_rounds=1)
     benchmark.extra_info.update({"kind": "network", "name": f"{model}_features[{size}px]", "n": IMAGES,

@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from simstress.benchmark.perf.grid import Config, large_case_skip, make_inputs
+from simstress.benchmark.perf.grid import make_inputs
 from simstress.benchmark.perf.measure import PeakMemory
 from simstress.core.linalg import double_center, frobenius
 from simstress.metrics import cka
 
+from .conftest import skip_unless_runs
+
 pytestmark = pytest.mark.perf
 
-CONFIG = Config.from_env()
 
 N, P = 20_000, 1024
 UNTILED_NEEDS = 6 * N * N * 4 + 2**30  # bytes: six n×n float32 matrices and some slack
@@ -38,9 +39,7 @@ def untiled(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def test_rbf_tiled_at_scale(benchmark) -> None:
-    reason = large_case_skip(CONFIG, "rbf_cka")
-    if reason:
-        pytest.skip(reason)
+    skip_unless_runs("rbf_cka")
     if available_bytes() < UNTILED_NEEDS:
         pytest.skip(f"the untiled reference needs {UNTILED_NEEDS / 2**30:.0f} GiB of free memory")
     data = make_inputs(N, P, "float32", "cpu")

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from simstress import streaming
-from simstress.benchmark.perf.grid import Config, large_case_skip
 from simstress.benchmark.perf.measure import PeakMemory
+
+from .conftest import skip_unless_runs
 
 pytestmark = pytest.mark.perf
 
-CONFIG = Config.from_env()
 
 P, BATCH = 512, 10_000
 
@@ -33,11 +33,7 @@ def batches(n: int, device: str):
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("n", [100_000, 1_000_000])
 def test_streaming_demo(benchmark, n: int, device: str) -> None:
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip("CUDA is not available on this machine")
-    reason = large_case_skip(CONFIG, "streaming:linear_cka")
-    if reason:
-        pytest.skip(reason)
+    skip_unless_runs("streaming:linear_cka", device)
     results = {}
 
     def one_pass() -> None:
