@@ -235,6 +235,29 @@ def test_an_attack_whose_map_is_refused_is_kept_as_a_failed_attack(tmp_path: Pat
     assert mapped_attacks(used) == []
 
 
+def test_a_batch_whose_map_is_refused_is_a_skipped_step(tmp_path: Path, artifact_root: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the CPU, RBF CKA → identity drove a layer to one output on a training batch: the attacker refuses that
+    batch's map, so the step is skipped like a non-finite one (and counted), not the whole build stopped."""
+    from simstress.metrics import InputError
+
+    real, calls = mp.layer_map, []
+
+    def refuse_after_three(metric, reps):
+        calls.append(1)
+        if len(calls) > 3:
+            raise InputError("rbf_cka: the median squared distance of layer 1 is 0")
+        return real(metric, reps)
+
+    monkeypatch.setattr(mp, "layer_map", refuse_after_three)
+    network = network_spec("generalized", 1, 0, "smoke")
+    store = ArtifactStore(tmp_path)
+    shutil.copytree(ArtifactStore(artifact_root).ensure(network).path, store.path(network))
+    card = store.ensure(mp.attack_spec(network, "linear_cka", "ones", "smoke")).card
+    steps = card["params"]["recipe"]["steps"]
+    assert sum(h.get("skipped_steps", 0) for h in card["history"]) == steps - 3
+
+
 def test_the_builder_card_says_what_was_done(artifact_root: Path) -> None:
     source = network_spec("generalized", 1, 0, "smoke")
     artifact = ArtifactStore(artifact_root).ensure(mp.attack_spec(source, "linear_cka", "first_last", "smoke"))

@@ -188,7 +188,14 @@ def manipulate(network: nn.Module, attacker: str, target: torch.Tensor, train: I
             if step == 1:  # the attacker's own checks, once, on real activations
                 for a in reps[1:]:
                     metric(reps[0].detach(), a.detach())
-            M = layer_map(metric, reps)
+            try:
+                M = layer_map(metric, reps)
+            except InputError:
+                if step == 1:
+                    raise
+                # the attack degenerated a layer on this batch (e.g. one output for most images): the map is
+                # undefined, so the step counts as non-finite and is skipped below
+                M = torch.full_like(T, math.nan)
             if step == 1:
                 moves_map(metric, M, reps)
             kd = distillation(out["logits"], teacher_logits, recipe.tau)
