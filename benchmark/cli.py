@@ -283,6 +283,7 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
     from simstress.networks.manipulation import attack_spec
     from simstress.networks.maps import MATCH_PREFIX
     from simstress.networks.zoo import select
+    from simstress.tasks.manipulation import attack_reduction
 
     device = run_device(args.device)
     store = ArtifactStore(args.results, device)
@@ -296,7 +297,9 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
             if len(match) != 1:
                 raise ValueError(f"{args.target!r} must name one network; it matches {', '.join(match)}")
             match = next(iter(match.values()))
-        spec = attack_spec(next(iter(network.values())), args.attacker, args.target, args.scale, match)
+        # the blocks `map_manipulation` attacks through (flattened for the CKA family), so this builds its artifact
+        spec = attack_spec(next(iter(network.values())), args.attacker, args.target, args.scale, match,
+                           reduction=attack_reduction(args.attacker))
     except (ValueError, LookupError) as exc:
         print(f"simstress: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -63,6 +63,43 @@ def facts(records: Mapping[str, Sequence[Record]]) -> list[str]:
     return out
 
 
+TIE = 0.005  # scores this close to a task's best share it
+
+
+def literature(rows: Sequence[tuple[str, list[float | None]]]) -> list[str]:
+    """Where the grounding scores agree with the published conclusions and where not, in numbers: ReSi's "no
+    measure dominates" (Klabunde et al. 2025) and Ding et al. 2021's finding that orthogonal Procrustes tracks
+    function at least as well as CKA and better than PWCCA."""
+    scores = dict(rows)
+    done = [i for i, t in enumerate(TASKS) if any(r[1][i] is not None for r in rows)]
+    if not done:
+        return []
+    best = {TASKS[i]: max(r[1][i] for r in rows if r[1][i] is not None) for i in done}
+    winners = {TASKS[i]: [m for m, sc in rows if sc[i] is not None and sc[i] >= best[TASKS[i]] - TIE] for i in done}
+    dominant = [m for m, sc in rows if all(sc[i] is not None and sc[i] >= best[TASKS[i]] - TIE for i in done)]
+    per_task = "; ".join(f"{code(t)} {num(best[t])}: " + ", ".join(code(m) for m in ms[:4])
+                         + (f" and {len(ms) - 4} more" if len(ms) > 4 else "") for t, ms in winners.items())
+    out = ["", "Against the literature, from the scores above:", "",
+           "- ReSi (Klabunde et al. 2025) finds that no measure dominates its tests. Here "
+           + (f"{', '.join(code(m) for m in dominant)} {'is' if len(dominant) == 1 else 'are'} best (within "
+              f"{TIE}) on all {len(done)} tasks: a disagreement." if dominant else
+              f"no metric is best (within {TIE}) on all {len(done)} tasks: an agreement.")
+           + f" Best per task: {per_task}."]
+    trio = ("procrustes", "linear_cka", "pwcca")
+    shared = [i for i in done if all(m in scores and scores[m][i] is not None for m in trio)]
+    if shared:
+        pro, cka, pw = (float(np.mean([scores[m][i] for i in shared])) for m in trio)
+        ge = sum(1 for i in shared if scores["procrustes"][i] >= scores["linear_cka"][i] - TIE)
+        gp = sum(1 for i in shared if scores["procrustes"][i] > scores["pwcca"][i] + TIE)
+        verdict = "agrees" if pro >= cka - TIE and pro > pw + TIE else "does not agree"
+        out.append(f"- Ding et al. 2021 find orthogonal Procrustes at least as good as CKA and better than PWCCA at "
+                   f"tracking function. Here it {verdict}: over the {len(shared)} tasks all three scored, mean "
+                   f"{num(pro)} for {code('procrustes')}, {num(cka)} for {code('linear_cka')} and {num(pw)} for "
+                   f"{code('pwcca')}; Procrustes is at least linear CKA's score (within {TIE}) on {ge} of them and "
+                   f"above PWCCA's on {gp}.")
+    return out
+
+
 def similarity_matrix(curve: Mapping[str, list], column: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(models, similarity matrix, ground-truth matrix) of a pair task's curve, symmetrised, 1 / 0 on the diagonal."""
     models = list(dict.fromkeys([*curve["model_a"], *curve["model_b"]]))
@@ -117,6 +154,7 @@ def grounding(view: PageView) -> Section | None:
     lines += table(["Metric", *(code(t) for t in TASKS), "Mean"], [":---", *["---:"] * (len(TASKS) + 1)],
                    [[code(metric), *(num(s) for s in scores),
                      num(float(np.mean([s if s is not None else 0.0 for s in scores])))] for metric, scores in rows])
+    lines += literature(rows)
     lines += ["", "What the ground truth rests on, measured on the networks:", "", *facts(records)]
     figures = [Figure(f"grounding_{t}.png", lambda t=t: draw_matrices(t, records[t], view.metrics))
                for t in MATRIX_TASKS if records.get(t)]

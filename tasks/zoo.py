@@ -312,9 +312,8 @@ class Memorization(Task):
     Bengio 2017 (ICLR workshop), "Understanding intermediate layers using linear classifier probes".
     """
 
-    # No default scale until the default zoo's three memorizers of 10,000 permuted labels are committed (about
-    # 15 min each on two CPU cores): the default grid's `make leaderboard` must train nothing on a fresh clone.
     sizes = {"smoke": {"zoo": "smoke", "per_class": 30, "reduction": "pool2"},
+             "default": {"zoo": "default", "per_class": 100, "reduction": "pool2"},
              "full": {"zoo": "full", "per_class": 500, "reduction": "pool4"}}
 
     def artifacts(self, scale: str, seed: int) -> dict[str, ArtifactSpec]:

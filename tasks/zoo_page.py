@@ -61,6 +61,7 @@ def memorization_png(view: PageView, records: list[Record]) -> bytes:
 
     families = {m: metric_family(m) for m in sorted({r.metric for r in view.all_records if r.task == MEMO_TASK})}
     data = curve_rows(records)
+    data = data[data["metric"].isin(view.metrics)]  # the ranked metrics: the calibration rows have tables of their own
     data = data.assign(block=data["block"] if "block" in data else data["x"])
     data = data.groupby(["metric", "block", "pair"], as_index=False, sort=True)["similarity"].mean()
     names = sorted({families.get(m, m) for m in data["metric"]})

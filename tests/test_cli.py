@@ -149,3 +149,15 @@ def test_help_texts(capsys) -> None:
         with pytest.raises(SystemExit) as stop:
             main([*command, "--help"])
         assert stop.value.code == 0 and expected in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("attacker", ["linear_cka", "procrustes"])
+def test_manipulate_names_the_attack_map_manipulation_uses(attacker: str, tmp_path: Path, capsys) -> None:
+    """The CKA family attacks through flattened blocks, the others through pooled ones: `simstress manipulate`
+    builds the very artifact the task reads, not one of its own."""
+    from simstress.tasks.manipulation import attacks
+
+    spec = next(iter(attacks("smoke", (attacker,), ("ones",)).values()))
+    assert main(["manipulate", "--attacker", attacker, "--target", "ones", "--scale", "smoke", "--dry-run",
+                 "--results", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith(f"{spec.key}: to build")

@@ -169,3 +169,21 @@ def test_the_grounding_section_ranks_and_draws_from_records(setups: dict) -> Non
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert grounding(build_board("smoke", [r for r in recs if r.task == "layer_monotonicity"], {}).view("f")) \
         is not None
+
+
+def test_the_comparison_with_the_literature_follows_the_scores() -> None:
+    from simstress.tasks.grounding_page import TASKS, literature
+
+    k = len(TASKS)
+    split = [("procrustes", [0.9] * k), ("linear_cka", [0.8] * (k - 1) + [1.0]), ("pwcca", [0.5] * k)]
+    text = "\n".join(literature(split))
+    assert "no metric is best (within 0.005) on all 7 tasks: an agreement" in text
+    assert f"`{TASKS[-1]}` 1.000: `linear_cka`" in text
+    assert (f"Here it agrees: over the 7 tasks all three scored, mean 0.900 for `procrustes`, "
+            f"{(0.8 * (k - 1) + 1.0) / k:.3f} for `linear_cka` and 0.500 for `pwcca`; Procrustes is at least linear "
+            f"CKA's score (within 0.005) on 6 of them and above PWCCA's on 7.") in text
+    dominant = [("procrustes", [0.5] * k), ("linear_cka", [0.8] * k), ("pwcca", [0.6] * (k - 1) + [None])]
+    text = "\n".join(literature(dominant))
+    assert "`linear_cka` is best (within 0.005) on all 7 tasks: a disagreement" in text
+    assert "Here it does not agree: over the 6 tasks all three scored, mean 0.500" in text
+    assert literature([("procrustes", [None] * k)]) == []

@@ -15,7 +15,7 @@ import pytest
 
 from simstress.benchmark.cli import installed_version, main
 from simstress.benchmark.figures import draw
-from simstress.benchmark.leaderboard import HEATMAP, build_board, render, sweep_figure
+from simstress.benchmark.leaderboard import HEATMAP, Installed, build_board, render, sweep_figure
 from simstress.benchmark.records import ResultStore
 from simstress.tasks.manipulation_page import (
     ATTACK_FIGURE,
@@ -129,6 +129,18 @@ def test_memorization_gets_its_own_figure_instead_of_a_sweep() -> None:
     page = render(board, "figs").text
     assert f"[memorization](figs/{MEMO_FIGURE}) (sens.)" in page and f"[block](figs/{MEMO_FIGURE})" in page
     assert f"![memorization](figs/{MEMO_FIGURE})" in page and "sweep_memorization" not in page
+
+
+def test_the_memorization_figure_draws_beside_a_calibration_row() -> None:
+    """A calibration row is recorded on every task but never ranked: the figure shows the ranked metrics only (a
+    family holding nothing but calibration rows once left an empty panel that could not be titled)."""
+    recs = zoo_records() + [zoo_record("constant", "memorization")]
+    installed = Installed(lambda m: 1, {t: 1 for t in ZOO}, lambda m: "constant" if m == "constant" else "")
+    board = build_board("smoke", as_records(recs), {m: passed(m) for m in ("linear_cka", "procrustes", "constant")},
+                        installed, load_card=cards({KEY: CARD, GONE: None}))
+    assert "constant" not in board.metrics
+    memo = next(f for f in render(board, "figs").figures if f.name == MEMO_FIGURE)
+    assert memo.draw().startswith(b"\x89PNG")
 
 
 def test_fig4c_sentence_reports_the_records_linear_cka() -> None:
