@@ -544,8 +544,8 @@ def _per_task(board: Board, figures: str, links: dict[str, str], footnotes: list
     lines += table(header, [":---"] + ["---:"] * len(board.tasks), rows)
     lines += ["", "± is the standard deviation over seeds; an empty cell has no record; ⚠ marks a score from a "
               "degenerate construction: a diagnostic below the bar the metric declares (`MetricSpec.degenerate_below`; "
-              "for RBF CKA a mean off-diagonal kernel value below 1e-3: the kernel is nearly the identity, so the "
-              "metric reads ≈ 1 on any pair of representations)."]
+              "for RBF CKA, the mean off-diagonal kernel value: a kernel nearly the identity makes the metric read ≈ 1 "
+              "on any pair of representations)."]
     skipped: dict[tuple[str, str], list[str]] = defaultdict(list)
     for metric in board.metrics:
         for t in board.tasks:
