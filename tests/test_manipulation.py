@@ -199,6 +199,15 @@ def test_a_differentiable_plugin_attacks_and_brings_its_own_attack(artifact_root
     assert tasks.get_task("map_manipulation").metric_artifacts("smoke", 0, "rsa") == {}
 
 
+def smoke_attack_card(tmp_path: Path, artifact_root: Path) -> dict:
+    """Build linear CKA → ones in a store of its own (the shared smoke network copied in), so a patched builder's
+    attack never lands in the session's shared store; its card."""
+    network = network_spec("generalized", 1, 0, "smoke")
+    store = ArtifactStore(tmp_path)
+    shutil.copytree(ArtifactStore(artifact_root).ensure(network).path, store.path(network))
+    return dict(store.ensure(mp.attack_spec(network, "linear_cka", "ones", "smoke")).card)
+
+
 def test_an_attack_whose_map_is_refused_is_kept_as_a_failed_attack(tmp_path: Path, artifact_root: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """An attack can degenerate a layer (on the GPU, RBF CKA → identity made layer 7 give one output for most
@@ -223,10 +232,7 @@ def test_an_attack_whose_map_is_refused_is_kept_as_a_failed_attack(tmp_path: Pat
 
     monkeypatch.setattr(mp, "block_map", refuse_the_manipulated)
     monkeypatch.setattr(mp, "manipulate", tagged)
-    network = network_spec("generalized", 1, 0, "smoke")
-    store = ArtifactStore(tmp_path)  # its own store: the attack is built here, the shared network copied in
-    shutil.copytree(ArtifactStore(artifact_root).ensure(network).path, store.path(network))
-    card = store.ensure(mp.attack_spec(network, "linear_cka", "ones", "smoke")).card
+    card = smoke_attack_card(tmp_path, artifact_root)
     for m in card["maps"].values():
         assert "achieved" not in m and "achieved" not in m["error"] and "median squared distance" in m["refused"]
         assert len(m["original"]) == 8
@@ -250,10 +256,7 @@ def test_a_batch_whose_map_is_refused_is_a_skipped_step(tmp_path: Path, artifact
         return real(metric, reps)
 
     monkeypatch.setattr(mp, "layer_map", refuse_after_three)
-    network = network_spec("generalized", 1, 0, "smoke")
-    store = ArtifactStore(tmp_path)
-    shutil.copytree(ArtifactStore(artifact_root).ensure(network).path, store.path(network))
-    card = store.ensure(mp.attack_spec(network, "linear_cka", "ones", "smoke")).card
+    card = smoke_attack_card(tmp_path, artifact_root)
     steps = card["params"]["recipe"]["steps"]
     assert sum(h.get("skipped_steps", 0) for h in card["history"]) == steps - 3
 
