@@ -84,12 +84,14 @@ def _drop(card: Mapping[str, Any] | None) -> float | None:
     return None if card is None else 100 * (card["test_accuracy"]["after"] - card["test_accuracy"]["before"])
 
 
-def _map_error(card: Mapping[str, Any] | None) -> float | None:
+def _map_error(card: Mapping[str, Any] | None, which: str = "achieved") -> float | None:
+    """Mean |M − T| off the diagonal under the attacker's estimator, of the attacked (`achieved`) or the untouched
+    (`original`) network's map."""
     if card is None:
         return None
     maps = card["maps"]
-    achieved = maps.get("estimator", maps["attacker"])["error"].get("achieved")
-    return None if achieved is None else float(achieved)
+    error = maps.get("estimator", maps["attacker"])["error"].get(which)
+    return None if error is None else float(error)
 
 
 def near(target: float, tol: float) -> Callable[[float], bool]:
@@ -142,7 +144,11 @@ def findings(view: PageView) -> list[Finding]:
                         "matches the target visibly", _map_error(card), lambda v: v <= 0.1, "≤ 0.1")]
     width = next((a.card for a in view.artifacts(MANIPULATED) if a.card is not None
                   and str(a.params.get("target", "")).startswith("match:")), None)
-    out += [Finding("7", "test accuracy change, a w = 2 network made to show a w = 1 map", "−0.6 pp (ResNet-34 ×2)",
+    # the premise of Fig. 7: the wide network's own map differs from the thin one's before any attack
+    out += [Finding("7", "map error of the w = 2 network against the w = 1 map, before the attack",
+                    "differs visibly (ResNet-34 ×2 against ×1)", _map_error(width, "original"), lambda v: v > 0.1,
+                    "> 0.1"),
+            Finding("7", "test accuracy change, a w = 2 network made to show a w = 1 map", "−0.6 pp (ResNet-34 ×2)",
                     _drop(width), lambda v: v >= -1.0, "within 1 pp", "{:+.2f} pp"),
             Finding("7", "map error, the w = 2 network against the w = 1 map", "matches the target visibly",
                     _map_error(width), lambda v: v <= 0.1, "≤ 0.1")]

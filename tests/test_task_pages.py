@@ -332,6 +332,30 @@ def test_paper_section_puts_the_records_numbers_beside_the_papers() -> None:
     assert "## Paper" not in plain  # none of the paper's tasks recorded
 
 
+WIDTH_KEY = "1a2b3c4d5e"
+WIDTH_CARD = {**ATTACK_CARD, "name": "linear_cka→match:m1-w1-generalized-s0@m1-w2-generalized-s0", "sha256": "ab" * 32,
+              "params": {"attacker": "linear_cka", "target": "match:m1-w1-generalized-s0", "recipe": {"steps": 1000}},
+              "test_accuracy": {"before": 0.927, "after": 0.922},
+              "maps": {key: {**m, "error": {"original": 0.012, "achieved": 0.039}}
+                       for key, m in ATTACK_CARD["maps"].items()}}
+
+
+def test_paper_section_checks_fig7s_premise_not_only_its_attack() -> None:
+    rec = manipulation_record("linear_cka")
+    rec["artifacts"].append({"seed": 0, "name": "figure:width", "kind": "manipulated", "key": WIDTH_KEY,
+                             "sha256": WIDTH_CARD["sha256"]})
+    board = build_board("smoke", as_records([rec]), {"linear_cka": passed("linear_cka")},
+                        load_card=cards({ATTACK_KEY: ATTACK_CARD, WIDTH_KEY: WIDTH_CARD}))
+    page = render(board, "figs").text
+    section = page[page.index("## Paper"):]
+    # the attack keeps the function and ends near the target, but the wide map was there before it: said
+    assert ("| 7 | map error of the w = 2 network against the w = 1 map, before the attack "
+            "| differs visibly \\(ResNet-34 ×2 against ×1\\) | 0.012 | &gt; 0.1 | **no** |") in section
+    assert ("| 7 | test accuracy change, a w = 2 network made to show a w = 1 map | −0.6 pp \\(ResNet-34 ×2\\) "
+            "| -0.50 pp | within 1 pp | yes |") in section
+    assert "| 7 | map error, the w = 2 network against the w = 1 map | matches the target visibly | 0.039 |" in section
+
+
 def test_leaderboard_section_prints_one_section_and_writes_nothing(tmp_path: Path, capsys, monkeypatch) -> None:
     install_tasks(monkeypatch, {"subset_translation": ("robustness", "c", True)})
     store = ResultStore(tmp_path / "results")
