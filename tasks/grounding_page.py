@@ -76,7 +76,7 @@ def literature(rows: Sequence[tuple[str, list[float | None]]]) -> list[str]:
         return []
     best = {TASKS[i]: max(r[1][i] for r in rows if r[1][i] is not None) for i in done}
     winners = {TASKS[i]: [m for m, sc in rows if sc[i] is not None and sc[i] >= best[TASKS[i]] - TIE] for i in done}
-    dominant = [m for m, sc in rows if all(sc[i] is not None and sc[i] >= best[TASKS[i]] - TIE for i in done)]
+    dominant = [m for m, _ in rows if all(m in ms for ms in winners.values())]
     per_task = "; ".join(f"{code(t)} {num(best[t])}: " + ", ".join(code(m) for m in ms[:4])
                          + (f" and {len(ms) - 4} more" if len(ms) > 4 else "") for t, ms in winners.items())
     out = ["", "Against the literature, from the scores above:", "",
