@@ -161,6 +161,19 @@ def test_a_single_distinct_row_is_refused_on_both_paths() -> None:
         metrics.score("linear_cka", first, Y)
 
 
+@pytest.mark.parametrize("odd", [0, 1, 2, 3, 49])
+def test_the_odd_row_is_found_wherever_it_sits(odd: int) -> None:
+    """The variance checks skip their passes over the data when the first three rows differ pairwise; an odd row
+    among them (or past them) must still be refused, and so must all rows identical."""
+    one = np.repeat(X[5:6], 50, axis=0)
+    one[odd] = X[odd]
+    with pytest.raises(InputError, match=f"X has a single distinct row: all 50 rows but row {odd} are identical"):
+        metrics.score("procrustes", one, Y)
+    with pytest.raises(InputError, match="zero variance"):
+        metrics.score("procrustes", np.repeat(X[5:6], 50, axis=0), Y)
+    assert 0 < metrics.score("procrustes", np.concatenate([one[:3], X[3:]]), Y) <= 1
+
+
 @pytest.mark.parametrize("metric_id", metrics.list_metrics(calibration=""))
 @pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
 def test_half_precision_is_computed_in_float32(metric_id: str, half: torch.dtype) -> None:

@@ -13,7 +13,8 @@ _PANEL = 256
 _MAX_PANELS = 8
 
 
-def center_with_mean(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def center_with_mean(X: torch.Tensor, scale: torch.Tensor | None = None, out: torch.Tensor | None = None,
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Column-centred copy X − 1·μᵀ (the action of H = I − 11ᵀ/n without forming H) and the mean μ (p,), float64.
 
     Centring features before any product is what keeps float32 sound under large translations (Davari et al.
@@ -21,9 +22,16 @@ def center_with_mean(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     first mean, which matters when the offset dwarfs the spread; it runs in place, so one centred copy is all
     that is ever allocated (autograd is unaffected: the mean and the subtraction save no values). μ is the sum of
     both passes' means, added in float64 so that a streaming merge of batch means keeps the second pass's digits.
+    `scale` (0-d, a power of two) multiplies the copy in the first pass, X·s − μ₁·s (exact: the same numbers as
+    scaling after centring, one pass fewer), and μ comes in the same units. `out` (X's shape, not under autograd)
+    receives the copy instead of a new allocation.
     """
     m1 = X.mean(dim=0, keepdim=True)
-    Xc = X - m1
+    if scale is None:
+        Xc = torch.sub(X, m1, out=out)
+    else:
+        m1 = m1 * scale
+        Xc = torch.addcmul(-m1, X, scale, out=out)
     m2 = Xc.mean(dim=0, keepdim=True)
     Xc.sub_(m2)
     return Xc, (m1.double() + m2.double()).squeeze(0)
@@ -192,30 +200,31 @@ class CoMoments:
         self.xy = torch.zeros(p1, p2, **f64)
 
     def update(self, X: torch.Tensor, Y: torch.Tensor, scale_x: torch.Tensor | None = None,
-               scale_y: torch.Tensor | None = None) -> None:
-        """Merge a batch X (m, p1), Y (m, p2) of one dtype and device."""
+               scale_y: torch.Tensor | None = None,
+               buffers: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Merge a batch X (m, p1), Y (m, p2) of one dtype and device. `buffers`: scratch of at least m rows for the
+        centred copies, reused across batches (not under autograd; their contents are overwritten)."""
         if self.xy is None:
             self._start(X.shape[1], Y.shape[1], X.device)
         m = X.shape[0]
-        Xc, mx = center_with_mean(X)
-        Yc, my = center_with_mean(Y)
-        if scale_x is not None:
-            Xc, mx = Xc.mul_(scale_x), mx * scale_x.double()
-        if scale_y is not None:
-            Yc, my = Yc.mul_(scale_y), my * scale_y.double()
+        Xc, mx = center_with_mean(X, scale_x, buffers[0][:m] if buffers else None)
+        Yc, my = center_with_mean(Y, scale_y, buffers[1][:m] if buffers else None)
         dx, dy = mx - self.mean_x, my - self.mean_y
         f = self.n * m / (self.n + m)
+        # In place: no fresh p×p float64 temporaries per batch (the float32 products are promoted as they are added).
+        self.xy.add_(Xc.T @ Yc)
+        if self.n:
+            self.xy.addr_(dx, dy, alpha=f)
         for acc, A, d, slices in ((self.xx, Xc, dx, self.x_slices), (self.yy, Yc, dy, self.y_slices)):
             for i, s in enumerate(slices):
                 if not self.grams:
-                    acc[i] = acc[i] + A[:, s].square().sum().double() + f * d[s].square().sum()
+                    # the buffered copy is the caller's scratch: squared in place once the cross product is taken
+                    sq = A[:, s].square_() if buffers else A[:, s].square()
+                    acc[i] = acc[i] + sq.sum().double() + f * d[s].square().sum()
                     continue
-                acc[i] = acc[i] + feature_gram(A[:, s]).double()
+                acc[i].add_(feature_gram(A[:, s]))
                 if self.n:
-                    acc[i] = acc[i].addr(d[s], d[s], alpha=f)
-        self.xy = self.xy + (Xc.T @ Yc).double()
-        if self.n:
-            self.xy = self.xy.addr(dx, dy, alpha=f)
+                    acc[i].addr_(d[s], d[s], alpha=f)
         self.mean_x = self.mean_x + dx * (m / (self.n + m))
         self.mean_y = self.mean_y + dy * (m / (self.n + m))
         self.n += m
@@ -229,18 +238,22 @@ def block_slices(sizes: Sequence[int]) -> list[slice]:
 
 # Bytes of one row chunk of an input in `comoments`: big enough for full-speed products, small enough that the
 # chunk's centred copy costs little memory.
-CHUNK_BYTES = 2**25
+CHUNK_BYTES = 2**26
 
 
 def comoments(X: torch.Tensor, Y: torch.Tensor, grams: bool = True, chunk_bytes: int = CHUNK_BYTES) -> CoMoments:
     """`CoMoments` of X and Y (one dtype and device) by row chunks of about `chunk_bytes` per input, each side
     scaled by `power_of_two_scale` of itself (so float32 sums of squares never overflow, at any scale). Memory:
-    one chunk's centred copies and the float64 moments, O(chunk + p²), never a centred copy of the whole input."""
-    rows = max(1, chunk_bytes // (max(X.shape[1], Y.shape[1]) * X.element_size()))
+    one chunk's centred copies, reused for every chunk outside autograd, and the float64 moments, O(chunk + p²),
+    never a centred copy of the whole input."""
+    rows = min(X.shape[0], max(1, chunk_bytes // (max(X.shape[1], Y.shape[1]) * X.element_size())))
     sx, sy = power_of_two_scale(X), power_of_two_scale(Y)
+    # one scratch copy per side for every chunk: a fresh allocation per chunk is page-faulted in anew each time
+    tracked = torch.is_grad_enabled() and (X.requires_grad or Y.requires_grad)
+    buffers = None if tracked else (X.new_empty(rows, X.shape[1]), Y.new_empty(rows, Y.shape[1]))
     mom = CoMoments(grams=grams)
     for i in range(0, X.shape[0], rows):
-        mom.update(X[i:i + rows], Y[i:i + rows], sx, sy)
+        mom.update(X[i:i + rows], Y[i:i + rows], sx, sy, buffers)
     return mom
 
 
