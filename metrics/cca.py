@@ -7,8 +7,10 @@ give T, and every metric below is a function of T (and, for pwcca, of X's neuron
 - moments (the default whenever it is accurate): the centred co-moments X̃ᵀX̃, ỸᵀỸ, X̃ᵀỸ accumulated over row
   chunks (`simstress.core.linalg.comoments`, float64 accumulators, memory O(chunk + p²)), Cholesky factors
   X̃ᵀX̃ = LxLxᵀ in float64 and T = Lx⁻¹X̃ᵀỸLy⁻ᵀ, i.e. Qx = X̃Lx⁻ᵀ: the same formulas as the exact streaming route
-  (`simstress.streaming`). T is then rounded to the compute dtype, so that a float32 computation takes its
-  singular values in float32 as the QR route does (an error of ~ε₃₂, the float32 value's own resolution).
+  (`simstress.streaming`). A float32 computation takes the singular values of this float64 T in float32 for
+  the means of cca_mean and svcca, as on the QR route (an error of ~ε₃₂ in the mean), but in float64 for pwcca,
+  whose weights come from the singular vectors: float32 rotated them within clusters of close correlations
+  (|Δ| = 3e-5 at p = 300).
   Forming X̃ᵀX̃ squares the condition number: rounding of the products in the compute dtype (ε) moves T by up
   to ~ε·κ², κ the condition number of the column-normalised X̃ (measured here: |Δρ| ≈ 1e-3·ε·κ²). So the route
   is taken only when the estimated κ ≤ ε^(−1/4) (54 in float32, 8200 in float64: an error bound ε·κ² ≤ √ε,
@@ -172,8 +174,7 @@ def _moments_route(X: torch.Tensor, Y: torch.Tensor, neurons: bool) -> Canonical
     if got is None:
         return None
     p1, p2 = X.shape[1], Y.shape[1]
-    T, P = (A.to(X.dtype) for A in got)
-    return Canonical(T, P if neurons else None, p1, p2, distinct_samples(X, Y, p1 + p2))
+    return Canonical(got[0], got[1] if neurons else None, p1, p2, distinct_samples(X, Y, p1 + p2))
 
 
 def _qr_route(X: torch.Tensor, Y: torch.Tensor, neurons: bool) -> Canonical:
@@ -199,7 +200,7 @@ def check_nonzero_ranks(rx: int, ry: int, name: str) -> None:
 
 def canonical(X: torch.Tensor, Y: torch.Tensor, name: str, neurons: bool = False) -> Canonical:
     """`Canonical` of X and Y by the moments route when it is accurate, else the QR route; rank-checked against
-    the distinct samples (`check_ranks`). T and the neurons come in X's dtype on either route."""
+    the distinct samples (`check_ranks`). T is float64 on the moments route: metrics return X's dtype."""
     c = _moments_route(X, Y, neurons) or _qr_route(X, Y, neurons)
     check_nonzero_ranks(c.rx, c.ry, name)
     check_ranks(c.rx, c.ry, c.d, name, rank_advice(
@@ -249,7 +250,7 @@ def cca_mean(X: torch.Tensor, Y: torch.Tensor, *, normalize: str = "rank") -> to
     Kornblith et al. 2019's R²_CCA by the widths; equal to the default at full rank). Refuses inputs whose rank
     reaches d − 1 for d distinct samples (all ρᵢ = 1); see svcca.
     """
-    rho = canonical_correlations(canonical(X, Y, "cca_mean").T)
+    rho = canonical_correlations(canonical(X, Y, "cca_mean").T.to(X.dtype))
     value = rho.sum() / min(X.shape[1], Y.shape[1]) if normalize == "width" else rho.mean()
     return value.to(X.dtype)
 
@@ -348,7 +349,7 @@ def svcca(X: torch.Tensor, Y: torch.Tensor, *, keep: float = 0.99) -> torch.Tens
         Wx, exact_x = top_variance_whitening(Gx, keep, rounding_floor(Gx.trace(), n, mom.mean_x, px), n, X.dtype)
         Wy, exact_y = top_variance_whitening(Gy, keep, rounding_floor(Gy.trace(), n, mom.mean_y, py), n, Y.dtype)
     if exact_x and exact_y:
-        T = (Wx.T @ mom.xy @ Wy).to(X.dtype)
+        T = Wx.T @ mom.xy @ Wy
     else:
         (Xc, mx), (Yc, my) = center_rescaled_with_mean(X), center_rescaled_with_mean(Y)
         Ux = top_variance_basis(Xc, keep, rounding_floor(frobenius(Xc).square(), n, mx, px))
@@ -359,7 +360,7 @@ def svcca(X: torch.Tensor, Y: torch.Tensor, *, keep: float = 0.99) -> torch.Tens
     d = distinct_samples(X, Y, dx + dy)
     check_ranks(dx, dy, d, f"svcca[keep={keep}] (ranks after the cut)",
                 rank_advice(n, d, "Lower keep or use more samples"))
-    return canonical_correlations(T).mean().to(X.dtype)
+    return canonical_correlations(T.to(X.dtype)).mean().to(X.dtype)
 
 
 def projection_weighted(T: torch.Tensor, P: torch.Tensor) -> torch.Tensor:

@@ -57,15 +57,16 @@ def nuclear_similarity(C: torch.Tensor) -> torch.Tensor:
 
 
 def procrustes_similarity(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """`nuclear_similarity` of X̂ᵀŶ in X's dtype. When p1, p2 < n from the co-moments X̃ᵀỸ/√(‖X̃‖²‖Ỹ‖²) (centred per
-    row chunk, merged in float64, then rounded to X's dtype: float32 takes its singular values in float32, as its
-    floor does); otherwise X̂ and Ŷ from `unit_coords` (the row-space coordinates)."""
+    """`nuclear_similarity` of X̂ᵀŶ, float64 when p1, p2 < n: from the co-moments X̃ᵀỸ/√(‖X̃‖²‖Ỹ‖²) (centred per
+    row chunk, merged in float64); otherwise X̂ and Ŷ from `unit_coords` (the row-space coordinates). The singular
+    values stay in float64 for float32 data too: the nuclear norm sums all of them, and float32's errors (2e-7 in
+    s, 8e-7 in θ at p = 300, eight times the input's own rounding) would add up with p."""
     n = X.shape[0]
     if X.shape[1] >= n or Y.shape[1] >= n:
         Xn, Yn = unit_coords(X, Y)
         return nuclear_similarity(Xn.T @ Yn)
     mom = comoments(X, Y, grams=False)
-    return nuclear_similarity((mom.xy / (mom.xx[0] * mom.yy[0]).sqrt()).to(X.dtype))
+    return nuclear_similarity(mom.xy / (mom.xx[0] * mom.yy[0]).sqrt())
 
 
 def procrustes_chord(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -100,7 +101,7 @@ def procrustes(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     rotated into n − 1 coordinates, which leaves the value unchanged. Memory O(n·p) only then: otherwise the
     products run over row chunks (module docstring).
     """
-    return procrustes_similarity(X, Y)
+    return procrustes_similarity(X, Y).to(X.dtype)
 
 
 def right_angle(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -124,7 +125,7 @@ def procrustes_angular(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
 
     Williams et al. 2021's angular Procrustes distance between column-centred, Frobenius-normalised
     representations modulo rotations. θ = arccos(s) of the Procrustes similarity s (`procrustes_similarity`,
-    from the co-moments) while 1 − s ≥ √ε of the compute dtype: there s's rounding (~ε) moves θ by
+    float64 from the co-moments) while 1 − s ≥ √ε of the compute dtype: there s's rounding (~ε) moves θ by
     ~ε/sin θ ≤ ε^(3/4). Nearer 0, arccos would turn that rounding into an angle of √(2ε) (3e-4 in float32 for
     identical inputs), so θ = 2·arcsin(c/2) from the chord c = min_Q ||X̂ − ŶQ||_F (`procrustes_chord`, formed
     entrywise: it resolves θ to ~ε, at 3–4 times the similarity's cost). The value never exceeds π/2: it is
@@ -133,7 +134,7 @@ def procrustes_angular(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """
     s = procrustes_similarity(X, Y)
     if bool(1.0 - s.detach() >= torch.finfo(X.dtype).eps ** 0.5):
-        theta = torch.arccos(s.clamp(0.0, 1.0))
+        theta = torch.arccos(s.clamp(0.0, 1.0)).to(X.dtype)
     else:
         theta = 2.0 * torch.arcsin((0.5 * procrustes_chord(X, Y)).clamp(max=1.0))
     return torch.minimum(theta, right_angle(theta.dtype, theta.device))

@@ -298,3 +298,20 @@ def test_a_representation_made_of_rounding_is_refused():
     with pytest.raises(InputError, match="no direction above the rounding"):
         metrics.score("cca_mean", X, Y)
     assert 0 <= metrics.score("cca_mean", X.astype(np.float64) - 1e6, Y) <= 1  # the same numbers, exact: scored
+
+
+@pytest.mark.parametrize("metric_id", ["cca_mean", "svcca", "pwcca"])
+def test_float32_on_the_moments_route_keeps_float32_precision(metric_id):
+    """float32 data computed in float32 reads the float64 value of the same numbers to a few ε₃₂ (pwcca: 8e-7, its
+    weights amplify the products' rounding). pwcca's weights come from singular vectors, which float32 rotates
+    within clusters of close correlations: taken in float32 they moved the value by 3.6e-6 here (3e-5 at
+    p = 300), so its decomposition stays in float64."""
+    g = torch.Generator().manual_seed(1)
+    Z = torch.randn(500, 8, generator=g, dtype=torch.float64)
+    X = Z @ torch.randn(8, 64, generator=g, dtype=torch.float64) + 0.5 * torch.randn(500, 64, generator=g,
+                                                                                      dtype=torch.float64) + 1e3
+    Y = Z @ torch.randn(8, 40, generator=g, dtype=torch.float64) + 0.5 * torch.randn(500, 40, generator=g,
+                                                                                      dtype=torch.float64)
+    X32, Y32 = X.float(), Y.float()
+    ref = value(metric_id, X32.double(), Y32.double())
+    assert float(get_metric(metric_id)(X32, Y32)) == pytest.approx(ref, abs=2e-6 if metric_id == "pwcca" else 3e-7)
