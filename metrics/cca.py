@@ -31,6 +31,11 @@ canonical correlation is 1 whatever the data, and such inputs are refused with a
 Below that, rx + ry − (d − 1) correlations are still 1 by dimension count alone when rx + ry > d − 1: the values
 are inflated there, which is a real weakness of CCA that the benchmark's tasks are meant to expose, so keep n
 well above p1 + p2.
+
+Layer maps (`MetricSpec.layer_map`: every pair of a list of layers, as the attacks' loss takes it): the
+co-moments of all layers from one product and one whitening per layer (`layer_cross`, `svcca_map`), instead of
+two per pair; wherever the moments route would not decide every pair as the metric does, pair by pair through
+the metric itself.
 """
 
 from __future__ import annotations
@@ -43,15 +48,18 @@ from simstress.core.inputs import InputError, input_dtypes
 from simstress.core.linalg import (
     RANK_MARGIN,
     CoMoments,
+    LayerMoments,
+    block_slices,
     center_rescaled_with_mean,
     comoments,
     frobenius,
+    layer_moments,
     orthonormal_basis,
     rank_tolerance,
     rounding_floor,
     smallest_singular_value,
 )
-from simstress.core.metric import register
+from simstress.core.metric import pairwise_map, register
 
 _CCA_INVARIANCES = ("translation", "isotropic_scaling", "orthogonal", "permutation", "invertible_linear")
 _CCA_REFERENCE = (
@@ -223,6 +231,62 @@ def mean_squared_correlation(T: torch.Tensor) -> torch.Tensor:
     return (T.square().sum() / min(T.shape)).clamp(0.0, 1.0)
 
 
+def full_rank_pairs(layers: list[torch.Tensor], widths: list[int], joint: bool) -> bool:
+    """Whether no pair (i ≤ j) of layers with ranks `widths` meets a refusal of `check_ranks` (or, `joint`, of
+    pwcca's rx + ry ≥ d + 1) at its distinct samples d, as `canonical` counts them (`distinct_samples`)."""
+    for i, j in ((i, j) for i in range(len(layers)) for j in range(i, len(layers))):
+        rx, ry = widths[i], widths[j]
+        d = distinct_samples(layers[i], layers[j], rx + ry)
+        if max(rx, ry) >= d - 1 or (joint and rx + ry >= d + 1):
+            return False
+    return True
+
+
+def layer_cross(layers: list[torch.Tensor], joint: bool = False,
+                ) -> tuple[torch.Tensor, LayerMoments, list[torch.Tensor]] | None:
+    """(T, moments, [Lᵢ]): T (Σp, Σp) holds Tᵢⱼ = Lᵢ⁻¹X̃ᵢᵀX̃ⱼLⱼ⁻ᵀ in its (i, j) block, from one product of all layers
+    (`layer_moments`) and one Cholesky factor per layer (`cholesky_whitening`) instead of two per pair: what
+    `canonical` computes for each pair on its moments route. None where that route would not decide every pair
+    (mixed layers; a width reaching n − 1, where a rank check could refuse; a layer ill-conditioned or
+    rank-deficient; a pair refused at its distinct samples, `full_rank_pairs`): the caller then goes pair by
+    pair, with the same routes and refusals as the metric."""
+    n = layers[0].shape[0]
+    mom = layer_moments(layers) if max(A.shape[1] for A in layers) < n - 1 else None
+    if mom is None:
+        return None
+    factors = []
+    for i, A in enumerate(layers):
+        L = cholesky_whitening(mom.block(i, i), mom.floor(i, n, A.dtype), n, A.dtype)
+        if L is None:
+            return None
+        factors.append(L)
+    if not full_rank_pairs(layers, [A.shape[1] for A in layers], joint):
+        return None
+    L = torch.block_diag(*factors)  # lower triangular: every block's solve in two of the whole
+    return whitened_cross(L, mom.M, L), mom, factors
+
+
+def cca_mean_map(layers: list[torch.Tensor], *, normalize: str = "rank") -> torch.Tensor:
+    """`cca_mean` between every pair of layers, from `layer_cross` (pair by pair where it declines). Every pair it
+    decides has full rank, where both normalisations divide by min(p1, p2)."""
+    got = layer_cross(layers)
+    if got is None:
+        return pairwise_map(cca_mean, layers, True, normalize=normalize)
+    T, s, dtype = got[0], got[1].slices, layers[0].dtype
+    return pairwise_map(lambda i, j: canonical_correlations(T[s[i], s[j]].to(dtype)).mean(), range(len(layers)),
+                        True).to(dtype)
+
+
+def cca_r2_map(layers: list[torch.Tensor]) -> torch.Tensor:
+    """`cca_r2` between every pair of layers, from `layer_cross` (pair by pair where it declines)."""
+    got = layer_cross(layers)
+    if got is None:
+        return pairwise_map(cca_r2, layers, True)
+    T, s = got[0], got[1].slices
+    return pairwise_map(lambda i, j: mean_squared_correlation(T[s[i], s[j]]), range(len(layers)), True
+                        ).to(layers[0].dtype)
+
+
 def _check_normalize(params: dict) -> None:
     if params["normalize"] not in ("rank", "width"):
         raise ValueError(f"cca_mean's normalize must be 'rank' or 'width' (divide Σρᵢ by min(rank X̃, rank Ỹ) or by "
@@ -237,6 +301,7 @@ def _check_normalize(params: dict) -> None:
     reference=_CCA_REFERENCE,
     variants=({"normalize": "width"},),
     check_params=_check_normalize,
+    layer_map=cca_mean_map,
     version=2,  # 2: ranks at the input's precision (float32 rank-10 data: 0.78 → 0.35); moments route
 )
 def cca_mean(X: torch.Tensor, Y: torch.Tensor, *, normalize: str = "rank") -> torch.Tensor:
@@ -261,6 +326,7 @@ def cca_mean(X: torch.Tensor, Y: torch.Tensor, *, normalize: str = "rank") -> to
     min_samples=3,
     cost="O(n·(p1² + p2²))",
     reference="Kornblith et al. 2019, Similarity of Neural Network Representations Revisited (ICML), R²_CCA",
+    layer_map=cca_r2_map,
     version=2,  # 2: ranks at the input's precision (float32 rank-10 data: 0.63 → 0.26); moments route
 )
 def cca_r2(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -313,6 +379,29 @@ def top_variance_whitening(G: torch.Tensor, keep: float, floor: torch.Tensor, n:
     return V[:, :d] / lam[:d].sqrt(), exact
 
 
+def svcca_map(layers: list[torch.Tensor], *, keep: float = 0.99) -> torch.Tensor:
+    """`svcca` between every pair of layers from one product of all layers (`layer_moments`) and one whitening per
+    layer (`top_variance_whitening`) instead of two per pair; pair by pair where the moments do not decide every
+    layer's cut exactly or a pair is refused at its distinct samples (`full_rank_pairs`)."""
+    n, dtype = layers[0].shape[0], layers[0].dtype
+    mom = layer_moments(layers) if max(A.shape[1] for A in layers) < n - 1 else None
+    if mom is not None:
+        whitenings = []
+        for i, A in enumerate(layers):
+            W, exact = top_variance_whitening(mom.block(i, i), keep, mom.floor(i, n, A.dtype), n, A.dtype)
+            if not exact:
+                break
+            whitenings.append(W)
+        else:
+            cuts = [W.shape[1] for W in whitenings]
+            if full_rank_pairs(layers, cuts, joint=False):
+                W, s = torch.block_diag(*whitenings), block_slices(cuts)
+                T = W.T @ mom.M @ W
+                return pairwise_map(lambda i, j: canonical_correlations(T[s[i], s[j]].to(dtype)).mean(),
+                                    range(len(layers)), True).to(dtype)
+    return pairwise_map(svcca, layers, True, keep=keep)
+
+
 def _check_keep(params: dict) -> None:
     if not 0.0 < params["keep"] <= 1.0:
         raise ValueError(f"svcca needs 0 < keep <= 1 (the fraction of variance kept); got {params['keep']}")
@@ -325,6 +414,7 @@ def _check_keep(params: dict) -> None:
     cost="O(n·p·min(n, p))",
     reference=_CCA_REFERENCE,
     check_params=_check_keep,
+    layer_map=svcca_map,
     version=2,  # 2: ranks at the input's precision and offsets (keep=1 as cca_mean); moments route
 )
 def svcca(X: torch.Tensor, Y: torch.Tensor, *, keep: float = 0.99) -> torch.Tensor:
@@ -375,12 +465,24 @@ def projection_weighted(T: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
     return (w / w.sum() * S.clamp(0.0, 1.0)).sum().clamp(0.0, 1.0)  # Σwᵢ = 1 up to rounding
 
 
+def pwcca_map(layers: list[torch.Tensor]) -> torch.Tensor:
+    """`pwcca` between every ordered pair of layers, from `layer_cross` (pair by pair where it declines); X's neurons
+    in X's basis are Lᵢᵀ, as on the metric's moments route."""
+    got = layer_cross(layers, joint=True)
+    if got is None:
+        return pairwise_map(pwcca, layers, False)
+    T, s, factors = got[0], got[1].slices, got[2]
+    return pairwise_map(lambda i, j: projection_weighted(T[s[i], s[j]], factors[i].detach().mT),
+                        range(len(layers)), False).to(layers[0].dtype)
+
+
 @register(
     symmetric=False,
     invariances=("translation", "isotropic_scaling", "permutation"),
     differentiable=True,
     min_samples=3,
     cost="O(n·(p1² + p2²))",
+    layer_map=pwcca_map,
     reference="Morcos et al. 2018, Insights on representational similarity in neural networks with canonical "
     "correlation (NeurIPS)",
     version=2,  # 2: ranks at the input's precision (float32 rank-10 data: 0.89 → 0.36); moments route

@@ -7,7 +7,8 @@ the angular shape metric (Williams et al. 2021).
 The similarity needs only X̃ᵀỸ and the two sums of squares: accumulated over row chunks (`comoments` without the
 Grams: one p1×p2 product, float64 accumulators, memory O(chunk + p1·p2)), then the p1×p2 singular values. When a
 side has p ≥ n features it is first rotated into n − 1 coordinates (`row_space_coords`), where the p1×p2 product
-would be larger than the data.
+would be larger than the data. A layer map (`similarity_map`) takes every pair's cross moment from one product
+of all layers.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import math
 
 import torch
 
-from simstress.core.linalg import center_rescaled, comoments, frobenius
-from simstress.core.metric import register
+from simstress.core.linalg import center_rescaled, comoments, frobenius, layer_moments
+from simstress.core.metric import pairwise_map, register
 
 _PROCRUSTES_INVARIANCES = ("translation", "isotropic_scaling", "orthogonal", "permutation")
 
@@ -84,6 +85,24 @@ def procrustes_chord(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     return sum(r.square().sum() for r in parts).sqrt()
 
 
+def similarity_map(layers: list[torch.Tensor]) -> torch.Tensor | None:
+    """`procrustes_similarity` between every pair of layers narrower than n, float64: every cross moment and sum of
+    squares from one product of all layers (`layer_moments`), then each pair's singular values; None for mixed
+    or wide layers (those take the pairwise route)."""
+    mom = layer_moments(layers) if max(A.shape[1] for A in layers) < layers[0].shape[0] else None
+    if mom is None:
+        return None
+    sums = [mom.block(i, i).trace() for i in range(len(layers))]
+    return pairwise_map(lambda i, j: nuclear_similarity(mom.block(i, j) / (sums[i] * sums[j]).sqrt()),
+                        range(len(layers)), True)
+
+
+def procrustes_map(layers: list[torch.Tensor]) -> torch.Tensor:
+    """`procrustes` between every pair of layers (`similarity_map`, else pair by pair)."""
+    S = similarity_map(layers)
+    return pairwise_map(procrustes, layers, True) if S is None else S.to(layers[0].dtype)
+
+
 @register(
     invariances=_PROCRUSTES_INVARIANCES,
     differentiable=True,
@@ -91,6 +110,7 @@ def procrustes_chord(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     cost="O(n·p·min(n, p))",
     reference="Ding, Denain & Steinhardt 2021, Grounding Representation Similarity with Statistical Testing "
     "(NeurIPS); Schönemann 1966",
+    layer_map=procrustes_map,
 )
 def procrustes(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """Orthogonal Procrustes similarity ||X̃ᵀỸ||_* / (||X̃||_F ||Ỹ||_F) on column-centred X̃, Ỹ, in [0, 1].
@@ -110,6 +130,25 @@ def right_angle(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return half_pi if float(half_pi) <= math.pi / 2 else torch.nextafter(half_pi, torch.zeros_like(half_pi))
 
 
+def angle(s: torch.Tensor, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """θ from the Procrustes similarity s of X and Y: arccos(s) while 1 − s ≥ √ε, else from the chord of X and Y
+    (`procrustes_angular`), at most π/2 in X's dtype."""
+    if bool(1.0 - s.detach() >= torch.finfo(X.dtype).eps ** 0.5):
+        theta = torch.arccos(s.clamp(0.0, 1.0)).to(X.dtype)
+    else:
+        theta = 2.0 * torch.arcsin((0.5 * procrustes_chord(X, Y)).clamp(max=1.0))
+    return torch.minimum(theta, right_angle(theta.dtype, theta.device))
+
+
+def procrustes_angular_map(layers: list[torch.Tensor]) -> torch.Tensor:
+    """`procrustes_angular` between every pair of layers: the similarities from `similarity_map` (else pair by
+    pair), each pair's angle as `angle` takes it (the chord, near θ = 0, from the pair's own data)."""
+    S = similarity_map(layers)
+    if S is None:
+        return pairwise_map(procrustes_angular, layers, True)
+    return pairwise_map(lambda i, j: angle(S[i, j], layers[i], layers[j]), range(len(layers)), True)
+
+
 @register(
     kind="distance",
     invariances=_PROCRUSTES_INVARIANCES,
@@ -119,6 +158,7 @@ def right_angle(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     cost="O(n·p·min(n, p))",
     reference="Williams, Kunz, Kornblith & Linderman 2021, Generalized Shape Metrics on Neural Representations "
     "(NeurIPS)",
+    layer_map=procrustes_angular_map,
 )
 def procrustes_angular(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """Angular shape distance θ = arccos(||X̃ᵀỸ||_* / (||X̃||_F ||Ỹ||_F)) in [0, π/2], a metric on shapes.
@@ -132,9 +172,4 @@ def procrustes_angular(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     clamped, by construction, to the largest number of its dtype not above π/2 (`right_angle`; float32's π/2
     itself is above). The derivative is bounded away from θ = 0, where it has a kink.
     """
-    s = procrustes_similarity(X, Y)
-    if bool(1.0 - s.detach() >= torch.finfo(X.dtype).eps ** 0.5):
-        theta = torch.arccos(s.clamp(0.0, 1.0)).to(X.dtype)
-    else:
-        theta = 2.0 * torch.arcsin((0.5 * procrustes_chord(X, Y)).clamp(max=1.0))
-    return torch.minimum(theta, right_angle(theta.dtype, theta.device))
+    return angle(procrustes_similarity(X, Y), X, Y)

@@ -120,6 +120,25 @@ def test_reductions() -> None:
         reduce(a, "max")
 
 
+@pytest.mark.parametrize("how", ["flatten", "pool", "pool2"])
+def test_a_reductions_gradient_on_channels_last_blocks_is_channels_last_and_unchanged(how: str) -> None:
+    """The gradient a reduction sends back to a channels-last block is laid out channels-last (so autograd adds it
+    to the next block's without a strided path) and holds the same numbers as on a contiguous copy; the values
+    are those of the block without gradients."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 6, 5, 5, generator=g).contiguous(memory_format=torch.channels_last).requires_grad_()
+    a = x * 1.0  # a block output: not a leaf, whose stored gradient autograd would lay out like the leaf anyway
+    arriving: list[torch.Tensor] = []
+    a.register_hook(arriving.append)
+    b = x.detach().contiguous().requires_grad_()
+    w = torch.randn(reduce(b, how).shape, generator=g)
+    (reduce(a, how) * w).sum().backward()
+    (reduce(b, how) * w).sum().backward()
+    assert arriving[0].is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(arriving[0], b.grad)
+    assert torch.equal(reduce(a, how), reduce(a.detach(), how))
+
+
 def test_activations_are_batched_without_changing_them(smoke_zoo: dict) -> None:
     net = load_network(smoke_zoo["m1-w1-generalized-s0"])
     x = load_images("fashion_mnist_slice", "test").tensor(INPUT_SIZE)[:50]

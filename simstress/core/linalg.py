@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -50,11 +52,30 @@ def power_of_two_scale(A: torch.Tensor) -> torch.Tensor:
     return torch.ldexp(torch.ones((), dtype=A.dtype, device=A.device), -e)
 
 
+class _CentreRescale(torch.autograd.Function):
+    """X ↦ (X̃·s, μ·s): `center_with_mean` then `power_of_two_scale` of the copy, in place. Xc = (X − 1μᵀ)·s with s
+    held constant, whose gradient is the same projection, g ↦ (g − 1ḡᵀ)·s: two passes, where autograd's record
+    of the centring's steps took seven (a third of the flattened map step of M1's blocks, measured). μ carries no
+    gradient (it sets rank tolerances only)."""
+
+    @staticmethod
+    def forward(ctx: Any, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        Xc, mean = center_with_mean(X)
+        scale = power_of_two_scale(Xc)
+        ctx.save_for_backward(scale)
+        mean = mean * scale.double()
+        ctx.mark_non_differentiable(mean)
+        return Xc.mul_(scale), mean
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+        (scale,) = ctx.saved_tensors
+        return torch.addcmul(grad.mean(dim=0, keepdim=True) * -scale, grad, scale)
+
+
 def center_rescaled_with_mean(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`center_rescaled(X)` and the column mean μ (float64) in the same scaled units."""
-    Xc, mean = center_with_mean(X)
-    scale = power_of_two_scale(Xc)
-    return Xc.mul_(scale), mean * scale.double()
+    """`center_rescaled(X)` and the column mean μ (float64, no gradient) in the same scaled units."""
+    return _CentreRescale.apply(X)
 
 
 def center_rescaled(X: torch.Tensor) -> torch.Tensor:
@@ -236,6 +257,34 @@ def block_slices(sizes: Sequence[int]) -> list[slice]:
     return [slice(a, b) for a, b in itertools.pairwise(edges)]
 
 
+@dataclass(frozen=True)
+class LayerMoments:
+    """The centred co-moments of a list of layers (n, pᵢ) from one product: M (Σp, Σp, float64) holds X̃ᵢᵀX̃ⱼ in its
+    (i, j) block (`slices`), each layer scaled by `power_of_two_scale` of itself first (exact, as in `comoments`),
+    with each layer's column mean in the same units. Memory: one centred copy of all layers, n·Σp."""
+
+    M: torch.Tensor
+    slices: list[slice]
+    means: list[torch.Tensor]
+
+    def block(self, i: int, j: int) -> torch.Tensor:
+        return self.M[self.slices[i], self.slices[j]]
+
+    def floor(self, i: int, n: int, precision: torch.dtype) -> torch.Tensor:
+        """Layer i's rounding floor (`rounding_floor`) at the precision it came in."""
+        return rounding_floor(self.block(i, i).trace(), n, self.means[i], precision)
+
+
+def layer_moments(layers: Sequence[torch.Tensor]) -> LayerMoments | None:
+    """`LayerMoments` of layers of one dtype, device and row count (a layer map's minibatch), else None: the
+    products of every pair of layers in one (products in that dtype, as `comoments` forms them)."""
+    if len({(A.dtype, A.device, A.shape[0]) for A in layers}) > 1:
+        return None
+    Zc, mean = center_with_mean(torch.cat([A * power_of_two_scale(A) for A in layers], dim=1))
+    slices = block_slices([A.shape[1] for A in layers])
+    return LayerMoments(feature_gram(Zc).double(), slices, [mean[s] for s in slices])
+
+
 # Bytes of one row chunk of an input in `comoments`: big enough for full-speed products, small enough that the
 # chunk's centred copy costs little memory.
 CHUNK_BYTES = 2**26
@@ -257,9 +306,23 @@ def comoments(X: torch.Tensor, Y: torch.Tensor, grams: bool = True, chunk_bytes:
     return mom
 
 
+class _Gram(torch.autograd.Function):
+    """K = XcXcᵀ, whose gradient (G + Gᵀ)·Xc takes one product where autograd's record of Xc @ Xc.T took two."""
+
+    @staticmethod
+    def forward(ctx: Any, Xc: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(Xc)
+        return Xc @ Xc.T
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (Xc,) = ctx.saved_tensors
+        return (grad + grad.mT) @ Xc
+
+
 def gram(Xc: torch.Tensor) -> torch.Tensor:
     """Linear Gram matrix Xc·Xcᵀ (n, n) of already centred features (so it is already double-centred)."""
-    return Xc @ Xc.T
+    return _Gram.apply(Xc)
 
 
 def double_center(K: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Literal
@@ -91,6 +91,20 @@ class MetricSpec:
         if math.isfinite(hi):
             return 1.0 - (value - lo) / (hi - lo)
         return 1.0 / (1.0 + (value - lo))
+
+
+def pairwise_map(fn: Callable[..., torch.Tensor], layers: Sequence[Any], symmetric: bool, **params: Any,
+                 ) -> torch.Tensor:
+    """(L, L) map M[i, j] = fn(layers[i], layers[j], **params) pair by pair, autograd kept, no validation; a
+    symmetric metric's lower triangle mirrors its upper one. The route of a metric without its own `layer_map`,
+    and the fallback of one whose shared products do not decide every pair (`layers` may then be indices into
+    them)."""
+    L = len(layers)
+    entries: dict[tuple[int, int], torch.Tensor] = {}
+    for i in range(L):
+        for j in range(L):
+            entries[i, j] = entries[j, i] if symmetric and j < i else fn(layers[i], layers[j], **params)
+    return torch.stack([torch.stack([entries[i, j] for j in range(L)]) for i in range(L)])
 
 
 def format_value(value: Any) -> str:

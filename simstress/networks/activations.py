@@ -27,12 +27,28 @@ from torch.nn import functional as F
 _POOL_K = re.compile(r"pool(\d+)")
 
 
+class _GradInChannelsLast(torch.autograd.Function):
+    """The identity, whose gradient goes back channels-last. A reduction's own gradient is broadcast (pooling) or
+    laid out channels-first (flattening); autograd adds it to the next block's channels-last gradient, and the
+    mixed layouts sent ReLU's and BatchNorm's backward down a strided path: 13 ms of a 56 ms map step of M1."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor) -> torch.Tensor:
+        return a.view_as(a)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=torch.channels_last)
+
+
 def reduce(a: torch.Tensor, how: str) -> torch.Tensor:
     """One layer's batch (n, c, h, w) or (n, d) reduced to (n, features) by `how` (see the module docstring)."""
     if a.ndim == 2:
         return a
     if a.ndim != 4:
         raise ValueError(f"expected (n, c, h, w) or (n, d) activations, got shape {tuple(a.shape)}")
+    if a.requires_grad and not a.is_contiguous() and a.is_contiguous(memory_format=torch.channels_last):
+        a = _GradInChannelsLast.apply(a)
     if how == "flatten":
         return a.flatten(1)
     if how == "pool":

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from simstress.core.metric import Metric, get_metric
+from simstress.core.metric import Metric, get_metric, pairwise_map
 
 LAYERS = 8
 FIXED_TARGETS = ("ones", "identity")
@@ -106,15 +106,7 @@ def layer_map(metric: Metric, layers: Sequence[torch.Tensor]) -> torch.Tensor:
     spec, params = metric.spec, dict(metric.params)
     if spec.layer_map is not None:
         return metric.as_similarity(spec.layer_map(list(layers), **params))
-    L = len(layers)
-    entries: dict[tuple[int, int], torch.Tensor] = {}
-    for i in range(L):
-        for j in range(L):
-            if spec.symmetric and j < i:
-                entries[i, j] = entries[j, i]
-            else:
-                entries[i, j] = spec.fn(layers[i], layers[j], **params)
-    return metric.as_similarity(torch.stack([torch.stack([entries[i, j] for j in range(L)]) for i in range(L)]))
+    return metric.as_similarity(pairwise_map(spec.fn, layers, spec.symmetric, **params))
 
 
 def direct_map(metric: Metric, layers: Sequence[torch.Tensor]) -> torch.Tensor:

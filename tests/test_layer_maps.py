@@ -1,0 +1,134 @@
+"""Every declared `layer_map` against the metric's own function, pair by pair: values in float64 and float32,
+gradients, and the fallbacks to the pairwise route where shared products would not decide every pair as the
+function does (rank-deficient or too-wide layers). Also the hand-written gradients of the shared
+building blocks (centring, Gram, squared distances) against autograd's numerical check."""
+
+import pytest
+import torch
+
+from simstress import metrics
+from simstress.core import metric as core_metric
+from simstress.core.inputs import InputError
+from simstress.core.linalg import center_rescaled, center_with_mean, gram, power_of_two_scale
+from simstress.core.metric import pairwise_map
+from simstress.core.selection import squared_distances
+from simstress.metrics import cca, procrustes
+
+MAPPED = [m for m in metrics.list_metrics() if metrics.get_metric(m).spec.layer_map is not None]
+# the maps that share products across layers and fall back to the pairwise route where those do not decide
+SHARED = {"cca_mean", "cca_r2", "svcca", "pwcca", "procrustes", "procrustes_angular"}
+WIDTHS = (16, 16, 32, 32, 32, 64, 64, 64)  # M1's pooled blocks
+
+
+def blocks(dtype: torch.dtype, seed: int = 0, n: int = 128) -> list[torch.Tensor]:
+    """Eight post-ReLU-like layers of M1's pooled widths sharing a latent, with offsets: full rank, distinct rows."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, 8, generator=g, dtype=torch.float64)
+    return [(torch.relu(base @ torch.randn(8, p, generator=g, dtype=torch.float64)
+                        + torch.randn(n, p, generator=g, dtype=torch.float64)) + 3.0).to(dtype) for p in WIDTHS]
+
+
+def pairwise(metric_id: str, layers: list[torch.Tensor]) -> torch.Tensor:
+    spec, params = metrics.get_metric(metric_id).spec, metrics.get_metric(metric_id).params
+    return pairwise_map(spec.fn, layers, spec.symmetric, **params)
+
+
+def fast(metric_id: str, layers: list[torch.Tensor]) -> torch.Tensor:
+    m = metrics.get_metric(metric_id)
+    return m.spec.layer_map(layers, **m.params)
+
+
+@pytest.fixture
+def pairwise_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the registered metric functions that a shared map handed to `pairwise_map` (its fallback)."""
+    calls: list[str] = []
+    functions = {metrics.get_metric(m).spec.fn: metrics.get_metric(m).spec.name for m in MAPPED}
+
+    def spy(fn, layers, symmetric, **params):
+        if fn in functions:
+            calls.append(functions[fn])
+        return core_metric.pairwise_map(fn, layers, symmetric, **params)
+
+    for module in (cca, procrustes):
+        monkeypatch.setattr(module, "pairwise_map", spy)
+    return calls
+
+
+@pytest.mark.parametrize("metric_id", MAPPED)
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+def test_a_layer_map_equals_its_metric_pair_by_pair(metric_id: str, dtype: torch.dtype, tol: float,
+                                                    pairwise_calls: list[str]) -> None:
+    layers = blocks(dtype)
+    got, want = fast(metric_id, layers), pairwise(metric_id, layers)
+    assert got.dtype == dtype and got.shape == (8, 8)
+    assert (got - want).abs().max() <= tol
+    assert not pairwise_calls, f"{metric_id} fell back to the pairwise route on full-rank layers"
+
+
+@pytest.mark.parametrize("metric_id", MAPPED)
+def test_a_layer_maps_gradients_equal_the_pairwise_ones(metric_id: str) -> None:
+    layers = [A.requires_grad_() for A in blocks(torch.float64, seed=1)]
+    weights = torch.randn(8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    got = torch.autograd.grad((fast(metric_id, layers) * weights).sum(), layers)
+    want = torch.autograd.grad((pairwise(metric_id, layers) * weights).sum(), layers)
+    for a, b in zip(got, want):
+        assert (a - b).abs().max() <= 1e-9 * b.abs().max()
+
+
+@pytest.mark.parametrize("metric_id", sorted(SHARED))
+def test_layers_the_shared_route_cannot_decide_go_pair_by_pair(metric_id: str, pairwise_calls: list[str]) -> None:
+    """A rank-deficient layer (CCA's moments route declines it) and a layer at least n wide (Procrustes' row-space
+    route; CCA refuses it, SVCCA cuts it): each map is then the pairwise one, through the metric's own function."""
+    layers = blocks(torch.float64)
+    g = torch.Generator().manual_seed(3)
+    deficient = layers[:2] + [layers[2][:, :5] @ torch.randn(5, 32, generator=g, dtype=torch.float64)] + layers[3:]
+    wide = layers[:7] + [torch.randn(128, 130, generator=g, dtype=torch.float64)]
+    name = metrics.get_metric(metric_id).spec.name
+    if name.startswith("procrustes"):
+        assert torch.equal(fast(metric_id, wide), pairwise(metric_id, wide))
+        assert pairwise_calls == [name]
+        return
+    assert torch.equal(fast(metric_id, deficient), pairwise(metric_id, deficient))
+    assert pairwise_calls == [name]
+    if name == "svcca":  # its cut keeps fewer directions than the samples: a value, pair by pair
+        assert torch.equal(fast(metric_id, wide), pairwise(metric_id, wide))
+    else:
+        with pytest.raises(InputError, match="every canonical correlation is 1"):
+            fast(metric_id, wide)
+    assert pairwise_calls == [name] * 2
+
+
+def test_pwcca_map_is_not_symmetric_and_equals_each_ordered_pair(pairwise_calls: list[str]) -> None:
+    layers = blocks(torch.float64, seed=4)
+    M = fast("pwcca", layers)
+    assert not torch.allclose(M, M.T, atol=1e-6, rtol=0)
+    assert (M[2, 5] - metrics.get_metric("pwcca").spec.fn(layers[2], layers[5])).abs() <= 1e-12
+    assert (M[5, 2] - metrics.get_metric("pwcca").spec.fn(layers[5], layers[2])).abs() <= 1e-12
+    assert not pairwise_calls
+
+
+def test_hand_written_gradients_of_the_building_blocks() -> None:
+    g = torch.Generator().manual_seed(5)
+    X = (torch.randn(12, 5, generator=g, dtype=torch.float64) * 3 + 40).requires_grad_()
+    assert torch.autograd.gradcheck(center_rescaled, (X,))
+    assert torch.autograd.gradcheck(gram, (X,))
+    assert torch.autograd.gradcheck(squared_distances, (X,))
+    # the centred copy is the same bit for bit as centring then scaling by autograd's route
+    Xc, _ = center_with_mean(X.detach())
+    assert torch.equal(center_rescaled(X).detach(), Xc * power_of_two_scale(Xc))
+
+
+def test_squared_distances_between_duplicated_rows_carry_no_gradient() -> None:
+    """Entries set to 0 (identical rows) and entries clamped at 0 pass no gradient, as autograd's in-place route."""
+    g = torch.Generator().manual_seed(6)
+    half = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    X = torch.cat([half, half]).requires_grad_()
+    weights = torch.randn(12, 12, generator=g, dtype=torch.float64)
+    got, = torch.autograd.grad((squared_distances(X) * weights).sum(), X)
+
+    sq = X.square().sum(1)
+    D = torch.addmm(sq[None, :], X, X.T, alpha=-2.0).add(sq[:, None]).clamp_min(0.0)
+    same = torch.arange(12) % 6
+    want, = torch.autograd.grad((D.masked_fill(same[:, None] == same[None, :], 0.0) * weights).sum(), X)
+    assert torch.allclose(got, want, atol=1e-12, rtol=0)
+    assert torch.equal(squared_distances(X).diagonal(6), torch.zeros(6, dtype=torch.float64))
