@@ -20,15 +20,16 @@ from typing import Any
 import torch
 
 
-def duplicate_groups(Xc: torch.Tensor) -> torch.Tensor | None:
+def duplicate_groups(Xc: torch.Tensor, key: torch.Tensor | None = None) -> torch.Tensor | None:
     """(n,) ids equal exactly for identical rows, or None when all rows differ (the common case: nothing to mark).
 
-    Identical rows have identical first entries and sums: when no two rows share both (one sort of n pairs), none
-    are identical and nothing more is read. Otherwise one lexicographic sort of the rows, O(n·p·log n): about 2%
-    of the distances' O(n²·p) at n = 50000.
+    Identical rows have identical row sums (or any other `key` computed row by row, e.g. the squared norms a
+    caller already has): when no two rows share it (one sort of n numbers), none are identical and nothing more
+    is read. Otherwise one lexicographic sort of the rows, O(n·p·log n): about 2% of the distances' O(n²·p) at
+    n = 50000.
     """
     A = Xc.detach()
-    if torch.unique(torch.stack([A[:, 0], A.sum(1)], dim=1), dim=0).shape[0] == A.shape[0]:
+    if torch.unique(A.sum(1) if key is None else key.detach()).numel() == A.shape[0]:
         return None
     _, ids, counts = torch.unique(A, dim=0, return_inverse=True, return_counts=True)
     return ids if counts.numel() < A.shape[0] else None
@@ -36,7 +37,7 @@ def duplicate_groups(Xc: torch.Tensor) -> torch.Tensor | None:
 
 class _SquaredDistances(torch.autograd.Function):
     """D = clamp(s1ᵀ + 1sᵀ − 2XcXcᵀ, 0), s the rows' squared norms, with the entries between identical rows (the
-    diagonal included) set to 0. Its gradient in one n×n × n×p product, 2·(diag(r) − S)·Xc with S = G + Gᵀ for the
+    diagonal included) set to 0. Its gradient in one n×n × n×p product, −2·(S − diag(r))·Xc with S = G + Gᵀ for the
     incoming gradient G masked where D was clamped or set, r = S1, where autograd's record of the expansion took
     two products and four passes over Xc (a quarter of a flattened RBF map step of M1's blocks, measured)."""
 
@@ -46,7 +47,7 @@ class _SquaredDistances(torch.autograd.Function):
         D = torch.addmm(sq[None, :], Xc, Xc.T, alpha=-2.0).add_(sq[:, None])
         keep = D >= 0.0 if ctx.needs_input_grad[0] else None  # no n×n mask without a gradient to take
         D.clamp_min_(0.0)
-        groups = duplicate_groups(Xc)
+        groups = duplicate_groups(Xc, sq)
         if groups is None:
             D.fill_diagonal_(0.0)
             if keep is not None:
@@ -64,7 +65,8 @@ class _SquaredDistances(torch.autograd.Function):
         Xc, keep = ctx.saved_tensors
         G = grad * keep
         S = G + G.mT
-        return torch.addmm(Xc * S.sum(1, keepdim=True), S, Xc, beta=2.0, alpha=-2.0)
+        S.diagonal().sub_(S.sum(1))  # S − diag(r): the product is the only pass over Xc
+        return (S * -2.0) @ Xc
 
 
 def squared_distances(Xc: torch.Tensor) -> torch.Tensor:
@@ -108,7 +110,7 @@ def distance_tiles(Xc: torch.Tensor, tile_bytes: int = TILE_BYTES) -> Iterator[T
     """
     n = Xc.shape[0]
     sq = Xc.square().sum(1)
-    groups = duplicate_groups(Xc)
+    groups = duplicate_groups(Xc, sq)
     i0 = 0
     while i0 < n:
         i1 = min(n, i0 + max(1, tile_bytes // ((n - i0) * Xc.element_size())))

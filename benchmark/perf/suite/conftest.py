@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from simstress.benchmark.perf.grid import CONFIG_ENV, Config, build_cases, large_case_skip
+from simstress.benchmark.perf.grid import CONFIG_ENV, Case, Config, build_cases, large_case_skip
 from simstress.benchmark.perf.measure import return_freed_memory_to_os
 
 CONFIG = Config.from_env()
@@ -59,6 +59,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if report.skipped and report.when in ("setup", "call"):
         params = item.callspec.params if hasattr(item, "callspec") else {}
         case = params.get("case")
+        case = case if isinstance(case, Case) else None  # no grid case selected (e.g. only networks:m1): unset
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         _SKIPPED.append({"case": case.id if case is not None else item.name,
                          "device": case.device if case is not None else params.get("device", "cpu"),
