@@ -40,6 +40,7 @@ the metric itself.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -68,24 +69,40 @@ _CCA_REFERENCE = (
 )
 
 
+def fills_sample_space(r: int, d: int) -> bool:
+    """Whether a centred span of rank r fills the (d − 1)-dimensional space of d distinct samples."""
+    return r >= d - 1
+
+
+def tied_by_dimension(rx: int, ry: int, d: int) -> bool:
+    """Whether at least two canonical correlations are 1 by dimension count alone (rx + ry ≥ d + 1): pwcca refuses."""
+    return rx + ry >= d + 1
+
+
 def check_ranks(rx: int, ry: int, n: int, name: str, advice: str) -> None:
     """Refuse a span that fills the (n − 1)-dimensional centred sample space: every correlation is 1 then."""
     for which, r in (("X", rx), ("Y", ry)):
-        if r >= n - 1:
+        if fills_sample_space(r, n):
             raise InputError(
                 f"{name}: {which} has rank {r} with only n = {n} samples, so its centred span is the whole "
                 f"(n − 1)-dimensional sample space and every canonical correlation is 1 whatever the data. {advice}"
             )
 
 
-def distinct_samples(X: torch.Tensor, Y: torch.Tensor, limit: int) -> int:
+def first_column_values(A: torch.Tensor) -> int:
+    """The number of distinct values in A's first column (a lower bound on A's distinct rows)."""
+    return torch.unique(A[:, 0]).numel()
+
+
+def distinct_samples(X: torch.Tensor, Y: torch.Tensor, limit: int, firsts: tuple[int, int] | None = None) -> int:
     """d, the number of distinct samples (rows of [X Y]), when d ≤ limit; otherwise n (d > limit, all callers need).
 
     Duplicated samples add no dimension: the centred spans lie in the (d − 1)-dimensional space of centred vectors
     constant on each group of duplicates. The exact count (a sort of the rows) is skipped when one column already
-    has more than `limit` distinct values (a column's distinct values are at most d), the usual case.
+    has more than `limit` distinct values (a column's distinct values are at most d), the usual case. `firsts`:
+    `first_column_values` of X and Y when the caller has them.
     """
-    if max(torch.unique(X[:, 0]).numel(), torch.unique(Y[:, 0]).numel()) > limit:
+    if max(firsts or (first_column_values(X), first_column_values(Y))) > limit:
         return X.shape[0]
     return torch.unique(torch.cat([X, Y], dim=1), dim=0).shape[0]
 
@@ -231,13 +248,15 @@ def mean_squared_correlation(T: torch.Tensor) -> torch.Tensor:
     return (T.square().sum() / min(T.shape)).clamp(0.0, 1.0)
 
 
-def full_rank_pairs(layers: list[torch.Tensor], widths: list[int], joint: bool) -> bool:
-    """Whether no pair (i ≤ j) of layers with ranks `widths` meets a refusal of `check_ranks` (or, `joint`, of
-    pwcca's rx + ry ≥ d + 1) at its distinct samples d, as `canonical` counts them (`distinct_samples`)."""
-    for i, j in ((i, j) for i in range(len(layers)) for j in range(i, len(layers))):
-        rx, ry = widths[i], widths[j]
-        d = distinct_samples(layers[i], layers[j], rx + ry)
-        if max(rx, ry) >= d - 1 or (joint and rx + ry >= d + 1):
+def full_rank_pairs(layers: list[torch.Tensor], ranks: list[int], joint: bool) -> bool:
+    """Whether no pair (i ≤ j) of layers with ranks `ranks` is refused at its distinct samples d, as `canonical`
+    counts them (`distinct_samples`): a span filling the sample space, or (`joint`, pwcca) correlations tied by
+    dimension count."""
+    firsts = [first_column_values(A) for A in layers]
+    for i, j in itertools.combinations_with_replacement(range(len(layers)), 2):
+        rx, ry = ranks[i], ranks[j]
+        d = distinct_samples(layers[i], layers[j], rx + ry, (firsts[i], firsts[j]))
+        if fills_sample_space(max(rx, ry), d) or (joint and tied_by_dimension(rx, ry, d)):
             return False
     return True
 
@@ -247,11 +266,11 @@ def layer_cross(layers: list[torch.Tensor], joint: bool = False,
     """(T, moments, [Lᵢ]): T (Σp, Σp) holds Tᵢⱼ = Lᵢ⁻¹X̃ᵢᵀX̃ⱼLⱼ⁻ᵀ in its (i, j) block, from one product of all layers
     (`layer_moments`) and one Cholesky factor per layer (`cholesky_whitening`) instead of two per pair: what
     `canonical` computes for each pair on its moments route. None where that route would not decide every pair
-    (mixed layers; a width reaching n − 1, where a rank check could refuse; a layer ill-conditioned or
-    rank-deficient; a pair refused at its distinct samples, `full_rank_pairs`): the caller then goes pair by
-    pair, with the same routes and refusals as the metric."""
+    (no `layer_moments`: mixed or too many columns, or a width reaching n − 1, where a rank check could refuse;
+    a layer ill-conditioned or rank-deficient; a pair refused at its distinct samples, `full_rank_pairs`): the
+    caller then goes pair by pair, with the same routes and refusals as the metric."""
     n = layers[0].shape[0]
-    mom = layer_moments(layers) if max(A.shape[1] for A in layers) < n - 1 else None
+    mom = layer_moments(layers, below=n - 1)
     if mom is None:
         return None
     factors = []
@@ -262,8 +281,18 @@ def layer_cross(layers: list[torch.Tensor], joint: bool = False,
         factors.append(L)
     if not full_rank_pairs(layers, [A.shape[1] for A in layers], joint):
         return None
-    L = torch.block_diag(*factors)  # lower triangular: every block's solve in two of the whole
-    return whitened_cross(L, mom.M, L), mom, factors
+    # Tᵢⱼ = Lᵢ⁻¹MᵢⱼLⱼ⁻ᵀ: each layer's rows, then its columns, solved by its own factor (Σpᵢ²·Σp, not (Σp)³)
+    rows = torch.cat([torch.linalg.solve_triangular(L, mom.M[s], upper=False) for L, s in zip(factors, mom.slices)])
+    T = torch.cat([torch.linalg.solve_triangular(L, rows[:, s].mT, upper=False).mT
+                   for L, s in zip(factors, mom.slices)], dim=1)
+    return T, mom, factors
+
+
+def mean_correlation_map(T: torch.Tensor, slices: list[slice], dtype: torch.dtype) -> torch.Tensor:
+    """The mean canonical correlation of every pair of layers from the blocks Tᵢⱼ of T (singular values in
+    `dtype`, as `cca_mean` and `svcca` take them)."""
+    return pairwise_map(lambda i, j: canonical_correlations(T[slices[i], slices[j]].to(dtype)).mean(),
+                        range(len(slices)), True).to(dtype)
 
 
 def cca_mean_map(layers: list[torch.Tensor], *, normalize: str = "rank") -> torch.Tensor:
@@ -272,9 +301,7 @@ def cca_mean_map(layers: list[torch.Tensor], *, normalize: str = "rank") -> torc
     got = layer_cross(layers)
     if got is None:
         return pairwise_map(cca_mean, layers, True, normalize=normalize)
-    T, s, dtype = got[0], got[1].slices, layers[0].dtype
-    return pairwise_map(lambda i, j: canonical_correlations(T[s[i], s[j]].to(dtype)).mean(), range(len(layers)),
-                        True).to(dtype)
+    return mean_correlation_map(got[0], got[1].slices, layers[0].dtype)
 
 
 def cca_r2_map(layers: list[torch.Tensor]) -> torch.Tensor:
@@ -384,7 +411,7 @@ def svcca_map(layers: list[torch.Tensor], *, keep: float = 0.99) -> torch.Tensor
     layer (`top_variance_whitening`) instead of two per pair; pair by pair where the moments do not decide every
     layer's cut exactly or a pair is refused at its distinct samples (`full_rank_pairs`)."""
     n, dtype = layers[0].shape[0], layers[0].dtype
-    mom = layer_moments(layers) if max(A.shape[1] for A in layers) < n - 1 else None
+    mom = layer_moments(layers, below=n - 1)
     if mom is not None:
         whitenings = []
         for i, A in enumerate(layers):
@@ -395,10 +422,8 @@ def svcca_map(layers: list[torch.Tensor], *, keep: float = 0.99) -> torch.Tensor
         else:
             cuts = [W.shape[1] for W in whitenings]
             if full_rank_pairs(layers, cuts, joint=False):
-                W, s = torch.block_diag(*whitenings), block_slices(cuts)
-                T = W.T @ mom.M @ W
-                return pairwise_map(lambda i, j: canonical_correlations(T[s[i], s[j]].to(dtype)).mean(),
-                                    range(len(layers)), True).to(dtype)
+                W = torch.block_diag(*whitenings)  # (Σp, Σd), d the cuts: a product, no solve
+                return mean_correlation_map(W.T @ mom.M @ W, block_slices(cuts), dtype)
     return pairwise_map(svcca, layers, True, keep=keep)
 
 
@@ -501,7 +526,7 @@ def pwcca(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     Routes and ranks as the CCA family's (module docstring); on the moments route QxᵀX̃ = Lx⁻¹X̃ᵀX̃ = Lxᵀ.
     """
     c = canonical(X, Y, "pwcca", neurons=True)
-    if c.rx + c.ry >= c.d + 1:
+    if tied_by_dimension(c.rx, c.ry, c.d):
         raise InputError(f"pwcca: rank X̃ + rank Ỹ = {c.rx + c.ry} with {c.d} samples, so {c.rx + c.ry - c.d + 1} "
                          f"canonical correlations are 1 by dimension count alone and their projection weights "
                          f"depend on an arbitrary choice of basis. "

@@ -87,9 +87,9 @@ def procrustes_chord(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
 
 def similarity_map(layers: list[torch.Tensor]) -> torch.Tensor | None:
     """`procrustes_similarity` between every pair of layers narrower than n, float64: every cross moment and sum of
-    squares from one product of all layers (`layer_moments`), then each pair's singular values; None for mixed
-    or wide layers (those take the pairwise route)."""
-    mom = layer_moments(layers) if max(A.shape[1] for A in layers) < layers[0].shape[0] else None
+    squares from one product of all layers (`layer_moments`), then each pair's singular values; None where
+    `layer_moments` declines (mixed layers, too many columns, a width reaching n: the pairwise route then)."""
+    mom = layer_moments(layers, below=layers[0].shape[0])
     if mom is None:
         return None
     sums = [mom.block(i, i).trace() for i in range(len(layers))]

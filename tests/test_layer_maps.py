@@ -98,6 +98,37 @@ def test_layers_the_shared_route_cannot_decide_go_pair_by_pair(metric_id: str, p
     assert pairwise_calls == [name] * 2
 
 
+@pytest.mark.parametrize("metric_id", ["cca_mean", "cca_r2", "svcca", "pwcca"])
+def test_a_pair_refused_at_its_distinct_samples_refuses_the_map(metric_id: str, pairwise_calls: list[str]) -> None:
+    """128 rows holding 40 distinct samples and a full-rank layer of width 39 = d − 1: the metric refuses that
+    pair (its span fills the sample space) though every layer is well conditioned, so the map goes pair by pair
+    and refuses too; svcca's cut keeps fewer directions and shares its products."""
+    g = torch.Generator().manual_seed(7)
+    rows = torch.randint(0, 40, (128,), generator=g)
+    rows[:40] = torch.arange(40)
+    layers = [torch.randn(40, p, generator=g, dtype=torch.float64)[rows] for p in (8, 39, 12)]
+    name = metrics.get_metric(metric_id).spec.name
+    if name == "svcca":  # its cut of the width-39 layer keeps fewer directions: no refusal, shared products
+        assert (fast(metric_id, layers) - pairwise(metric_id, layers)).abs().max() <= 1e-12
+        assert pairwise_calls == []
+        return
+    with pytest.raises(InputError, match="fill|whole"):
+        fast(metric_id, layers)
+    assert pairwise_calls == [name]
+
+
+def test_pwcca_map_refuses_correlations_tied_by_dimension(pairwise_calls: list[str]) -> None:
+    """Widths 30 and 31 of 60 distinct samples: rx + ry = d + 1, which pwcca refuses and cca_mean does not; the
+    pwcca map goes pair by pair and refuses, the cca_mean map shares its products."""
+    g = torch.Generator().manual_seed(8)
+    layers = [torch.randn(60, p, generator=g, dtype=torch.float64) for p in (30, 31, 20)]
+    with pytest.raises(InputError, match="dimension count"):
+        fast("pwcca", layers)
+    assert pairwise_calls == ["pwcca"]
+    assert (fast("cca_mean", layers) - pairwise("cca_mean", layers)).abs().max() <= 1e-12
+    assert pairwise_calls == ["pwcca"]
+
+
 def test_pwcca_map_is_not_symmetric_and_equals_each_ordered_pair(pairwise_calls: list[str]) -> None:
     layers = blocks(torch.float64, seed=4)
     M = fast("pwcca", layers)
@@ -118,17 +149,24 @@ def test_hand_written_gradients_of_the_building_blocks() -> None:
     assert torch.equal(center_rescaled(X).detach(), Xc * power_of_two_scale(Xc))
 
 
-def test_squared_distances_between_duplicated_rows_carry_no_gradient() -> None:
-    """Entries set to 0 (identical rows) and entries clamped at 0 pass no gradient, as autograd's in-place route."""
+def test_squared_distances_between_duplicated_or_clamped_rows_carry_no_gradient() -> None:
+    """Entries set to 0 (identical rows) and entries clamped at 0 (two distinct rows whose expansion rounds below
+    0) pass no gradient, as autograd's route through the in-place steps."""
     g = torch.Generator().manual_seed(6)
     half = torch.randn(6, 4, generator=g, dtype=torch.float64)
-    X = torch.cat([half, half]).requires_grad_()
-    weights = torch.randn(12, 12, generator=g, dtype=torch.float64)
-    got, = torch.autograd.grad((squared_distances(X) * weights).sum(), X)
-
-    sq = X.square().sum(1)
-    D = torch.addmm(sq[None, :], X, X.T, alpha=-2.0).add(sq[:, None]).clamp_min(0.0)
-    same = torch.arange(12) % 6
-    want, = torch.autograd.grad((D.masked_fill(same[:, None] == same[None, :], 0.0) * weights).sum(), X)
-    assert torch.allclose(got, want, atol=1e-12, rtol=0)
+    X = torch.cat([half, half])
+    g0 = torch.Generator().manual_seed(0)
+    near = torch.randn(6, 4, generator=g0, dtype=torch.float64) * 10
+    near[1] = near[0] + 1e-9 * torch.randn(4, generator=g0, dtype=torch.float64)
+    for A in (X, near):
+        A = A.clone().requires_grad_()
+        weights = torch.randn(A.shape[0], A.shape[0], generator=g, dtype=torch.float64)
+        got, = torch.autograd.grad((squared_distances(A) * weights).sum(), A)
+        sq = A.square().sum(1)
+        D = torch.addmm(sq[None, :], A, A.T, alpha=-2.0).add(sq[:, None])
+        ids = torch.unique(A.detach(), dim=0, return_inverse=True)[1]
+        want, = torch.autograd.grad((D.clamp_min(0.0).masked_fill(ids[:, None] == ids[None, :], 0.0)
+                                     * weights).sum(), A)
+        assert torch.allclose(got, want, atol=1e-12, rtol=0)
+    assert bool((D.detach()[0, 1] < 0) & (squared_distances(near)[0, 1] == 0))  # the clamped pair is there
     assert torch.equal(squared_distances(X).diagonal(6), torch.zeros(6, dtype=torch.float64))

@@ -261,7 +261,7 @@ def block_slices(sizes: Sequence[int]) -> list[slice]:
 class LayerMoments:
     """The centred co-moments of a list of layers (n, pᵢ) from one product: M (Σp, Σp, float64) holds X̃ᵢᵀX̃ⱼ in its
     (i, j) block (`slices`), each layer scaled by `power_of_two_scale` of itself first (exact, as in `comoments`),
-    with each layer's column mean in the same units. Memory: one centred copy of all layers, n·Σp."""
+    with each layer's column mean in the same units."""
 
     M: torch.Tensor
     slices: list[slice]
@@ -275,13 +275,21 @@ class LayerMoments:
         return rounding_floor(self.block(i, i).trace(), n, self.means[i], precision)
 
 
-def layer_moments(layers: Sequence[torch.Tensor]) -> LayerMoments | None:
-    """`LayerMoments` of layers of one dtype, device and row count (a layer map's minibatch), else None: the
-    products of every pair of layers in one (products in that dtype, as `comoments` forms them)."""
-    if len({(A.dtype, A.device, A.shape[0]) for A in layers}) > 1:
+# Columns of all layers together above which `layer_moments` declines: its Σp×Σp moments (float64, with the
+# product in the layers' dtype) stay within 0.5 GiB, where a pair at a time would hold only its own p×p blocks.
+LAYER_MOMENTS_MAX_COLUMNS = 6144
+
+
+def layer_moments(layers: Sequence[torch.Tensor], below: int) -> LayerMoments | None:
+    """`LayerMoments` of layers of one dtype, device and row count (a layer map's minibatch), every width below
+    `below` and LAYER_MOMENTS_MAX_COLUMNS in all; else None. The products of every pair of layers in one, in that
+    dtype as `comoments` forms them; memory a centred copy of all layers (n·Σp) and the Σp×Σp moments."""
+    widths = [A.shape[1] for A in layers]
+    if (len({(A.dtype, A.device, A.shape[0]) for A in layers}) > 1 or max(widths) >= below
+            or sum(widths) > LAYER_MOMENTS_MAX_COLUMNS):
         return None
     Zc, mean = center_with_mean(torch.cat([A * power_of_two_scale(A) for A in layers], dim=1))
-    slices = block_slices([A.shape[1] for A in layers])
+    slices = block_slices(widths)
     return LayerMoments(feature_gram(Zc).double(), slices, [mean[s] for s in slices])
 
 

@@ -23,12 +23,13 @@ import torch
 def duplicate_groups(Xc: torch.Tensor, key: torch.Tensor | None = None) -> torch.Tensor | None:
     """(n,) ids equal exactly for identical rows, or None when all rows differ (the common case: nothing to mark).
 
-    Identical rows have identical row sums (or any other `key` computed row by row, e.g. the squared norms a
-    caller already has): when no two rows share it (one sort of n numbers), none are identical and nothing more
-    is read. Otherwise one lexicographic sort of the rows, O(n·p·log n): about 2% of the distances' O(n²·p) at
-    n = 50000.
+    Identical rows of a row-major matrix have bit-identical row sums (or `key`, another reduction of each row of
+    the row-major Xc, e.g. the squared norms a caller already has; a column-major layout reduces each row in its
+    own order, and identical rows then differed): when no two rows share it (one sort of n numbers), none are
+    identical and nothing more is read. Otherwise one lexicographic sort of the rows, O(n·p·log n): about 2% of
+    the distances' O(n²·p) at n = 50000.
     """
-    A = Xc.detach()
+    A = Xc.detach().contiguous()
     if torch.unique(A.sum(1) if key is None else key.detach()).numel() == A.shape[0]:
         return None
     _, ids, counts = torch.unique(A, dim=0, return_inverse=True, return_counts=True)
@@ -42,10 +43,11 @@ class _SquaredDistances(torch.autograd.Function):
     two products and four passes over Xc (a quarter of a flattened RBF map step of M1's blocks, measured)."""
 
     @staticmethod
-    def forward(ctx: Any, Xc: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, Xc: torch.Tensor, tracked: bool) -> torch.Tensor:
+        Xc = Xc.contiguous()  # row by row in one order: identical rows get identical norms (`duplicate_groups`)
         sq = Xc.square().sum(1)
         D = torch.addmm(sq[None, :], Xc, Xc.T, alpha=-2.0).add_(sq[:, None])
-        keep = D >= 0.0 if ctx.needs_input_grad[0] else None  # no n×n mask without a gradient to take
+        keep = D >= 0.0 if tracked else None  # no n×n mask without a gradient to take
         D.clamp_min_(0.0)
         groups = duplicate_groups(Xc, sq)
         if groups is None:
@@ -61,19 +63,19 @@ class _SquaredDistances(torch.autograd.Function):
         return D
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         Xc, keep = ctx.saved_tensors
         G = grad * keep
         S = G + G.mT
         S.diagonal().sub_(S.sum(1))  # S − diag(r): the product is the only pass over Xc
-        return (S * -2.0) @ Xc
+        return (S * -2.0) @ Xc, None
 
 
 def squared_distances(Xc: torch.Tensor) -> torch.Tensor:
     """All n² squared Euclidean distances ||xᵢ − xⱼ||², from centred rows, clamped at 0; exact 0 between identical
     rows (the diagonal included). One n×n matrix: the Gram expansion runs in place on the product; autograd
     through `_SquaredDistances`' own gradient."""
-    return _SquaredDistances.apply(Xc)
+    return _SquaredDistances.apply(Xc, torch.is_grad_enabled() and Xc.requires_grad)
 
 
 def median_all(D: torch.Tensor, lower: bool = False) -> torch.Tensor:
@@ -109,6 +111,7 @@ def distance_tiles(Xc: torch.Tensor, tile_bytes: int = TILE_BYTES) -> Iterator[T
     are at distance exactly 0, as in `squared_distances`.
     """
     n = Xc.shape[0]
+    Xc = Xc.contiguous()  # as `squared_distances`: identical rows get identical norms
     sq = Xc.square().sum(1)
     groups = duplicate_groups(Xc, sq)
     i0 = 0
