@@ -62,7 +62,7 @@ def _alignment_map(kernels: torch.Tensor) -> torch.Tensor:
 
 def linear_cka_map(layers: list[torch.Tensor]) -> torch.Tensor:
     """`linear_cka` between every pair of layers: one centred Gram X̃ᵢX̃ᵢᵀ per layer, all pairs from one product."""
-    return _alignment_map(torch.stack([gram(center_rescaled(A)) for A in layers])).clamp(0.0, 1.0)
+    return _alignment_map(torch.stack([gram(A, centre=True) for A in layers])).clamp(0.0, 1.0)
 
 
 @register(
@@ -117,7 +117,7 @@ def linear_cka_debiased_map(layers: list[torch.Tensor]) -> torch.Tensor:
     With centred features K̂ᵢ1 = −dᵢ (dᵢ = diag Kᵢ), so HSIC₁'s parts for every pair come from two products of the
     stack: tr(K̂ᵢK̂ⱼ) = <Kᵢ, Kⱼ> − dᵢ·dⱼ, 1ᵀK̂ᵢ1 = −tr Kᵢ, 1ᵀK̂ᵢK̂ⱼ1 = dᵢ·dⱼ (as `_linear_hsic1`, pair by pair).
     """
-    K = torch.stack([gram(center_rescaled(A)) for A in layers])
+    K = torch.stack([gram(A, centre=True) for A in layers])
     flat, d = K.flatten(1), K.diagonal(dim1=1, dim2=2)
     dd = d @ d.T
     trace = d.sum(1)
@@ -191,7 +191,7 @@ def rbf_kernel(X: torch.Tensor, sigma: float, median: str = "ordinary", which: s
     relative precision where exp would keep only ε·2σ² of it (1e-3 in float32 at σ = 100). `median` picks the
     ordinary or the lower median (`median_all`). A zero median and an identity kernel are refused.
     """
-    D = squared_distances(center_rescaled(X))
+    D = squared_distances(X, centre=True)
     Dd = D.detach()
     gamma = _gamma(median_all(Dd, median == "lower"), sigma, which)
     closest = Dd.topk(2, dim=1, largest=False).values[:, 1].amin()  # each row's smallest beside its own 0
@@ -285,8 +285,7 @@ def _centred_alignment(X: torch.Tensor, Y: torch.Tensor, sigma: float, tile_byte
 def _in_memory_kernel(X: torch.Tensor, sigma: float, median: str, which: str) -> torch.Tensor:
     """The shifted kernel (`_shifted_kernel`) of X's n×n squared distances, with the checks of `rbf_kernel`; the
     median by exact selection over the matrix in memory (`median_in_memory`), autograd kept."""
-    Xc = center_rescaled(X)
-    D = squared_distances(Xc)
+    D = squared_distances(X, centre=True)
     Dd = D.detach()
     gamma = _gamma(median_in_memory(Dd, median == "lower"), sigma, which)
     _check_not_identity(gamma, Dd.topk(2, dim=1, largest=False).values[:, 1].amin(), sigma, which)

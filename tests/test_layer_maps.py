@@ -142,11 +142,15 @@ def test_hand_written_gradients_of_the_building_blocks() -> None:
     g = torch.Generator().manual_seed(5)
     X = (torch.randn(12, 5, generator=g, dtype=torch.float64) * 3 + 40).requires_grad_()
     assert torch.autograd.gradcheck(center_rescaled, (X,))
-    assert torch.autograd.gradcheck(gram, (X,))
-    assert torch.autograd.gradcheck(squared_distances, (X,))
-    # the centred copy is the same bit for bit as centring then scaling by autograd's route
+    for centre in (False, True):  # the centring's own gradient folded into the product's, or none
+        assert torch.autograd.gradcheck(lambda A: gram(A, centre), (X,))
+        assert torch.autograd.gradcheck(lambda A: squared_distances(A, centre), (X,))
+    # the centred copy is the same bit for bit as centring then scaling by autograd's route, and the products
+    # that centre their own input give the same numbers as on that copy
     Xc, _ = center_with_mean(X.detach())
     assert torch.equal(center_rescaled(X).detach(), Xc * power_of_two_scale(Xc))
+    assert torch.equal(gram(X, centre=True), gram(center_rescaled(X)))
+    assert torch.equal(squared_distances(X, centre=True), squared_distances(center_rescaled(X)))
 
 
 def test_squared_distances_between_duplicated_or_clamped_rows_carry_no_gradient() -> None:

@@ -52,20 +52,31 @@ def power_of_two_scale(A: torch.Tensor) -> torch.Tensor:
     return torch.ldexp(torch.ones((), dtype=A.dtype, device=A.device), -e)
 
 
+def centre_rescale(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(X̃·s, μ·s, s): `center_with_mean`, then the copy multiplied in place by s = `power_of_two_scale` of itself.
+    Autograd is the caller's: `center_rescaled`, or a product that centres its own input (`gram`)."""
+    Xc, mean = center_with_mean(X)
+    scale = power_of_two_scale(Xc)
+    return Xc.mul_(scale), mean * scale.double(), scale
+
+
+def centring_gradient(P: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """s·H·P (n, n), H = I − 11ᵀ/n: a gradient P·X̃ with respect to X̃ = (X − 1μᵀ)·s, taken back to X as (s·H·P)·X̃.
+    The centring's gradient applied to the n×n factor, not to the n×p product: no pass over the data."""
+    return (P - P.mean(dim=0, keepdim=True)) * scale
+
+
 class _CentreRescale(torch.autograd.Function):
-    """X ↦ (X̃·s, μ·s): `center_with_mean` then `power_of_two_scale` of the copy, in place. Xc = (X − 1μᵀ)·s with s
-    held constant, whose gradient is the same projection, g ↦ (g − 1ḡᵀ)·s: two passes, where autograd's record
-    of the centring's steps took seven (a third of the flattened map step of M1's blocks, measured). μ carries no
-    gradient (it sets rank tolerances only)."""
+    """X ↦ (X̃·s, μ·s) (`centre_rescale`). X̃ = (X − 1μᵀ)·s with s held constant, whose gradient is the same
+    projection, g ↦ (g − 1ḡᵀ)·s: two passes, where autograd's record of the centring's steps took seven (a third
+    of the flattened map step of M1's blocks, measured). μ carries no gradient (it sets rank tolerances only)."""
 
     @staticmethod
     def forward(ctx: Any, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        Xc, mean = center_with_mean(X)
-        scale = power_of_two_scale(Xc)
+        Xc, mean, scale = centre_rescale(X)
         ctx.save_for_backward(scale)
-        mean = mean * scale.double()
         ctx.mark_non_differentiable(mean)
-        return Xc.mul_(scale), mean
+        return Xc, mean
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
@@ -315,22 +326,26 @@ def comoments(X: torch.Tensor, Y: torch.Tensor, grams: bool = True, chunk_bytes:
 
 
 class _Gram(torch.autograd.Function):
-    """K = XcXcᵀ, whose gradient (G + Gᵀ)·Xc takes one product where autograd's record of Xc @ Xc.T took two."""
+    """K = XcXcᵀ, whose gradient (G + Gᵀ)·Xc takes one product where autograd's record of Xc @ Xc.T took two. With
+    `centre`, Xc = `centre_rescale(X)` here, and the centring's gradient goes into the n×n factor
+    (`centring_gradient`)."""
 
     @staticmethod
-    def forward(ctx: Any, Xc: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(Xc)
+    def forward(ctx: Any, X: torch.Tensor, centre: bool) -> torch.Tensor:
+        Xc, _, ctx.scale = centre_rescale(X) if centre else (X, None, None)
+        ctx.Xc = Xc  # an input or its centred copy, read only by backward
         return Xc @ Xc.T
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (Xc,) = ctx.saved_tensors
-        return (grad + grad.mT) @ Xc
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        P = grad + grad.mT
+        return (P if ctx.scale is None else centring_gradient(P, ctx.scale)) @ ctx.Xc, None
 
 
-def gram(Xc: torch.Tensor) -> torch.Tensor:
-    """Linear Gram matrix Xc·Xcᵀ (n, n) of already centred features (so it is already double-centred)."""
-    return _Gram.apply(Xc)
+def gram(X: torch.Tensor, centre: bool = False) -> torch.Tensor:
+    """Linear Gram matrix Xc·Xcᵀ (n, n) of already centred features Xc = X (so it is already double-centred), or with
+    `centre` of Xc = `center_rescaled(X)`, the same numbers, its gradient in one product."""
+    return _Gram.apply(X, centre)
 
 
 def double_center(K: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from .linalg import centre_rescale, centring_gradient
+
 
 def duplicate_groups(Xc: torch.Tensor, key: torch.Tensor | None = None) -> torch.Tensor | None:
     """(n,) ids equal exactly for identical rows, or None when all rows differ (the common case: nothing to mark).
@@ -43,7 +45,8 @@ class _SquaredDistances(torch.autograd.Function):
     two products and four passes over Xc (a quarter of a flattened RBF map step of M1's blocks, measured)."""
 
     @staticmethod
-    def forward(ctx: Any, Xc: torch.Tensor, tracked: bool) -> torch.Tensor:
+    def forward(ctx: Any, X: torch.Tensor, tracked: bool, centre: bool) -> torch.Tensor:
+        Xc, _, ctx.scale = centre_rescale(X) if centre else (X, None, None)
         Xc = Xc.contiguous()  # row by row in one order: identical rows get identical norms (`duplicate_groups`)
         sq = Xc.square().sum(1)
         D = torch.addmm(sq[None, :], Xc, Xc.T, alpha=-2.0).add_(sq[:, None])
@@ -59,23 +62,24 @@ class _SquaredDistances(torch.autograd.Function):
             D.masked_fill_(same, 0.0)
             if keep is not None:
                 keep &= ~same
-        ctx.save_for_backward(Xc, keep)
+        ctx.Xc, ctx.keep = Xc, keep  # read only by backward
         return D
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        Xc, keep = ctx.saved_tensors
-        G = grad * keep
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        G = grad * ctx.keep
         S = G + G.mT
         S.diagonal().sub_(S.sum(1))  # S − diag(r): the product is the only pass over Xc
-        return (S * -2.0) @ Xc, None
+        S = S * -2.0
+        return (S if ctx.scale is None else centring_gradient(S, ctx.scale)) @ ctx.Xc, None, None
 
 
-def squared_distances(Xc: torch.Tensor) -> torch.Tensor:
-    """All n² squared Euclidean distances ||xᵢ − xⱼ||², from centred rows, clamped at 0; exact 0 between identical
-    rows (the diagonal included). One n×n matrix: the Gram expansion runs in place on the product; autograd
-    through `_SquaredDistances`' own gradient."""
-    return _SquaredDistances.apply(Xc, torch.is_grad_enabled() and Xc.requires_grad)
+def squared_distances(X: torch.Tensor, centre: bool = False) -> torch.Tensor:
+    """All n² squared Euclidean distances ||xᵢ − xⱼ||², from centred rows X (with `centre`: of
+    `center_rescaled(X)`, the same numbers), clamped at 0; exact 0 between identical rows (the diagonal
+    included). One n×n matrix: the Gram expansion runs in place on the product; autograd through
+    `_SquaredDistances`' own gradient, the centring's included (`centring_gradient`)."""
+    return _SquaredDistances.apply(X, torch.is_grad_enabled() and X.requires_grad, centre)
 
 
 def median_all(D: torch.Tensor, lower: bool = False) -> torch.Tensor:
