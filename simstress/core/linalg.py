@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 # Column panel width of `feature_gram`: wide enough that every panel product runs at full GEMM speed.
 _PANEL = 256
@@ -337,6 +338,7 @@ class _Gram(torch.autograd.Function):
         return Xc @ Xc.T
 
     @staticmethod
+    @once_differentiable  # backward reads its tensors off ctx: a second derivative would miss them
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         P = grad + grad.mT
         return (P if ctx.scale is None else centring_gradient(P, ctx.scale)) @ ctx.Xc, None

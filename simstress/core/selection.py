@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from .linalg import centre_rescale, centring_gradient
 
@@ -66,6 +67,7 @@ class _SquaredDistances(torch.autograd.Function):
         return D
 
     @staticmethod
+    @once_differentiable  # backward reads its tensors off ctx: a second derivative would miss them
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         G = grad * ctx.keep
         S = G + G.mT
