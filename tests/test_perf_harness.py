@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from simstress.benchmark.perf import cli
 from simstress.benchmark.perf.readme import README_END, README_START, report
@@ -122,3 +123,23 @@ def test_perf_runs_from_an_installed_copy_without_the_repository(tmp_path: Path)
     assert {"linear_cka", "gram3_gemm", "gram3_sym"} <= set(rows)
     assert rows["linear_cka"]["roofline_ratio"] > 0 and rows["linear_cka"]["n"] == 60
     assert not (work / "README.md").exists()  # a run writes results only
+
+
+def test_every_baseline_a_profile_names_runs_and_the_float64_svd_is_float64() -> None:
+    """A floor counts each p×p decomposition in the precision the metric takes it in: `svd_pp64` in float64 for
+    float32 data (Procrustes, pwcca), `svd_pp` in the data's dtype (cca_mean, svcca)."""
+    from simstress.benchmark.perf.grid import Case, make_inputs
+    from simstress.benchmark.perf.measure import case_callable
+    from simstress.benchmark.perf.profiles import PROFILES, baselines_of
+
+    data = make_inputs(64, 8, "float32", "cpu")
+    names = {b for metric in PROFILES for b in baselines_of(metric)}
+    out = {b: case_callable(Case("baseline", b, 64, 8, "float32", "cpu"), data)(data["X"], data["Y"])
+           for b in sorted(names)}
+    assert {"svd_pp", "svd_pp64", "chol_pp", "eigh_pp"} <= names
+    assert out["svd_pp64"].dtype == torch.float64 and out["svd_pp"].dtype == torch.float32
+    torch.testing.assert_close(out["svd_pp64"].float(), out["svd_pp"], rtol=1e-5, atol=1e-6)
+    for metric in ("procrustes", "procrustes_angular", "pwcca"):
+        assert "svd_pp64" in PROFILES[metric].floor and "svd_pp" not in PROFILES[metric].floor
+    for metric in ("cca_mean", "svcca"):
+        assert "svd_pp" in PROFILES[metric].floor

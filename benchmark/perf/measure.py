@@ -61,8 +61,9 @@ def _baseline(name: str, Xc: torch.Tensor, Yc: torch.Tensor, labels: torch.Tenso
         return lambda: (feature_gram(Xc), feature_gram(Yc), Yc.T @ Xc)
     if name == "cross":
         return lambda: Yc.T @ Xc
-    if name == "svd_pp":
+    if name in ("svd_pp", "svd_pp64"):
         C = Yc.T @ Xc
+        C = C.double() if name == "svd_pp64" else C
         return lambda: torch.linalg.svdvals(C)
     if name in ("eigh_pp", "chol_pp"):
         G = feature_gram(Xc).double() + torch.eye(Xc.shape[1], dtype=torch.float64, device=Xc.device)

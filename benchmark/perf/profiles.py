@@ -47,13 +47,13 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "linear_cka": Profile(_moments, "gram3"),
     "linear_cka_debiased": Profile(lambda n, a, b: 2 * n * (a * a + b * b + a * b), "gram3"),
-    "procrustes": Profile(lambda n, a, b: 2 * n * a * b + _svdvals(a, b), "cross", ("svd_pp",)),
-    "procrustes_angular": Profile(lambda n, a, b: 2 * n * a * b + _svdvals(a, b), "cross", ("svd_pp",)),
+    "procrustes": Profile(lambda n, a, b: 2 * n * a * b + _svdvals(a, b), "cross", ("svd_pp64",)),
+    "procrustes_angular": Profile(lambda n, a, b: 2 * n * a * b + _svdvals(a, b), "cross", ("svd_pp64",)),
     "cca_mean": Profile(_cca, "gram3", ("chol_pp", "chol_pp", "svd_pp")),
     "cca_r2": Profile(lambda n, a, b: _cca(n, a, b) - _svdvals(a, b), "gram3", ("chol_pp", "chol_pp")),
     "svcca": Profile(lambda n, a, b: _moments(n, a, b) + 9 * (a**3 + b**3) + _svdvals(a, b), "gram3",
                      ("eigh_pp", "eigh_pp", "svd_pp")),
-    "pwcca": Profile(lambda n, a, b: _cca(n, a, b) + 2 * a * a * b, "gram3", ("chol_pp", "chol_pp", "svd_pp")),
+    "pwcca": Profile(lambda n, a, b: _cca(n, a, b) + 2 * a * a * b, "gram3", ("chol_pp", "chol_pp", "svd_pp64")),
     "rbf_cka": Profile(lambda n, a, b: n * n * (a + b), "grams", ("rbf_rest",), "rbf_reference"),
     "rsa": Profile(lambda n, a, b: n * n * (a + b), "grams", ("rsa_rest",), "rsa_reference", n2_memory=True),
     "mutual_knn": Profile(lambda n, a, b: 2 * n * n * (a + b), "grams", ("knn_rest",), n2_memory=True),
@@ -61,12 +61,16 @@ PROFILES: dict[str, Profile] = {
     "probe_agreement": Profile(None, floor=("probe_evals",)),
     # exact streaming (simstress.streaming.LinearMoments over row batches): the moments / Cholesky route
     "streaming:linear_cka": Profile(_moments, "gram3"),
-    "streaming:procrustes": Profile(lambda n, a, b: _moments(n, a, b) + _svdvals(a, b), "gram3", ("svd_pp",)),
-    "streaming:cca_mean": Profile(_cca, "gram3", ("chol_pp", "chol_pp", "svd_pp")),
+    "streaming:procrustes": Profile(lambda n, a, b: _moments(n, a, b) + _svdvals(a, b), "gram3", ("svd_pp64",)),
+    "streaming:cca_mean": Profile(_cca, "gram3", ("chol_pp", "chol_pp", "svd_pp64")),
 }
 
-# Baselines: the bare work of a floor, timed on already centred inputs (measure.case_callable). The n×n ones hold
-# n×n matrices (memory cap); a baseline runs only at sizes where a selected metric's profile names it.
+# Baselines: the bare work of a floor, timed on already centred inputs (measure.case_callable). A p×p decomposition
+# runs in the precision the metric takes it in: the Cholesky factors and eigendecompositions of float64 co-moments
+# in float64 (`chol_pp`, `eigh_pp`), the singular values in the input's dtype (`svd_pp`: cca_mean, svcca) or in
+# float64 whatever it is (`svd_pp64`: Procrustes and pwcca, whose precision needs it, and the streaming routes).
+# The n×n ones hold n×n matrices (memory cap); a baseline runs only at sizes where a selected metric's profile names
+# it.
 ROOFLINE_BASELINES = {"gram3": ("gram3_gemm", "gram3_sym"), "cross": ("cross",), "grams": ("grams",)}
 N2_BASELINES = ("grams", "rbf_rest", "rsa_rest", "knn_rest", "rbf_reference", "rsa_reference")
 # gradient evaluations of the multinomial loss that stand for a probe fit in `probe_evals` (per probe, two probes)
