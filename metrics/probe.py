@@ -1,7 +1,7 @@
 """Linear probes: do two representations support the same linear read-out of the class labels?
 
-The probe is an L2-regularised multinomial logistic regression, fitted by a fixed number of L-BFGS iterations
-(`fit_probe`: the default 200 stop short of the optimum), reusable by tasks:
+The probe is an L2-regularised multinomial logistic regression, fitted by L-BFGS with a budget of iterations
+(`fit_probe`: the default budget can stop short of the optimum), reusable by tasks:
 
     train_idx, test_idx = stratified_split(labels, test_fraction=0.2, seed=0)
     probe = fit_probe(X[train_idx], labels[train_idx], l2=1e-3, max_iter=200)
@@ -100,7 +100,7 @@ class LinearProbe:
 
 
 def fit_probe(X: torch.Tensor, labels: torch.Tensor, l2: float = 1e-3, max_iter: int = 200) -> LinearProbe:
-    """Approach argmin_{W,b} mean CE(softmax(Z·Wᵀ + b), y) + (l2/2)·||W||²_F on standardised features Z by
+    """Approach argmin_{W,b} mean CE(softmax(Z·Wᵀ + b), y) + (l2/2)·||W||²_F on standardised features Z by at most
     `max_iter` L-BFGS iterations.
 
     Z = (X − μ)/σ with μ, σ the per-feature mean (two-pass) and standard deviation of X (σ = 1 where X is
@@ -109,12 +109,12 @@ def fit_probe(X: torch.Tensor, labels: torch.Tensor, l2: float = 1e-3, max_iter:
     [1/2, 1)), which changes no digit of Z but keeps the squares in range: at |x| ≥ 1e154 they overflowed (σ = ∞,
     Z = 0) and at 1e-160 they underflowed (σ = 0), and both probes predicted one class.
     Full-batch L-BFGS with strong-Wolfe line search from W = 0, b = 0 in float64 on X's device:
-    deterministic. The penalty makes the optimum unique, but the probe is the iterate after `max_iter`
-    iterations (at most 1.25·max_iter loss evaluations), and the default 200 stop short of the optimum on real
-    features. Measured with 8,000 training rows of Fashion-MNIST test pixels (784 features): the 200th iterate's
-    coefficients lie 11% (relative Frobenius norm) from those after 3,000 iterations, and 23 of the 2,000
-    held-out predictions differ (accuracy 0.8175 against 0.819); on a synthetic (10000, 1024) input, 1.6% and 6
-    of 2,000. Labels are any integers; `classes` maps back.
+    deterministic. The penalty makes the optimum unique, but the probe is where L-BFGS stops: after `max_iter`
+    iterations or ⌊1.25·max_iter⌋ loss evaluations, whichever comes first (earlier if a tolerance is met), and the
+    default budget can stop short of the optimum. Measured with 8,000 training rows of Fashion-MNIST test pixels
+    (784 features): the fit's coefficients lie 11% (relative Frobenius norm) from those after 3,000 iterations,
+    and 23 of the 2,000 held-out predictions differ (accuracy 0.8175 against 0.819); on a synthetic (10000, 1024)
+    input, 1.6% and 6 of 2,000. Labels are any integers; `classes` maps back.
     """
     if X.ndim != 2 or not X.dtype.is_floating_point:
         raise InputError(f"fit_probe needs X as a 2-D float tensor (n, p); got dtype {X.dtype}, shape {tuple(X.shape)}")

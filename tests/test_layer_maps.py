@@ -68,7 +68,8 @@ def test_a_layer_map_equals_its_metric_pair_by_pair(metric_id: str, dtype: torch
 
 @pytest.mark.parametrize("metric_id", MAPPED)
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-9), (torch.float32, TOL32)])
-def test_a_layer_maps_gradients_equal_the_pairwise_ones(metric_id: str, dtype: torch.dtype, tol: float) -> None:
+def test_a_layer_maps_gradients_equal_the_pairwise_ones(metric_id: str, dtype: torch.dtype, tol: float,
+                                                        pairwise_calls: list[str]) -> None:
     """float32 too: the attacks train through the maps in float32."""
     layers = [A.requires_grad_() for A in blocks(dtype, seed=1)]
     weights = torch.randn(8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64).to(dtype)
@@ -76,6 +77,7 @@ def test_a_layer_maps_gradients_equal_the_pairwise_ones(metric_id: str, dtype: t
     want = torch.autograd.grad((pairwise(metric_id, layers) * weights).sum(), layers)
     for a, b in zip(got, want):
         assert a.dtype == dtype and (a - b).abs().max() <= tol * b.abs().max()
+    assert not pairwise_calls, f"{metric_id} fell back to the pairwise route on full-rank layers"
 
 
 @pytest.mark.parametrize("metric_id", sorted(SHARED))

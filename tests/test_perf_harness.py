@@ -138,8 +138,37 @@ def test_every_baseline_a_profile_names_runs_and_the_float64_svd_is_float64() ->
            for b in sorted(names)}
     assert {"svd_pp", "svd_pp64", "chol_pp", "eigh_pp"} <= names
     assert out["svd_pp64"].dtype == torch.float64 and out["svd_pp"].dtype == torch.float32
-    torch.testing.assert_close(out["svd_pp64"].float(), out["svd_pp"], rtol=1e-5, atol=1e-6)
-    for metric in ("procrustes", "procrustes_angular", "pwcca"):
-        assert "svd_pp64" in PROFILES[metric].floor and "svd_pp" not in PROFILES[metric].floor
-    for metric in ("cca_mean", "svcca"):
-        assert "svd_pp" in PROFILES[metric].floor
+    torch.testing.assert_close(out["svd_pp64"].float(), out["svd_pp"], rtol=1e-5, atol=1e-5 * float(out["svd_pp"][0]))
+
+
+def test_a_floor_counts_the_singular_values_in_the_dtype_its_metric_takes_them(monkeypatch: pytest.MonkeyPatch,
+                                                                               ) -> None:
+    """Watched on the metrics themselves, float32 data of the grid's kind: the last SVD a metric takes (the p×p
+    cross product's) is float64 where its floor names `svd_pp64`, float32 where it names `svd_pp`."""
+    from simstress import get_metric, streaming
+    from simstress.benchmark.perf.grid import make_inputs
+    from simstress.benchmark.perf.profiles import PROFILES
+
+    data = make_inputs(1000, 32, "float32", "cpu")
+    seen: list[torch.dtype] = []
+    for name in ("svd", "svdvals"):
+        def watched(A: torch.Tensor, *args, _real=getattr(torch.linalg, name), **kwargs):
+            seen.append(A.dtype)
+            return _real(A, *args, **kwargs)
+
+        monkeypatch.setattr(torch.linalg, name, watched)
+    checked = []
+    for name, prof in PROFILES.items():
+        svd = {"svd_pp", "svd_pp64"} & set(prof.floor)
+        if not svd:
+            continue
+        seen.clear()
+        if name.startswith("streaming:"):
+            mom = streaming.LinearMoments()
+            mom.update(data["X"], data["Y"])
+            getattr(mom, name.split(":", 1)[1])()
+        else:
+            get_metric(name)(data["X"], data["Y"])
+        assert seen and seen[-1] == (torch.float64 if svd == {"svd_pp64"} else torch.float32), (name, seen)
+        checked.append(name)
+    assert {"procrustes", "procrustes_angular", "pwcca", "cca_mean", "svcca", "streaming:procrustes"} <= set(checked)

@@ -68,9 +68,9 @@ PROFILES: dict[str, Profile] = {
 # Baselines: the bare work of a floor, timed on already centred inputs (measure.case_callable). A p×p decomposition
 # runs in the precision the metric takes it in: the Cholesky factors and eigendecompositions of float64 co-moments
 # in float64 (`chol_pp`, `eigh_pp`), the singular values in the input's dtype (`svd_pp`: cca_mean, svcca) or in
-# float64 whatever it is (`svd_pp64`: Procrustes and pwcca, whose precision needs it, and the streaming routes).
-# The n×n ones hold n×n matrices (memory cap); a baseline runs only at sizes where a selected metric's profile names
-# it.
+# float64 whatever it is (`svd_pp64`: Procrustes and pwcca, whose precision needs it, and the streaming routes, on
+# the moments route that p < n takes, as on the grid). The n×n ones hold n×n matrices (memory cap); a baseline runs
+# only at sizes where a selected metric's profile names it.
 ROOFLINE_BASELINES = {"gram3": ("gram3_gemm", "gram3_sym"), "cross": ("cross",), "grams": ("grams",)}
 N2_BASELINES = ("grams", "rbf_rest", "rsa_rest", "knn_rest", "rbf_reference", "rsa_reference")
 # gradient evaluations of the multinomial loss that stand for a probe fit in `probe_evals` (per probe, two probes)

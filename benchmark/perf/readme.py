@@ -12,10 +12,11 @@ from .results import rows
 
 README_START, README_END = "<!-- perf:start -->", "<!-- perf:end -->"
 FLOOR_WORDS = ("the p×p singular values (in the input's dtype for cca_mean and svcca, in float64 for Procrustes, "
-               "pwcca and the streaming routes, as each takes them), two p×p Cholesky factors (the CCA family), "
-               "two p×p eigendecompositions (svcca); for rbf_cka the exact median and the exponentials of both n×n "
-               "distance matrices, for rsa the sort of both RDMs' upper triangles, for mutual_knn each row's top-k; "
-               "for the probes (no products counted) 100 gradient evaluations of the multinomial loss per probe")
+               "pwcca and the streaming routes, as each takes them for p < n), two p×p Cholesky factors (the CCA "
+               "family), two p×p eigendecompositions (svcca); for rbf_cka the exact median and the exponentials of "
+               "both n×n distance matrices, for rsa the sort of both RDMs' upper triangles, for mutual_knn each "
+               "row's top-k; for the probes (no products counted) 100 gradient evaluations of the multinomial loss "
+               "per probe")
 
 
 def _fmt(x: float | None, spec: str) -> str:
